@@ -1,0 +1,1 @@
+"""Feedback-solicitation programs as Dagster assets."""

@@ -1,0 +1,81 @@
+"""filtered_candidates: the program's filter chain; candidate_decisions: every removal and its reason."""
+
+import polars as pl
+from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, AssetOut, Output, multi_asset
+
+from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
+from music_feedback.filters import FilterContext, build_chain, run_chain
+from music_feedback.programs.model import Program
+from music_feedback.quality.checks import run_suite
+from music_feedback.quality.gx_runner import Between, InSet, NotNull
+from music_feedback.warehouse import queries as q
+from music_feedback.warehouse.port import Warehouse
+
+
+def guard_frame(kept: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
+    """The kept candidates re-joined to the raw signals, so the check does not trust the filters' own columns."""
+    return (
+        kept.select("listener_id", "track_id")
+        .join(ctx.listeners.select("listener_id", "opted_out", "bot_score", "is_authentic"), on="listener_id",
+              how="left")
+        .join(ctx.recent_requests, on="listener_id", how="left")
+        .with_columns((pl.col("prior_requests").fill_null(0) + pl.len().over("listener_id"))
+                      .alias("requests_in_week"))
+    )
+
+
+def guard_expectations(chain) -> list:
+    by_kind = {f.kind: f for f in chain if f.enabled}
+    out = [NotNull("listener_id"), NotNull("track_id")]
+    if "trust" in by_kind:
+        out += [NotNull("bot_score"), Between("bot_score", 0.0, by_kind["trust"].params["maxBotScore"] - 1e-9),
+                InSet("is_authentic", [True])]
+    if "eligibility" in by_kind:
+        out.append(InSet("opted_out", [False]))
+    if "frequency-cap" in by_kind:
+        out.append(Between("requests_in_week", 0, by_kind["frequency-cap"].params["maxRequestsPerWeek"]))
+    return out
+
+
+def build_filter(program: Program, partitions):
+    kept_key, decisions_key = key(program, "filtered_candidates"), key(program, "candidate_decisions")
+    chain = build_chain(program.filter_chain)
+    order = " -> ".join(f"{f.name}{'' if f.enabled else ' (disabled)'}" for f in chain)
+
+    @multi_asset(
+        name=f"{program.slug}__filter",
+        ins={"unified": AssetIn(key(program, "unified_candidates"))},
+        outs={
+            "filtered_candidates": AssetOut(
+                key=kept_key, group_name=program.slug, owners=[OWNER], kinds={"polars"},
+                description=f"Candidates that passed the filter chain ({order})."),
+            "candidate_decisions": AssetOut(
+                key=decisions_key, group_name=program.slug, owners=[OWNER], kinds={"polars"},
+                description="Every candidate a filter removed, with the filter and reason code: answers "
+                            "'why was listener L not asked about track T on day D'."),
+        },
+        partitions_def=partitions,
+        check_specs=[AssetCheckSpec("no_ineligible_listener_passes", asset=kept_key, blocking=True,
+                                    description="No opted-out or untrusted listener, nobody over the weekly cap.")],
+    )
+    def filter_candidates(context: AssetExecutionContext, warehouse: Warehouse, unified: pl.DataFrame):
+        day = batch_date(context)
+        watch = Stopwatch()
+        with watch.stage("context"):
+            ctx = FilterContext(program.program_id, day, q.listener_context(warehouse), q.track_context(warehouse),
+                                q.prior_feedback_pairs(warehouse, program.program_id, day),
+                                q.recent_request_counts(warehouse, program.program_id, day))
+        with watch.stage("chain"):
+            result = run_chain(chain, unified, ctx)
+        stages = {**watch.stages, **{f"filter:{k}": v for k, v in result.seconds_by_filter.items()}}
+        removed_share = {k: round(v / max(unified.height, 1), 4) for k, v in result.removed_by_filter.items()}
+        reasons = dict(result.decisions.group_by("reason").len().sort("reason").iter_rows())
+        yield Output(result.kept, "filtered_candidates", metadata=frame_metadata(
+            result.kept, watch.total, input_rows=unified.height, removed_by_filter=result.removed_by_filter,
+            removed_share_by_filter=removed_share, removed_by_reason=reasons, stage_seconds=stages))
+        decisions = result.decisions.with_columns(pl.lit(day).alias("batch_date"))
+        yield Output(decisions, "candidate_decisions", metadata=frame_metadata(decisions, 0.0))
+        yield run_suite(kept_key, "no_ineligible_listener_passes", guard_frame(result.kept, ctx),
+                        guard_expectations(chain))
+
+    return filter_candidates

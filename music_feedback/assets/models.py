@@ -1,0 +1,34 @@
+"""feedback_propensity_model and music_affinity_model: trained on the warehouse's outcome history."""
+
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
+
+from music_feedback.assets.common import OWNER, Stopwatch, key
+from music_feedback.programs.model import Program
+from music_feedback.scoring.training import train_model
+from music_feedback.warehouse import queries as q
+from music_feedback.warehouse.port import Warehouse
+
+ASSET_NAMES = {"propensity": "feedback_propensity_model", "affinity": "music_affinity_model"}
+QUESTIONS = {"propensity": "will the listener answer a feedback request?",
+             "affinity": "will the listener like the track (thumbs up), given they answer?"}
+
+
+def build_model(program: Program, role: str):
+    spec = program.model(role)
+
+    @asset(key=key(program, ASSET_NAMES[role]), group_name=f"{program.slug}_models", owners=[OWNER],
+           kinds={"scikitlearn", "python"},
+           description=f"{spec.model_id}: {QUESTIONS[role]} Gradient-boosted trees on {', '.join(spec.features)}; "
+                       "trained on past requests and their outcomes, evaluated on the newest 20%.")
+    def model(context: AssetExecutionContext, warehouse: Warehouse):
+        watch = Stopwatch()
+        trained = train_model(spec, q.training_outcomes(warehouse, program.program_id))
+        return Output(trained, metadata={
+            "version": trained.version, "features": MetadataValue.json(trained.features),
+            "training_rows": trained.training_rows, **trained.metrics, "duration_s": round(watch.total, 3)})
+
+    return model
+
+
+def build_models(program: Program):
+    return [build_model(program, role) for role in ASSET_NAMES]

@@ -1,0 +1,72 @@
+"""scored_candidates: both models over the hydrated features, in batches, and the combined score."""
+
+import polars as pl
+from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, MetadataValue, Output, asset
+
+from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
+from music_feedback.assets.models import ASSET_NAMES
+from music_feedback.programs.model import Program
+from music_feedback.quality.checks import run_suite
+from music_feedback.quality.gx_runner import Between, NotNull, Unique
+from music_feedback.scoring.combine import combined_score, score_distribution
+from music_feedback.scoring.features import candidate_features
+from music_feedback.scoring.model import TrainedModel, model_columns
+from music_feedback.scoring.scorer import Scorer
+
+
+def feature_columns(program: Program) -> list[str]:
+    cols: list[str] = []
+    for m in program.scoring_models:
+        cols += [c for c in model_columns(m.features) if c not in cols]
+    return cols
+
+
+def build_score(program: Program, partitions):
+    asset_key = key(program, "scored_candidates")
+    settings = program.scoring
+
+    @asset(
+        key=asset_key, group_name=program.slug, owners=[OWNER], kinds={"scikitlearn", "polars"},
+        partitions_def=partitions,
+        ins={"candidates": AssetIn(key(program, "filtered_candidates")),
+             "listeners": AssetIn(key(program, "listener_features")),
+             "tracks": AssetIn(key(program, "track_features")),
+             "propensity_model": AssetIn(key(program, ASSET_NAMES["propensity"])),
+             "affinity_model": AssetIn(key(program, ASSET_NAMES["affinity"]))},
+        description=f"Candidates scored by both models in batches of {settings.batch_size}; score = "
+                    f"propensity^{settings.propensity_weight} * affinity^{1 - settings.propensity_weight:g} "
+                    "in [0, 1]. Each row keeps the feature values and model versions used.",
+        check_specs=[AssetCheckSpec("scores_in_range", asset=asset_key, blocking=True,
+                                    description="Scores in [0, 1], non-null; listener+track unique.")],
+    )
+    def scored_candidates(context: AssetExecutionContext, scorer: Scorer, candidates: pl.DataFrame,
+                          listeners: pl.DataFrame, tracks: pl.DataFrame, propensity_model: TrainedModel,
+                          affinity_model: TrainedModel):
+        watch = Stopwatch()
+        with watch.stage("features"):
+            frame = candidate_features(candidates, listeners, tracks, batch_date(context))
+        with watch.stage("propensity"):
+            p = scorer.predict(propensity_model, frame, settings.batch_size)
+        with watch.stage("affinity"):
+            a = scorer.predict(affinity_model, frame, settings.batch_size)
+        features = feature_columns(program)
+        out = frame.with_columns(
+            pl.Series("propensity_score", p, dtype=pl.Float64), pl.Series("affinity_score", a, dtype=pl.Float64),
+            pl.lit(propensity_model.version).alias("propensity_model_version"),
+            pl.lit(affinity_model.version).alias("affinity_model_version"),
+        ).with_columns(
+            combined_score(pl.col("propensity_score"), pl.col("affinity_score"), settings.propensity_weight)
+            .alias("score"),
+            pl.struct(features).struct.json_encode().alias("features"),
+        ).sort("score", "listener_id", "track_id", descending=[True, False, False])
+        dist = score_distribution(out["score"])
+        yield Output(out, metadata=frame_metadata(
+            out, watch.total, score_distribution=MetadataValue.json(dist), batches=-(-out.height // settings.batch_size),
+            mean_score=round(float(out["score"].mean() or 0), 4), stage_seconds=watch.stages,
+            model_versions=MetadataValue.json([propensity_model.version, affinity_model.version])))
+        yield run_suite(asset_key, "scores_in_range", out, [
+            Unique(("listener_id", "track_id")), NotNull("score"),
+            Between("score", 0.0, 1.0), Between("propensity_score", 0.0, 1.0), Between("affinity_score", 0.0, 1.0),
+            NotNull("propensity_model_version"), NotNull("affinity_model_version")])
+
+    return scored_candidates

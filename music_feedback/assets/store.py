@@ -1,0 +1,54 @@
+"""stored_candidates: the day's scored candidates written to the candidate store, one row per channel."""
+
+from datetime import date, datetime, time, timedelta, timezone
+
+import polars as pl
+from dagster import AssetExecutionContext, AssetIn, MaterializeResult, asset
+
+from music_feedback.assets.common import OWNER, Stopwatch, batch_date, key, preview
+from music_feedback.programs.model import Program
+from music_feedback.store.base import CandidateStore
+
+STORE_COLUMNS = ["listener_id", "track_id", "channel", "score", "propensity_score", "affinity_score",
+                 "marketplace", "genre", "time_zone", "track_name", "artist_id", "propensity_model_version",
+                 "affinity_model_version", "features", "expires_at"]
+
+
+def expires_at(day: date, ttl_days: int) -> int:
+    """TTL counts from the batch's run day (D+1), so re-running a day writes the same rows."""
+    run_day = datetime.combine(day + timedelta(days=1), time(), tzinfo=timezone.utc)
+    return int((run_day + timedelta(days=ttl_days)).timestamp())
+
+
+def channel_rows(program: Program, scored: pl.DataFrame, day: date) -> pl.DataFrame:
+    """One row per candidate and enabled channel it can reach (voice needs a voice-enabled listener)."""
+    parts = []
+    for channel in program.enabled_channels():
+        rows = scored if channel.type == "email" else scored.filter(pl.col("voice_enabled").fill_null(False))
+        parts.append(rows.with_columns(pl.lit(channel.channel_id).alias("channel")))
+    frame = pl.concat(parts) if parts else scored.clear().with_columns(pl.lit("").alias("channel"))
+    return frame.with_columns(pl.lit(expires_at(day, program.candidate_ttl_days)).alias("expires_at"),
+                              pl.col("artist_id").cast(pl.Int64)).select(STORE_COLUMNS)
+
+
+def build_store(program: Program, partitions):
+    @asset(
+        key=key(program, "stored_candidates"), group_name=program.slug, owners=[OWNER], kinds={"sqlite"},
+        partitions_def=partitions, ins={"scored": AssetIn(key(program, "scored_candidates"))},
+        description=f"Scored candidates in the candidate store, per channel, expiring "
+                    f"{program.candidate_ttl_days} days after the batch runs. Re-running a day replaces its rows.",
+    )
+    def stored_candidates(context: AssetExecutionContext, candidate_store: CandidateStore,
+                          scored: pl.DataFrame) -> MaterializeResult:
+        day = batch_date(context)
+        watch = Stopwatch()
+        rows = channel_rows(program, scored, day)
+        written = candidate_store.put_batch(program.program_id, day.isoformat(), rows)
+        by_channel = dict(rows.group_by("channel").len().sort("channel").iter_rows())
+        return MaterializeResult(metadata={
+            "dagster/row_count": written, "candidates": scored.height, "rows_by_channel": by_channel,
+            "duration_s": round(watch.total, 3), "preview": preview(rows, ["listener_id", "track_id", "channel",
+                                                                           "score", "marketplace"]),
+            "expires_at": expires_at(day, program.candidate_ttl_days)})
+
+    return stored_candidates

@@ -1,0 +1,145 @@
+"""`music-feedback`: seed the warehouse, run the batch, explain decisions, purge the store, benchmark."""
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+from music_feedback import settings
+
+
+def _program(program_id: str | None):
+    from music_feedback.programs.loader import load_programs
+    programs = load_programs()
+    if program_id is None:
+        return programs[0]
+    for p in programs:
+        if p.program_id == program_id:
+            return p
+    raise SystemExit(f"no program '{program_id}'; known: {[p.program_id for p in programs]}")
+
+
+def _spec(args):
+    from music_feedback.warehouse.generator import WarehouseSpec
+    base = WarehouseSpec()
+    s = args.scale
+    return WarehouseSpec(
+        listeners=args.listeners or int(base.listeners * s), tracks=args.tracks or max(int(base.tracks * s), 200),
+        plays_per_day=args.plays_per_day or int(base.plays_per_day * s), days=args.days,
+        end_date=args.end_date or base.end_date, seed=args.seed, outcomes=args.outcomes or max(int(base.outcomes * s), 2000))
+
+
+def cmd_seed(args) -> int:
+    from music_feedback.warehouse.generator import generate
+    path = Path(args.path or settings.warehouse_path())
+    if path.exists() and not args.force:
+        print(f"{path} already exists; pass --force to replace it")
+        return 0
+    spec = _spec(args)
+    print(f"generating {path} (listeners {spec.listeners:,}, plays/day {spec.plays_per_day:,}, "
+          f"days {spec.start_date}..{spec.end_date}, seed {spec.seed})")
+    counts = generate(path, spec)
+    print("  " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
+    return 0
+
+
+def ensure_warehouse() -> dict[str, str]:
+    from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
+    from music_feedback.warehouse.generator import WarehouseSpec, generate
+    path = settings.warehouse_path()
+    if not path.exists():
+        print(f"no warehouse at {path}: generating the default one (about 20 s)")
+        generate(path, WarehouseSpec())
+    return DuckDBWarehouse(path=str(path)).meta()
+
+
+def cmd_run(args) -> int:
+    import json
+
+    from music_feedback import runner
+    from music_feedback.definitions import defs
+    program = _program(args.program)
+    meta = ensure_warehouse() if settings.get_env() == "local" else {}
+    day = args.date or runner.latest_complete_day(meta)
+    inst = runner.instance()
+    trained = runner.ensure_models(defs, program, inst, force=args.retrain)
+    if trained:
+        print(f"trained the {program.program_id} models in {trained:.1f}s")
+    report = runner.run_batch(defs, program, day, inst)
+    print(runner.summary(report))
+    if args.report_json:
+        Path(args.report_json).write_text(json.dumps(report.__dict__, default=str))
+    return 0 if report.success else 1
+
+
+def cmd_why(args) -> int:
+    from music_feedback.explain import explain
+    from music_feedback.resources import get_resources
+    program = _program(args.program)
+    for line in explain(settings.io_root(), get_resources()["candidate_store"], program, args.listener,
+                        args.track, args.date):
+        print(line)
+    return 0
+
+
+def cmd_purge(args) -> int:
+    from music_feedback.resources import get_resources
+    print(f"purged {get_resources()['candidate_store'].purge_expired()} expired candidate row(s)")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from music_feedback.bench import bench
+    return bench(_program(args.program), args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="music-feedback", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    wh = sub.add_parser("warehouse", help="the embedded DuckDB warehouse").add_subparsers(dest="action", required=True)
+    seed = wh.add_parser("seed", help="generate a deterministic warehouse (default size: the seed's daily volumes)")
+    seed.add_argument("--path", help="where to write it (default: $MUSIC_FEEDBACK_HOME/warehouse.duckdb)")
+    seed.add_argument("--scale", type=float, default=1.0, help="multiply the default sizes (e.g. 0.01 for tests)")
+    seed.add_argument("--listeners", type=int)
+    seed.add_argument("--tracks", type=int)
+    seed.add_argument("--plays-per-day", type=int, help="listener+track completions of new tracks per day")
+    seed.add_argument("--outcomes", type=int, help="rows of past request outcomes to train on")
+    seed.add_argument("--days", type=int, default=2)
+    seed.add_argument("--end-date", type=date.fromisoformat, help="last day of plays (default: yesterday, UTC)")
+    seed.add_argument("--seed", type=int, default=7)
+    seed.add_argument("--force", action="store_true", help="replace an existing warehouse")
+    seed.set_defaults(func=cmd_seed)
+    run = sub.add_parser("run", help="materialize the daily batch (default: the latest complete day) and summarise")
+    run.add_argument("--program")
+    run.add_argument("--date", type=date.fromisoformat, help="batch day D (processes D's plays)")
+    run.add_argument("--retrain", action="store_true", help="retrain the models first")
+    run.add_argument("--report-json", help=argparse.SUPPRESS)
+    run.set_defaults(func=cmd_run)
+    why = sub.add_parser("why", help="why was a listener (not) asked about a track on a day")
+    why.add_argument("--listener", type=int, required=True)
+    why.add_argument("--track", type=int, required=True)
+    why.add_argument("--date", type=date.fromisoformat, required=True)
+    why.add_argument("--program")
+    why.set_defaults(func=cmd_why)
+    store = sub.add_parser("store", help="the candidate store").add_subparsers(dest="action", required=True)
+    store.add_parser("purge", help="delete expired candidates").set_defaults(func=cmd_purge)
+    bench = sub.add_parser("bench", help="run the default-scale day through Dagster and print figures")
+    bench.add_argument("--program")
+    bench.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from music_feedback.programs.loader import ProgramConfigError
+    from music_feedback.warehouse.port import WarehouseError
+    try:
+        return args.func(args)
+    except (ProgramConfigError, WarehouseError, NotImplementedError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Dagster definitions: the assets, jobs and schedules of every program found."""
+from __future__ import annotations
+
+from dagster import (AssetSelection, DefaultScheduleStatus, Definitions, ScheduleDefinition,
+                     build_schedule_from_partitioned_job, define_asset_job, in_process_executor)
+
+from music_feedback.assets import daily_assets, model_assets
+from music_feedback.assets.common import daily_partitions
+from music_feedback.programs.loader import load_programs
+from music_feedback.programs.model import Program, cron_fields
+from music_feedback.resources import get_resources
+
+TRAINING_CRON = "0 4 * * 0"  # Sunday 04:00, as the seed's weekly retrain
+
+
+def daily_job_name(program: Program) -> str:
+    return f"{program.slug}_daily_batch"
+
+
+def training_job_name(program: Program) -> str:
+    return f"{program.slug}_train_models"
+
+
+def program_definitions(program: Program) -> Definitions:
+    daily, models = daily_assets(program), model_assets(program)
+    daily_job = define_asset_job(
+        daily_job_name(program), selection=AssetSelection.assets(*daily),
+        partitions_def=daily_partitions(program), executor_def=in_process_executor,
+        description=f"{program.program_name}: extract, unify, filter, score and store day D's candidates.")
+    train_job = define_asset_job(
+        training_job_name(program), selection=AssetSelection.assets(*models), executor_def=in_process_executor,
+        description=f"{program.program_name}: retrain the propensity and affinity models.")
+    minute, hour = cron_fields(program.batch_schedule)
+    return Definitions(
+        assets=[*daily, *models],
+        jobs=[daily_job, train_job],
+        schedules=[
+            build_schedule_from_partitioned_job(daily_job, hour_of_day=hour, minute_of_hour=minute,
+                                                default_status=DefaultScheduleStatus.STOPPED),
+            ScheduleDefinition(name=f"{program.slug}_weekly_retrain", job=train_job, cron_schedule=TRAINING_CRON),
+        ],
+    )
+
+
+def build_definitions() -> Definitions:
+    return Definitions.merge(*(program_definitions(p) for p in load_programs()),
+                             Definitions(resources=get_resources()))
+
+
+defs = build_definitions()

@@ -1,0 +1,53 @@
+"""Answer "why was listener L (not) asked about track T on day D" from the batch's kept decisions."""
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from music_feedback.programs.model import Program
+from music_feedback.store.base import CandidateStore
+
+
+def _rows(root: Path, program: Program, asset: str, day: date, listener: int, track: int) -> pl.DataFrame | None:
+    path = root / program.slug / asset / f"{day.isoformat()}.parquet"
+    if not path.exists():
+        return None
+    return pl.scan_parquet(path).filter((pl.col("listener_id") == listener) & (pl.col("track_id") == track)).collect()
+
+
+def explain(root: Path, store: CandidateStore, program: Program, listener: int, track: int, day: date) -> list[str]:
+    who = f"listener {listener}, track {track}, {day.isoformat()}"
+    unified = _rows(root, program, "unified_candidates", day, listener, track)
+    if unified is None:
+        return [f"{who}: the {program.program_id} batch for {day.isoformat()} has not run (no unified_candidates)"]
+    rejected = _rows(root, program, "rejected_streams", day, listener, track)
+    if rejected is not None and rejected.height:
+        reasons = ", ".join(sorted(set(rejected["reason"])))
+        lines = [f"{who}: {rejected.height} extracted play row(s) set aside as malformed ({reasons})"]
+        if not unified.height:
+            return lines
+    else:
+        lines = []
+    if not unified.height:
+        return [f"{who}: not a candidate: no play of at least 95% on that day of a track released in the 7 days "
+                "before it"]
+    decision = _rows(root, program, "candidate_decisions", day, listener, track)
+    if decision is not None and decision.height:
+        row = decision.row(0, named=True)
+        return lines + [f"{who}: removed by the '{row['filter']}' filter, reason {row['reason']}"]
+    scored = _rows(root, program, "scored_candidates", day, listener, track)
+    if scored is None or not scored.height:
+        return lines + [f"{who}: passed every filter but has not been scored yet"]
+    s = scored.row(0, named=True)
+    lines.append(f"{who}: passed every filter; score {s['score']:.3f} (propensity {s['propensity_score']:.3f}, "
+                 f"affinity {s['affinity_score']:.3f}; {s['propensity_model_version']}, {s['affinity_model_version']})")
+    stored = [r for r in store.for_listener(program.program_id, listener)
+              if r["track_id"] == track and r["batch_date"] == day.isoformat()]
+    if stored:
+        lines.append(f"{who}: stored for channel(s) {', '.join(sorted(r['channel'] for r in stored))}, "
+                     f"status {stored[0]['status']}")
+    else:
+        lines.append(f"{who}: not in the candidate store (expired, purged, or the store step has not run)")
+    return lines

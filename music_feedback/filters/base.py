@@ -1,0 +1,64 @@
+"""What every filter is: a name, an enable flag, typed parameters, one columnar `apply`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, ClassVar
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class FilterContext:
+    """Warehouse lookups the filters join against, loaded once per batch."""
+    program_id: str
+    batch_date: date
+    listeners: pl.DataFrame  # listener_id, opted_out, bot_score, is_authentic, ...
+    tracks: pl.DataFrame  # track_id, feedback_eligible, ...
+    prior_feedback: pl.DataFrame  # listener_id, track_id already answered
+    recent_requests: pl.DataFrame  # listener_id, prior_requests in the cap window
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    kept: pl.DataFrame
+    removed: pl.DataFrame  # the removed candidates plus a `reason` column
+
+
+class CandidateFilter:
+    """Subclasses set `kind`, `defaults` (parameter -> default) and implement `reasons` or `apply`."""
+    kind: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, name: str, enabled: bool = True, parameters: dict[str, Any] | None = None):
+        self.name, self.enabled = name, enabled
+        parameters = parameters or {}
+        unknown = sorted(set(parameters) - set(self.defaults))
+        if unknown:
+            raise ValueError(f"filter '{name}' ({self.kind}): unknown parameter(s) {unknown}; "
+                             f"allowed: {sorted(self.defaults)}")
+        self.params = {**self.defaults, **parameters}
+        self.validate_params()
+
+    def validate_params(self) -> None:
+        """Raise ValueError naming the filter and parameter when a value is unusable."""
+
+    def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
+        """The candidates with a `reason` column: null to keep, a code to remove."""
+        raise NotImplementedError
+
+    def apply(self, candidates: pl.DataFrame, ctx: FilterContext) -> FilterResult:
+        tagged = self.reasons(candidates, ctx)
+        assert tagged.height == candidates.height, f"filter {self.name} changed the row count"
+        kept = tagged.filter(pl.col("reason").is_null()).drop("reason")
+        removed = tagged.filter(pl.col("reason").is_not_null())
+        return FilterResult(kept=kept.select(candidates.columns + [c for c in kept.columns
+                                                                   if c not in candidates.columns]),
+                            removed=removed)
+
+    def _number(self, key: str, lo: float, hi: float, integer: bool = False) -> None:
+        value = self.params[key]
+        ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok or not lo <= value <= hi:
+            kind = "an integer" if integer else "a number"
+            raise ValueError(f"filter '{self.name}': parameter {key} must be {kind} in [{lo}, {hi}], got {value!r}")

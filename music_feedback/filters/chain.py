@@ -1,0 +1,59 @@
+"""Build the chain from a program's filterChain and run it, recording every removal."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import polars as pl
+
+from music_feedback.filters.base import CandidateFilter, FilterContext
+from music_feedback.filters.eligibility import EligibilityFilter
+from music_feedback.filters.engagement import EngagementFilter
+from music_feedback.filters.frequency_cap import FrequencyCapFilter
+from music_feedback.filters.trust import TrustFilter
+from music_feedback.programs.model import FilterSpec
+
+REGISTRY: dict[str, type[CandidateFilter]] = {
+    f.kind: f for f in (TrustFilter, EligibilityFilter, EngagementFilter, FrequencyCapFilter)
+}
+DECISION_COLUMNS = ["listener_id", "track_id", "stage", "filter", "reason"]
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    kept: pl.DataFrame
+    decisions: pl.DataFrame  # one row per removed candidate: listener_id, track_id, stage, filter, reason
+    removed_by_filter: dict[str, int]
+    seconds_by_filter: dict[str, float]
+
+
+def build_chain(specs: list[FilterSpec]) -> list[CandidateFilter]:
+    chain = []
+    for spec in sorted(specs, key=lambda s: s.order):
+        cls = REGISTRY.get(spec.kind)
+        if cls is None:
+            raise ValueError(f"filterChain '{spec.filter_id}': no filter of kind '{spec.kind}'; "
+                             f"known: {sorted(REGISTRY)} (business rules pick one with `rule:`)")
+        chain.append(cls(spec.filter_id, spec.enabled, spec.parameters))
+    return chain
+
+
+def run_chain(chain: list[CandidateFilter], candidates: pl.DataFrame, ctx: FilterContext) -> ChainResult:
+
+    removed, counts, seconds = [], {}, {}
+    current = candidates
+    for flt in chain:
+        if not flt.enabled:
+            continue
+        started = time.perf_counter()
+        result = flt.apply(current, ctx)
+        seconds[flt.name] = round(time.perf_counter() - started, 3)
+        counts[flt.name] = result.removed.height
+        removed.append(result.removed.select(
+            "listener_id", "track_id", pl.lit("filter").alias("stage"), pl.lit(flt.name).alias("filter"),
+            "reason"))
+        current = result.kept
+    decisions = pl.concat(removed) if removed else pl.DataFrame(
+        schema={"listener_id": pl.Int64, "track_id": pl.Int64, "stage": pl.String, "filter": pl.String,
+                "reason": pl.String})
+    return ChainResult(current, decisions, counts, seconds)

@@ -1,0 +1,26 @@
+"""Eligibility: opted-out listeners, tracks closed to feedback, pairs already answered."""
+from __future__ import annotations
+
+import polars as pl
+
+from music_feedback.filters.base import CandidateFilter, FilterContext
+
+
+class EligibilityFilter(CandidateFilter):
+    kind = "eligibility"
+
+    def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
+        answered = ctx.prior_feedback.select("listener_id", "track_id").unique().with_columns(
+            pl.lit(True).alias("_answered"))
+        joined = (
+            candidates
+            .join(ctx.listeners.select("listener_id", "opted_out"), on="listener_id", how="left")
+            .join(ctx.tracks.select("track_id", "feedback_eligible"), on="track_id", how="left")
+            .join(answered, on=["listener_id", "track_id"], how="left")
+        )
+        reason = (
+            pl.when(pl.col("opted_out").fill_null(True)).then(pl.lit("opted_out"))
+            .when(~pl.col("feedback_eligible").fill_null(False)).then(pl.lit("track_not_eligible"))
+            .when(pl.col("_answered").fill_null(False)).then(pl.lit("already_gave_feedback"))
+        )
+        return joined.with_columns(reason.alias("reason")).drop("_answered")

@@ -1,0 +1,35 @@
+"""Frequency cap business rule: at most N requests per listener per week, counting those already sent.
+
+A listener with room for k more requests keeps their k strongest candidates of the day (most plays,
+then highest completion, then latest play, then track id, so the choice is deterministic).
+"""
+from __future__ import annotations
+
+import polars as pl
+
+from music_feedback.filters.base import CandidateFilter, FilterContext
+
+
+class FrequencyCapFilter(CandidateFilter):
+    kind = "frequency-cap"
+    defaults = {"maxRequestsPerWeek": 2}
+
+    def validate_params(self) -> None:
+        self._number("maxRequestsPerWeek", 0, 1000, integer=True)
+
+    def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
+        cap = self.params["maxRequestsPerWeek"]
+        ranked = (
+            candidates
+            .join(ctx.recent_requests.select("listener_id", "prior_requests"), on="listener_id", how="left")
+            .with_columns(pl.col("prior_requests").fill_null(0).cast(pl.Int64))
+            .sort(["listener_id", "play_count", "completion_rate", "last_played_at", "track_id"],
+                  descending=[False, True, True, True, False])
+            .with_columns((pl.col("prior_requests") + pl.int_range(1, pl.len() + 1).over("listener_id"))
+                          .alias("requests_this_week"))
+        )
+        reason = (
+            pl.when(pl.col("prior_requests") >= cap).then(pl.lit("weekly_cap_reached"))
+            .when(pl.col("requests_this_week") > cap).then(pl.lit("over_weekly_cap"))
+        )
+        return ranked.with_columns(reason.alias("reason"))

@@ -1,0 +1,24 @@
+"""Trust: drop bot-like and unverified listeners, and listeners the warehouse does not know."""
+from __future__ import annotations
+
+import polars as pl
+
+from music_feedback.filters.base import CandidateFilter, FilterContext
+
+
+class TrustFilter(CandidateFilter):
+    kind = "trust"
+    defaults = {"maxBotScore": 0.7}
+
+    def validate_params(self) -> None:
+        self._number("maxBotScore", 0.0, 1.0)
+
+    def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
+        signals = ctx.listeners.select("listener_id", "bot_score", "is_authentic")
+        joined = candidates.join(signals, on="listener_id", how="left")
+        reason = (
+            pl.when(pl.col("bot_score").is_null()).then(pl.lit("unknown_listener"))
+            .when(pl.col("bot_score") >= self.params["maxBotScore"]).then(pl.lit("bot_activity"))
+            .when(~pl.col("is_authentic")).then(pl.lit("not_authentic"))
+        )
+        return joined.with_columns(reason.alias("reason"))

@@ -1,0 +1,1 @@
+"""How asset values are stored between stages."""

@@ -1,0 +1,46 @@
+"""Parquet between assets (polars frames), joblib for model artefacts; one file per partition.
+
+Writes go to a temporary file renamed into place, so a failed run never leaves half a partition.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import joblib
+import polars as pl
+from dagster import ConfigurableIOManager, InputContext, OutputContext
+
+
+class LocalParquetIOManager(ConfigurableIOManager):
+    base_dir: str
+
+    def _path(self, context: InputContext | OutputContext, suffix: str) -> Path:
+        root = Path(self.base_dir, *context.asset_key.path)
+        if context.has_asset_partitions:
+            return root / f"{context.asset_partition_key}.{suffix}"
+        return root.with_name(root.name + f".{suffix}")
+
+    def handle_output(self, context: OutputContext, obj) -> None:
+        if obj is None:
+            return
+        is_frame = isinstance(obj, pl.DataFrame)
+        path = self._path(context, "parquet" if is_frame else "joblib")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        if is_frame:
+            obj.write_parquet(tmp, compression="lz4", statistics=False)
+        else:
+            joblib.dump(obj, tmp)
+        os.replace(tmp, path)
+        context.add_output_metadata({"path": str(path)})
+
+    def load_input(self, context: InputContext):
+        for suffix, load in (("parquet", pl.read_parquet), ("joblib", joblib.load)):
+            path = self._path(context, suffix)
+            if path.exists():
+                return load(path)
+        key = "/".join(context.asset_key.path)
+        part = f" partition {context.asset_partition_key}" if context.has_asset_partitions else ""
+        raise FileNotFoundError(f"asset {key}{part} has not been materialized yet (no file at "
+                                f"{self._path(context, 'parquet')}): materialize it first")

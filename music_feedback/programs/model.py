@@ -1,0 +1,166 @@
+"""Typed program configuration: the seed's YAML, validated strictly at load."""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+FEATURE_NAMES = (
+    "engagement_score", "feedback_history", "music_taste_profile", "listening_frequency",
+    "genre", "artist_popularity", "release_date", "similar_track_ratings",
+)
+QUERY_PARAMS = (":batch_start", ":batch_end", ":release_window_start")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class ConnectorConfig(Strict):
+    table: str
+    query: str
+    cluster: str | None = None
+    database: str | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _binds_batch_window(cls, query: str) -> str:
+        missing = [p for p in QUERY_PARAMS if p not in query]
+        if missing:
+            raise ValueError(f"query must use the batch window parameters {', '.join(missing)}")
+        return query
+
+
+class DataConnector(Strict):
+    connector_id: str = Field(alias="connectorId")
+    type: Literal["redshift", "duckdb"]
+    config: ConnectorConfig
+
+
+class ScoringModel(Strict):
+    model_id: str = Field(alias="modelId")
+    endpoint: str
+    features: list[str] = Field(min_length=1)
+    role: Literal["propensity", "affinity"] | None = None
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, features: list[str]) -> list[str]:
+        unknown = [f for f in features if f not in FEATURE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown feature(s) {unknown}; known: {list(FEATURE_NAMES)}")
+        return features
+
+    @model_validator(mode="after")
+    def _infer_role(self) -> "ScoringModel":
+        if self.role is None:
+            for role in ("propensity", "affinity"):
+                if role in self.model_id:
+                    object.__setattr__(self, "role", role)
+                    return self
+            raise ValueError(f"cannot tell the role of model {self.model_id!r}: set role: propensity|affinity")
+        return self
+
+
+class FilterSpec(Strict):
+    filter_id: str = Field(alias="filterId")
+    type: Literal["trust", "eligibility", "business-rule"]
+    order: int
+    enabled: bool = True
+    rule: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """The registered filter to build: the type, or for business rules the rule (default: filterId)."""
+        return (self.rule or self.filter_id) if self.type == "business-rule" else self.type
+
+
+class EmailChannelConfig(Strict):
+    template_id: str = Field(alias="templateId")
+    send_time: str = Field(alias="sendTime", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    timezone: str
+
+
+class VoiceChannelConfig(Strict):
+    prompt: str
+    response_options: list[str] = Field(alias="responseOptions", min_length=2)
+
+
+class Channel(Strict):
+    channel_id: str = Field(alias="channelId")
+    type: Literal["email", "voice"]
+    enabled: bool = True
+    config: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _typed_config(self) -> "Channel":
+        model = EmailChannelConfig if self.type == "email" else VoiceChannelConfig
+        model.model_validate(self.config)
+        return self
+
+
+class ScoringSettings(Strict):
+    batch_size: int = Field(2000, alias="batchSize", gt=0, le=100_000)
+    propensity_weight: float = Field(0.5, alias="propensityWeight", ge=0.0, le=1.0)
+
+
+class Program(Strict):
+    program_id: str = Field(alias="programId", pattern=r"^[a-z][a-z0-9-]*$")
+    program_name: str = Field(alias="programName")
+    enabled: bool = True
+    marketplaces: list[str] = Field(min_length=1)
+    data_connectors: list[DataConnector] = Field(alias="dataConnectors", min_length=1)
+    scoring_models: list[ScoringModel] = Field(alias="scoringModels", min_length=2, max_length=2)
+    filter_chain: list[FilterSpec] = Field(alias="filterChain")
+    channels: list[Channel] = Field(min_length=1)
+    batch_schedule: str = Field(alias="batchSchedule")
+    candidate_ttl_days: int = Field(alias="candidateTTLDays", gt=0, le=365)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    partitions_start_date: str = Field("2026-01-01", alias="partitionsStartDate",
+                                       pattern=r"^\d{4}-\d{2}-\d{2}$")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Program":
+        roles = sorted(m.role for m in self.scoring_models)
+        if roles != ["affinity", "propensity"]:
+            raise ValueError("scoringModels needs one propensity and one affinity model")
+        orders = [f.order for f in self.filter_chain]
+        if len(set(orders)) != len(orders):
+            raise ValueError("filterChain orders must be distinct")
+        cron_fields(self.batch_schedule)
+        return self
+
+    @property
+    def slug(self) -> str:
+        """Identifier safe for Dagster names: music-feedback -> music_feedback."""
+        return self.program_id.replace("-", "_")
+
+    @property
+    def connector(self) -> DataConnector:
+        return self.data_connectors[0]
+
+    def model(self, role: str) -> ScoringModel:
+        return next(m for m in self.scoring_models if m.role == role)
+
+    def ordered_filters(self) -> list[FilterSpec]:
+        return sorted(self.filter_chain, key=lambda f: f.order)
+
+    def enabled_channels(self) -> list[Channel]:
+        return [c for c in self.channels if c.enabled]
+
+
+_AWS_CRON = re.compile(r"^cron\((.+)\)$")
+
+
+def cron_fields(expr: str) -> tuple[int, int]:
+    """(minute, hour) of a daily schedule, from an AWS `cron(m h * * ? *)` or a 5-field cron."""
+    m = _AWS_CRON.match(expr.strip())
+    fields = (m.group(1) if m else expr).split()
+    if len(fields) not in (5, 6) or not (fields[0].isdigit() and fields[1].isdigit()):
+        raise ValueError(f"batchSchedule {expr!r} must be a daily cron such as 'cron(0 2 * * ? *)'")
+    minute, hour = int(fields[0]), int(fields[1])
+    if not (0 <= minute < 60 and 0 <= hour < 24):
+        raise ValueError(f"batchSchedule {expr!r} has an invalid minute or hour")
+    return minute, hour

@@ -1,0 +1,26 @@
+"""The adapter set, picked in one place by MUSIC_FEEDBACK_ENV (local by default)."""
+from __future__ import annotations
+
+from music_feedback import settings
+from music_feedback.io.parquet_io_manager import LocalParquetIOManager
+from music_feedback.scoring.scorer import InProcessScorer
+from music_feedback.store.sqlite_store import SQLiteCandidateStore
+from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+
+def local_resources() -> dict:
+    return {
+        "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path())),
+        "scorer": InProcessScorer(),
+        "candidate_store": SQLiteCandidateStore(path=str(settings.store_path())),
+        "io_manager": LocalParquetIOManager(base_dir=str(settings.io_root())),
+    }
+
+
+def get_resources() -> dict:
+    env = settings.get_env()
+    if env == "aws":
+        raise NotImplementedError(
+            "MUSIC_FEEDBACK_ENV=aws: the AWS adapters (Redshift, SageMaker, DynamoDB, S3) are not part of this "
+            "release yet; unset MUSIC_FEEDBACK_ENV to run on the embedded adapters")
+    return local_resources()

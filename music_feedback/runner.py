@@ -1,0 +1,121 @@
+"""Run a program's daily batch in-process against the persistent Dagster instance, and summarise it."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from dagster import AssetKey, DagsterInstance
+
+from music_feedback import settings
+from music_feedback.assets.common import key
+from music_feedback.assets.models import ASSET_NAMES
+from music_feedback.programs.model import Program
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the summary says what matters
+REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+
+
+def instance() -> DagsterInstance:
+    """The persistent instance in $DAGSTER_HOME (default: <data home>/dagster_home), so the UI sees runs."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.data_home() / "dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists() and REPO_DAGSTER_YAML.exists():
+        shutil.copy(REPO_DAGSTER_YAML, home / "dagster.yaml")
+    return DagsterInstance.get()
+
+
+def latest_complete_day(meta: dict[str, str]) -> date:
+    """The warehouse's last generated day, else yesterday (UTC): today is not complete yet."""
+    if meta.get("end_date"):
+        return date.fromisoformat(meta["end_date"])
+    return datetime.now(timezone.utc).date() - timedelta(days=1)
+
+
+@dataclass
+class BatchReport:
+    program_id: str
+    partition: str
+    success: bool
+    wall_s: float
+    assets: dict[str, dict] = field(default_factory=dict)  # asset name -> metadata values
+    checks: dict[str, dict] = field(default_factory=dict)  # check name -> {passed, asset}
+    failure: str | None = None
+
+    def meta(self, asset: str, name: str, default=None):
+        return self.assets.get(asset, {}).get(name, default)
+
+
+def _value(v):
+    return getattr(v, "value", getattr(v, "data", v))
+
+
+def ensure_models(defs, program: Program, inst: DagsterInstance, force: bool = False) -> float:
+    """Train the models if they were never materialized; returns seconds spent."""
+    keys = [key(program, n) for n in ASSET_NAMES.values()]
+    if not force and all(inst.get_latest_materialization_event(k) for k in keys):
+        return 0.0
+    from music_feedback.definitions import training_job_name
+    started = time.perf_counter()
+    result = defs.resolve_job_def(training_job_name(program)).execute_in_process(
+        instance=inst, raise_on_error=False, run_config=QUIET)
+    if not result.success:
+        raise RuntimeError(f"training the models of {program.program_id} failed: {_first_error(result)}")
+    return time.perf_counter() - started
+
+
+def _first_error(result) -> str:
+    for event in result.all_events:
+        if event.is_failure and event.event_specific_data is not None:
+            err = getattr(event.event_specific_data, "error", None)
+            if err is not None:
+                return err.message.strip().splitlines()[-1] if err.message else str(err)
+    return "see the run in the Dagster UI"
+
+
+def run_batch(defs, program: Program, day: date, inst: DagsterInstance) -> BatchReport:
+    from music_feedback.definitions import daily_job_name
+    job = defs.resolve_job_def(daily_job_name(program))
+    started = time.perf_counter()
+    result = job.execute_in_process(partition_key=day.isoformat(), instance=inst, raise_on_error=False,
+                                    run_config=QUIET)
+    report = BatchReport(program.program_id, day.isoformat(), result.success, time.perf_counter() - started)
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        report.assets[mat.asset_key.path[-1]] = {k: _value(v) for k, v in mat.metadata.items()}
+    for ev in result.get_asset_check_evaluations():
+        report.checks[ev.check_name] = {"passed": ev.passed, "asset": ev.asset_key.path[-1],
+                                        "description": ev.description}
+    if not result.success:
+        report.failure = _first_error(result)
+    return report
+
+
+def summary(report: BatchReport) -> str:
+    lines = [f"{report.program_id} batch for {report.partition}: "
+             f"{'succeeded' if report.success else 'FAILED'} in {report.wall_s:.1f}s"]
+    for name in ("raw_streams", "rejected_streams", "unified_candidates", "filtered_candidates",
+                 "candidate_decisions", "listener_features", "track_features", "scored_candidates",
+                 "stored_candidates"):
+        if name in report.assets:
+            m = report.assets[name]
+            lines.append(f"  {name:<22} {m.get('dagster/row_count', '?'):>10} rows  {m.get('duration_s', 0):>7.2f}s")
+    removed = report.meta("filtered_candidates", "removed_by_filter")
+    if removed:
+        lines.append("  removed by filter: " + ", ".join(f"{k} {v:,}" for k, v in removed.items()))
+    dist = report.meta("scored_candidates", "score_distribution")
+    if dist:
+        lines.append("  score bands: " + ", ".join(f"{k} {v:.0%}" for k, v in dist.items()))
+    failed = [f"{n} ({c['asset']})" for n, c in report.checks.items() if not c["passed"]]
+    lines.append(f"  checks: {len(report.checks) - len(failed)}/{len(report.checks)} passed"
+                 + (f"; failed: {', '.join(failed)}" if failed else ""))
+    if report.failure:
+        lines.append(f"  error: {report.failure}")
+    return "\n".join(lines)
+
+
+def asset_key_str(k: AssetKey) -> str:
+    return "/".join(k.path)

@@ -1,0 +1,1 @@
+"""Feature hydration, the two models, and the combined score."""

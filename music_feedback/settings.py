@@ -1,0 +1,36 @@
+"""Where the project keeps its data, and which adapter set it runs on."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_VAR = "MUSIC_FEEDBACK_ENV"
+HOME_VAR = "MUSIC_FEEDBACK_HOME"
+PROGRAMS_DIR_VAR = "MUSIC_FEEDBACK_PROGRAMS_DIR"
+PROGRAM_VAR = "MUSIC_FEEDBACK_PROGRAM"
+WAREHOUSE_VAR = "MUSIC_FEEDBACK_WAREHOUSE"
+
+
+def get_env() -> str:
+    """`local` (embedded adapters, the default) or `aws`."""
+    env = os.environ.get(ENV_VAR, "local").strip().lower()
+    if env not in ("local", "aws"):
+        raise ValueError(f"{ENV_VAR}={env!r} is not supported: set it to 'local' or 'aws'")
+    return env
+
+
+def data_home() -> Path:
+    """Root of everything the embedded adapters write (warehouse, lake, store, Dagster home)."""
+    return Path(os.environ.get(HOME_VAR, Path.cwd() / "data")).resolve()
+
+
+def warehouse_path() -> Path:
+    return Path(os.environ.get(WAREHOUSE_VAR, data_home() / "warehouse.duckdb")).resolve()
+
+
+def io_root() -> Path:
+    return data_home() / "assets"
+
+
+def store_path() -> Path:
+    return data_home() / "candidates.sqlite"

@@ -1,0 +1,105 @@
+"""Candidate store port: where a daily batch leaves scored candidates for channels to read.
+
+Adapters (SQLite now, DynamoDB later) must pass the same contract suite
+(music_feedback_tests/test_candidate_store.py), so shared rules live here.
+"""
+from __future__ import annotations
+
+import abc
+from datetime import datetime, timezone
+
+import polars as pl
+from dagster import ConfigurableResource
+
+# Input columns and their dtypes; every one is required.
+CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
+    "listener_id": pl.Int64,
+    "track_id": pl.Int64,
+    "channel": pl.Utf8,
+    "score": pl.Float64,
+    "propensity_score": pl.Float64,
+    "affinity_score": pl.Float64,
+    "marketplace": pl.Utf8,
+    "genre": pl.Utf8,
+    "time_zone": pl.Utf8,
+    "track_name": pl.Utf8,
+    "artist_id": pl.Int64,
+    "propensity_model_version": pl.Utf8,
+    "affinity_model_version": pl.Utf8,
+    "features": pl.Utf8,
+    "expires_at": pl.Int64,
+}
+CANDIDATE_COLUMNS = tuple(CANDIDATE_SCHEMA)
+# Unique within one (program_id, batch_date); with them it forms the stored key.
+ROW_KEY = ("listener_id", "track_id", "channel")
+DEFAULT_STATUS = "pending"
+
+
+def epoch_now(now: datetime | None = None) -> float:
+    """Epoch seconds for `now` (default: current UTC); naive datetimes count as UTC."""
+    if now is None:
+        now = datetime.now(timezone.utc)
+    elif now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    return now.timestamp()
+
+
+def validate_candidates(candidates: pl.DataFrame) -> pl.DataFrame:
+    """Check and cast an input frame before anything is written, so bad input writes nothing."""
+    missing = [c for c in CANDIDATE_COLUMNS if c not in candidates.columns]
+    if missing:
+        raise ValueError(f"candidates frame is missing column(s): {', '.join(missing)}")
+    try:
+        df = candidates.select(pl.col(c).cast(t, strict=True) for c, t in CANDIDATE_SCHEMA.items())
+    except pl.exceptions.PolarsError as exc:
+        raise ValueError(f"candidates frame has a column of the wrong type: {exc}") from exc
+    bad = df.filter(~pl.col("score").is_between(0.0, 1.0) | pl.col("score").is_null())
+    if bad.height:
+        raise ValueError(f"{bad.height} candidate score(s) outside [0, 1], e.g. {bad['score'][0]}")
+    for c in (*ROW_KEY, "expires_at"):
+        if df[c].null_count():
+            raise ValueError(f"candidates column {c!r} has nulls")
+    if df.select(pl.struct(list(ROW_KEY)).is_duplicated().any()).item():
+        raise ValueError(f"candidates frame has duplicate {ROW_KEY} rows")
+    return df
+
+
+class CandidateStore(ConfigurableResource):
+    """Port for the candidate store. Every read hides rows with expires_at <= now, because
+    a backend's TTL delete may lag (DynamoDB's does); `now` defaults to current UTC time.
+    Returned dicts hold CANDIDATE_COLUMNS plus program_id, batch_date and status."""
+
+    @abc.abstractmethod
+    def put_batch(self, program_id: str, batch_date: str, candidates: pl.DataFrame) -> int:
+        """Atomically replace all rows of (program_id, batch_date) with `candidates`; idempotent.
+        Returns rows written. Raises ValueError (writing nothing) on bad input."""
+
+    @abc.abstractmethod
+    def for_listener(self, program_id: str, listener_id: int, now: datetime | None = None) -> list[dict]:
+        """A listener's candidates: batch_date desc, score desc, track_id, channel."""
+
+    @abc.abstractmethod
+    def for_channel(
+        self,
+        program_id: str,
+        channel: str,
+        min_score: float = 0.0,
+        limit: int = 100_000,
+        marketplace: str | None = None,
+        max_per_track: int | None = None,
+        now: datetime | None = None,
+    ) -> list[dict]:
+        """Best candidates for a channel: score desc, then listener_id, track_id; score >= min_score;
+        at most max_per_track per track_id (the best ones) if given; at most `limit` rows."""
+
+    @abc.abstractmethod
+    def for_track(self, program_id: str, track_id: int, batch_date: str, now: datetime | None = None) -> list[dict]:
+        """A track's candidates in one batch: score desc, listener_id, channel."""
+
+    @abc.abstractmethod
+    def count(self, program_id: str, batch_date: str | None = None, now: datetime | None = None) -> int:
+        """Unexpired rows of a program (optionally of one batch_date)."""
+
+    @abc.abstractmethod
+    def purge_expired(self, now: datetime | None = None) -> int:
+        """Delete expired rows of every program; returns how many were deleted."""

@@ -1,0 +1,208 @@
+"""Embedded SQLite adapter of the candidate store, for local runs and tests.
+
+Layout: one table per (program_id, batch_date), listed in `candidate_batches`, and a
+`candidates` UNION ALL view over them that reads go through (SQLite pushes the WHERE
+into each arm, so each table's indexes serve it). Why not one big table: 250K random
+inserts into four growing B-trees plus a 250K-row DELETE on replace took 3-7 s; building
+a fresh table and indexing it afterwards takes ~1.5 s, and replace/expiry become DROP TABLE.
+"""
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+
+from music_feedback.store.base import (
+    CANDIDATE_COLUMNS,
+    CANDIDATE_SCHEMA,
+    DEFAULT_STATUS,
+    CandidateStore,
+    epoch_now,
+    validate_candidates,
+)
+
+_SQL_TYPES = {pl.Int64: "INTEGER", pl.Float64: "REAL", pl.Utf8: "TEXT"}
+_NOT_NULL = {"listener_id", "track_id", "channel", "score", "expires_at"}
+_COLS = ", ".join(CANDIDATE_COLUMNS)
+_TABLE_DDL = "CREATE TABLE {t} (%s, status TEXT NOT NULL DEFAULT '%s')" % (
+    ", ".join(f"{c} {_SQL_TYPES[t]}{' NOT NULL' if c in _NOT_NULL else ''}" for c, t in CANDIDATE_SCHEMA.items()),
+    DEFAULT_STATUS,
+)
+# Built after the insert (a sort, much cheaper than per-row index maintenance). Within a batch
+# table program_id and batch_date are constant, so these are the brief's indexes minus those columns;
+# the unique key (listener_id, ...) also serves the by-listener pattern.
+_INDEX_DDL = (
+    "CREATE UNIQUE INDEX {t}_key ON {t} (listener_id, track_id, channel)",
+    "CREATE INDEX {t}_channel ON {t} (channel, score DESC)",
+    "CREATE INDEX {t}_track ON {t} (track_id)",
+)
+_EMPTY_VIEW = "SELECT NULL AS program_id, NULL AS batch_date, %s, NULL AS status WHERE 0" % ", ".join(
+    f"NULL AS {c}" for c in CANDIDATE_COLUMNS
+)
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS candidate_batches (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  program_id TEXT NOT NULL,
+  batch_date TEXT NOT NULL,
+  min_expires_at INTEGER NOT NULL,
+  max_expires_at INTEGER NOT NULL,
+  UNIQUE (program_id, batch_date)
+);
+CREATE VIEW IF NOT EXISTS candidates AS {_EMPTY_VIEW};
+"""
+
+
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _rebuild_view(conn: sqlite3.Connection) -> None:
+    """Literal program_id/batch_date per arm let SQLite skip other batches' tables outright."""
+    arms = [
+        f"SELECT {_lit(p)} AS program_id, {_lit(d)} AS batch_date, {_COLS}, status FROM cand_{i}"
+        for i, p, d in conn.execute("SELECT id, program_id, batch_date FROM candidate_batches ORDER BY id")
+    ]
+    conn.execute("DROP VIEW candidates")
+    conn.execute("CREATE VIEW candidates AS " + (" UNION ALL ".join(arms) or _EMPTY_VIEW))
+
+
+class SQLiteCandidateStore(CandidateStore):
+    """One SQLite file in WAL mode, so channel readers don't block the daily writer.
+    A connection per call keeps the resource picklable and safe across Dagster processes."""
+
+    path: str
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are explicit (see _write).
+        with closing(sqlite3.connect(self.path, isolation_level=None, timeout=30)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA cache_size=-131072")  # 128 MiB: index builds sort in memory
+            conn.executescript(_SCHEMA)
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction (DDL included, SQLite's DDL is transactional)."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def _query(self, sql: str, params: tuple) -> list[dict]:
+        with self._connect() as conn:
+            cur = conn.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    @staticmethod
+    def _drop(conn: sqlite3.Connection, batch_id: int) -> None:
+        conn.execute(f"DROP TABLE cand_{batch_id}")
+        conn.execute("DELETE FROM candidate_batches WHERE id = ?", (batch_id,))
+
+    def put_batch(self, program_id: str, batch_date: str, candidates: pl.DataFrame) -> int:
+        df = validate_candidates(candidates)
+        rows = zip(*(df[c].to_list() for c in CANDIDATE_COLUMNS))
+        with self._write() as conn:
+            old = conn.execute(
+                "SELECT id FROM candidate_batches WHERE program_id = ? AND batch_date = ?", (program_id, batch_date)
+            ).fetchone()
+            if old:
+                self._drop(conn, old[0])
+            if df.height:
+                bid = conn.execute(
+                    "INSERT INTO candidate_batches (program_id, batch_date, min_expires_at, max_expires_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (program_id, batch_date, df["expires_at"].min(), df["expires_at"].max()),
+                ).lastrowid
+                t = f"cand_{bid}"
+                conn.execute(_TABLE_DDL.format(t=t))
+                conn.executemany(f"INSERT INTO {t} ({_COLS}) VALUES ({', '.join('?' * len(CANDIDATE_COLUMNS))})", rows)
+                for ddl in _INDEX_DDL:
+                    conn.execute(ddl.format(t=t))
+            if old or df.height:
+                _rebuild_view(conn)
+        return df.height
+
+    def for_listener(self, program_id: str, listener_id: int, now: datetime | None = None) -> list[dict]:
+        return self._query(
+            "SELECT * FROM candidates WHERE program_id = ? AND listener_id = ? AND expires_at > ? "
+            "ORDER BY batch_date DESC, score DESC, track_id, channel",
+            (program_id, listener_id, epoch_now(now)),
+        )
+
+    def for_channel(
+        self,
+        program_id: str,
+        channel: str,
+        min_score: float = 0.0,
+        limit: int = 100_000,
+        marketplace: str | None = None,
+        max_per_track: int | None = None,
+        now: datetime | None = None,
+    ) -> list[dict]:
+        where = "program_id = ? AND channel = ? AND score >= ? AND expires_at > ?"
+        params: list = [program_id, channel, min_score, epoch_now(now)]
+        if marketplace is not None:
+            where += " AND marketplace = ?"
+            params.append(marketplace)
+        order = "score DESC, listener_id, track_id"
+        if max_per_track is None:
+            sql = f"SELECT * FROM candidates WHERE {where} ORDER BY {order} LIMIT ?"
+        else:
+            sql = (
+                f"SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY track_id ORDER BY {order}) AS _rank "
+                f"FROM candidates WHERE {where}) WHERE _rank <= ? ORDER BY {order} LIMIT ?"
+            )
+            params.append(max_per_track)
+        rows = self._query(sql, (*params, limit))
+        for r in rows:
+            r.pop("_rank", None)
+        return rows
+
+    def for_track(self, program_id: str, track_id: int, batch_date: str, now: datetime | None = None) -> list[dict]:
+        return self._query(
+            "SELECT * FROM candidates WHERE program_id = ? AND track_id = ? AND batch_date = ? AND expires_at > ? "
+            "ORDER BY score DESC, listener_id, channel",
+            (program_id, track_id, batch_date, epoch_now(now)),
+        )
+
+    def count(self, program_id: str, batch_date: str | None = None, now: datetime | None = None) -> int:
+        sql = "SELECT COUNT(*) AS n FROM candidates WHERE program_id = ? AND expires_at > ?"
+        params = [program_id, epoch_now(now)]
+        if batch_date is not None:
+            sql += " AND batch_date = ?"
+            params.append(batch_date)
+        return self._query(sql, tuple(params))[0]["n"]
+
+    def purge_expired(self, now: datetime | None = None) -> int:
+        """Whole expired batches are dropped; partly expired ones get a DELETE."""
+        ts, deleted = epoch_now(now), 0
+        with self._write() as conn:
+            batches = conn.execute(
+                "SELECT id, max_expires_at FROM candidate_batches WHERE min_expires_at <= ?", (ts,)
+            ).fetchall()
+            for bid, max_exp in batches:
+                t = f"cand_{bid}"
+                if max_exp <= ts:
+                    deleted += conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                    self._drop(conn, bid)
+                else:
+                    deleted += conn.execute(f"DELETE FROM {t} WHERE expires_at <= ?", (ts,)).rowcount
+                    conn.execute(
+                        f"UPDATE candidate_batches SET min_expires_at = (SELECT MIN(expires_at) FROM {t}) WHERE id = ?",
+                        (bid,),
+                    )
+            if any(max_exp <= ts for _, max_exp in batches):
+                _rebuild_view(conn)
+        return deleted

@@ -1,0 +1,1 @@
+"""Pure polars transforms of the extract stage."""

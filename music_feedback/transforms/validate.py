@@ -1,0 +1,27 @@
+"""Set aside extracted rows that are null or out of range, each with a reason code."""
+from __future__ import annotations
+
+import polars as pl
+
+REQUIRED = ("listener_id", "track_id", "play_count", "completion_rate", "engagement_score", "played_at",
+            "track_release_date")
+
+
+def _reason() -> pl.Expr:
+    expr = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.String))
+    for col in REQUIRED:
+        expr = expr.when(pl.col(col).is_null()).then(pl.lit(f"null_{col}"))
+    return (
+        expr.when(~pl.col("completion_rate").is_between(0.0, 1.0)).then(pl.lit("completion_rate_out_of_range"))
+        .when(~pl.col("engagement_score").is_between(0.0, 1.0)).then(pl.lit("engagement_score_out_of_range"))
+        .when(pl.col("play_count") < 1).then(pl.lit("play_count_out_of_range"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+
+
+def split_invalid(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(valid rows, rejected rows with a `reason` column); no row is lost."""
+    tagged = raw.with_columns(_reason().alias("reason"))
+    valid = tagged.filter(pl.col("reason").is_null()).drop("reason")
+    rejected = tagged.filter(pl.col("reason").is_not_null())
+    return valid, rejected

@@ -1,0 +1,1 @@
+"""The warehouse port, its DuckDB adapter and the embedded data generator."""

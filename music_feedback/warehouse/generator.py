@@ -1,0 +1,283 @@
+"""Generate the embedded DuckDB warehouse: listeners, tracks, plays, feedback and outcome history.
+
+Everything is drawn from listener and track attributes with fixed priors; the filter shares the batch
+reports are whatever these attributes produce when they pass through the real filters.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+from tqdm import tqdm
+
+from music_feedback.warehouse.schema import GENRES, MARKETPLACE_TIMEZONES, TABLES
+
+MARKETPLACE_SHARE = {"US": 0.40, "UK": 0.15, "DE": 0.12, "FR": 0.10, "JP": 0.13, "IN": 0.10}
+GENRE_PRIOR = np.array([0.22, 0.15, 0.16, 0.10, 0.08, 0.07, 0.08, 0.05, 0.04, 0.05])
+DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class WarehouseSpec:
+    """Size and shape of a generated warehouse; the defaults reproduce the seed's daily volumes."""
+    listeners: int = 800_000
+    tracks: int = 40_000
+    plays_per_day: int = 1_600_000  # listener+track completions of new tracks drawn per day
+    days: int = 2
+    end_date: date = field(default_factory=lambda: datetime.now(timezone.utc).date() - timedelta(days=1))
+    seed: int = 7
+    outcomes: int = 300_000
+    program_id: str = "music-feedback"
+
+    @property
+    def start_date(self) -> date:
+        return self.end_date - timedelta(days=self.days - 1)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _weighted_pick(rng, weights: np.ndarray, n: int) -> np.ndarray:
+    """Indices drawn with probability proportional to weights (inverse-CDF, fast for millions)."""
+    cdf = np.cumsum(weights)
+    return np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1]), len(weights) - 1)
+
+
+def _epoch(d: date) -> int:
+    return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp())
+
+
+def _ts(seconds: np.ndarray) -> pl.Series:
+    return pl.Series(seconds.astype("int64") * 1_000_000).cast(pl.Datetime("us"))
+
+
+def _days(d0: date, offsets: np.ndarray) -> pl.Series:
+    return pl.Series((offsets + (d0 - date(1970, 1, 1)).days).astype("int32")).cast(pl.Date)
+
+
+class _Generator:
+    def __init__(self, spec: WarehouseSpec):
+        self.spec = spec
+        self.rng = np.random.default_rng(spec.seed)
+
+    def listeners(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        s, rng, n = self.spec, self.rng, self.spec.listeners
+        self.is_bot = rng.random(n) < 0.02
+        self.activity = rng.lognormal(0.0, 0.9, n) * np.where(self.is_bot, 3.0, 1.0)
+        self.engagement = np.clip(rng.beta(3.5, 2.3, n), 0, 1)
+        bot_score = np.where(self.is_bot, rng.beta(8, 2, n), rng.beta(1, 18, n))
+        authentic = ~(rng.random(n) < 0.015)
+        markets = np.array(list(MARKETPLACE_SHARE))
+        market = markets[_weighted_pick(rng, np.array(list(MARKETPLACE_SHARE.values())), n)]
+        tz = np.empty(n, dtype=object)
+        for m, zones in MARKETPLACE_TIMEZONES.items():
+            idx = np.flatnonzero(market == m)
+            tz[idx] = np.array(zones, dtype=object)[rng.integers(0, len(zones), len(idx))]
+        self.frequency = np.round(self.activity * 9.0 * (0.5 + self.engagement), 2)
+        keys = np.log(GENRE_PRIOR)[None, :] + rng.gumbel(size=(n, len(GENRES)))
+        self.top_genres = np.argsort(-keys, axis=1)[:, :3]
+        weights = np.sort(rng.dirichlet([2.0, 1.2, 0.8], n), axis=1)[:, ::-1]
+        self.taste = np.zeros((n, len(GENRES)))
+        np.put_along_axis(self.taste, self.top_genres, weights, axis=1)
+        listeners = pl.DataFrame({
+            "listener_id": np.arange(1, n + 1), "marketplace": market, "time_zone": tz.astype(str),
+            "opted_out": rng.random(n) < 0.10, "bot_score": np.round(bot_score, 4),
+            "is_authentic": authentic, "engagement_score": np.round(self.engagement, 4),
+            "listening_frequency": self.frequency, "voice_enabled": rng.random(n) < 0.25,
+            "signup_date": _days(s.start_date, -rng.integers(30, 2000, n)),
+        })
+        affinity = pl.DataFrame({
+            "listener_id": np.repeat(np.arange(1, n + 1), 3),
+            "genre": np.array(GENRES)[self.top_genres.ravel()],
+            "weight": np.round(weights.ravel(), 4),
+        })
+        return listeners, affinity
+
+    def tracks(self) -> pl.DataFrame:
+        s, rng, n = self.spec, self.rng, self.spec.tracks
+        first = s.start_date - timedelta(days=30)
+        span = (s.end_date - first).days + 1
+        self.release_offset = rng.integers(0, span, n)  # days after `first`
+        self.release_first = first
+        self.genre = _weighted_pick(rng, GENRE_PRIOR, n)
+        n_artists = max(n // 4, 1)
+        artist_pop = rng.beta(1.5, 3.0, n_artists)
+        self.artist = rng.integers(0, n_artists, n)
+        self.artist_pop = artist_pop[self.artist]
+        self.popularity = rng.pareto(1.3, n) + 0.05 + 2.0 * self.artist_pop
+        self.eligible = rng.random(n) >= 0.12
+        return pl.DataFrame({
+            "track_id": np.arange(1, n + 1),
+            "track_name": [f"Track {i}" for i in range(1, n + 1)],
+            "genre": np.array(GENRES)[self.genre], "artist_id": self.artist + 1,
+            "artist_popularity": np.round(self.artist_pop, 4),
+            "release_date": _days(first, self.release_offset),
+            "popularity": np.round(self.popularity / self.popularity.max(), 6),
+            "feedback_eligible": self.eligible,
+        })
+
+    def plays(self, day: date) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+        """Plays of one day, and the day's unique (listener, track) completions of new tracks."""
+        rng, n = self.rng, self.spec.plays_per_day
+        day_off = (day - self.release_first).days
+        new = np.flatnonzero((self.release_offset >= day_off - 7) & (self.release_offset <= day_off))
+        old = np.flatnonzero(self.release_offset < day_off - 7)
+        lst = _weighted_pick(rng, self.activity, n)
+        trk = new[_weighted_pick(rng, self.popularity[new], n)]
+        pair = np.unique(lst.astype(np.int64) * 10_000_000 + trk)
+        p_lst, p_trk = pair // 10_000_000, pair % 10_000_000
+        repeats = 1 + rng.poisson(0.36, len(pair))
+        q_lst, q_trk = np.repeat(p_lst, repeats), np.repeat(p_trk, repeats)
+        q_comp = rng.uniform(0.95, 1.0, len(q_lst))
+        n_inc, n_old = int(0.25 * n), int(0.15 * n) if len(old) else 0
+        i_lst, i_trk = _weighted_pick(rng, self.activity, n_inc), new[_weighted_pick(rng, self.popularity[new], n_inc)]
+        o_lst = _weighted_pick(rng, self.activity, n_old)
+        o_trk = old[_weighted_pick(rng, self.popularity[old], n_old)] if n_old else np.array([], dtype=int)
+        lst_all = np.concatenate([q_lst, i_lst, o_lst])
+        trk_all = np.concatenate([q_trk, i_trk, o_trk])
+        comp = np.concatenate([q_comp, rng.uniform(0.05, 0.949, n_inc), rng.uniform(0.95, 1.0, n_old)])
+        m = len(lst_all)
+        eng = self.engagement[lst_all].copy()
+        listener_ids = (lst_all + 1).astype("float64")
+        # A few malformed rows, as real feeds have: the batch must set them aside, not crash.
+        bad = rng.choice(m, size=max(m // 2000, 3), replace=False)
+        kind = rng.integers(0, 3, len(bad))
+        eng[bad[kind == 0]] = np.nan
+        comp[bad[kind == 1]] = 1.0 + rng.uniform(0.1, 0.5, int((kind == 1).sum()))
+        listener_ids[bad[kind == 2]] = np.nan
+        frame = pl.DataFrame({
+            "listener_id": pl.Series(listener_ids).fill_nan(None).cast(pl.Int64),
+            "track_id": trk_all + 1,
+            "play_count": 1 + rng.poisson(0.3, m),
+            "completion_rate": np.round(comp, 4),
+            "engagement_score": pl.Series(np.round(eng, 4)).fill_nan(None),
+            "playback_ms": (comp * rng.uniform(150_000, 260_000, m)).astype("int64"),
+            "played_at": _ts(_epoch(day) + rng.integers(0, DAY_S, m)),
+            "track_release_date": _days(self.release_first, self.release_offset[trk_all]),
+            "genre": np.array(GENRES)[self.genre[trk_all]],
+            "artist_id": self.artist[trk_all] + 1,
+        })
+        return frame, p_lst, p_trk
+
+    def pair_feedback(self, day: date, p_lst: np.ndarray, p_trk: np.ndarray) -> pl.DataFrame:
+        """Feedback some listeners already gave, before this day, on tracks they play again today."""
+        rng = self.rng
+        day_off = (day - self.release_first).days
+        gave = (rng.random(len(p_lst)) < 0.17 * self.engagement[p_lst]) & (self.release_offset[p_trk] < day_off)
+        lst, trk = p_lst[gave], p_trk[gave]
+        rel = self.release_offset[trk]
+        when = _epoch(self.release_first) + (rel + rng.random(len(trk)) * (day_off - rel)) * DAY_S
+        return self._feedback_rows(lst, trk, when)
+
+    def _feedback_rows(self, lst, trk, when) -> pl.DataFrame:
+        rng = self.rng
+        like = _sigmoid(0.4 + 1.5 * (self.artist_pop[trk] - 0.3) + 3.0 * (self.taste[lst, self.genre[trk]] - 0.2))
+        return pl.DataFrame({
+            "program_id": self.spec.program_id, "listener_id": lst + 1, "track_id": trk + 1,
+            "channel": np.where(rng.random(len(lst)) < 0.75, "email", "voice-assistant"),
+            "rating": np.where(rng.random(len(lst)) < like, 1, -1),
+            "submitted_at": _ts(when.astype("int64")),
+        })
+
+    def background_feedback(self) -> pl.DataFrame:
+        """Feedback of the last 90 days on older tracks: the listener history and artist ratings."""
+        rng, s = self.rng, self.spec
+        counts = rng.poisson(2.5 * self.engagement)
+        lst = np.repeat(np.arange(s.listeners), counts)
+        trk = rng.integers(0, s.tracks, len(lst))
+        when = _epoch(s.start_date) - rng.integers(1, 90 * DAY_S, len(lst))
+        return self._feedback_rows(lst, trk, when)
+
+    def requests(self) -> pl.DataFrame:
+        """Feedback requests already sent, from a week before the first day up to the last day."""
+        rng, s = self.rng, self.spec
+        span = s.days + 7
+        rate = 1.1 * np.sqrt(self.activity / self.activity.mean()) * span / 7
+        counts = rng.poisson(rate)
+        lst = np.repeat(np.arange(s.listeners), counts)
+        when = _epoch(s.start_date - timedelta(days=7)) + rng.integers(0, span * DAY_S, len(lst))
+        return pl.DataFrame({
+            "program_id": s.program_id, "listener_id": lst + 1,
+            "track_id": rng.integers(1, s.tracks + 1, len(lst)),
+            "channel": np.where(rng.random(len(lst)) < 0.75, "email", "voice-assistant"),
+            "requested_at": _ts(when),
+        })
+
+    def outcomes(self) -> pl.DataFrame:
+        """Past requests with the features seen then and what happened: the models' training data."""
+        rng, s, n = self.rng, self.spec, self.spec.outcomes
+        lst = _weighted_pick(rng, self.activity, n)
+        trk = rng.integers(0, s.tracks, n)
+        eng = np.clip(self.engagement[lst] + rng.normal(0, 0.03, n), 0, 1)
+        hist = rng.poisson(2.5 * self.engagement[lst]).astype(float)
+        taste = self.taste[lst, self.genre[trk]]
+        freq = self.frequency[lst]
+        apop = self.artist_pop[trk]
+        similar = np.clip(_sigmoid(0.4 + 1.5 * (apop - 0.3)) + rng.normal(0, 0.05, n), 0, 1)
+        genre_bias = np.linspace(0.5, -0.5, len(GENRES))[self.genre[trk]]
+        p_resp = _sigmoid(-1.6 + 5.0 * (eng - 0.5) + 0.45 * np.log1p(hist) + 3.0 * taste)
+        p_like = _sigmoid(-1.3 + 2.5 * genre_bias + 6.0 * (apop - 0.3) + 0.35 * np.log1p(freq) + 2.0 * taste)
+        responded = rng.random(n) < p_resp
+        liked = pl.Series(rng.random(n) < p_like).set(pl.Series(~responded), None)
+        when = _epoch(s.start_date) - rng.integers(DAY_S, 60 * DAY_S, n)
+        return pl.DataFrame({
+            "program_id": s.program_id, "listener_id": lst + 1, "track_id": trk + 1,
+            "requested_at": _ts(when), "engagement_score": np.round(eng, 4), "feedback_history": hist,
+            "music_taste_profile": np.round(taste, 4), "listening_frequency": freq,
+            "genre": np.array(GENRES)[self.genre[trk]], "artist_popularity": np.round(apop, 4),
+            "release_date": _days(self.release_first, self.release_offset[trk]),
+            "similar_track_ratings": np.round(similar, 4), "responded": responded,
+            "liked": liked,
+        })
+
+
+def _write(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame, append: bool = False) -> None:
+    cols = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in TABLES[name].items())
+    arrow = frame.to_arrow()  # noqa: F841 (read by DuckDB's replacement scan)
+    if append:
+        con.execute(f"INSERT INTO {name} SELECT {cols} FROM arrow")
+    else:
+        con.execute(f"CREATE TABLE {name} AS SELECT {cols} FROM arrow")
+
+
+def generate(path: Path, spec: WarehouseSpec, progress: bool = True) -> dict[str, int]:
+    """Write a new warehouse at `path` (atomically: a failure leaves any old one in place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    gen = _Generator(spec)
+    steps = tqdm(total=5 + 2 * spec.days, desc="warehouse", unit="step", disable=not progress)
+    with duckdb.connect(str(tmp)) as con:
+        listeners, affinity = gen.listeners()
+        _write(con, "listeners", listeners)
+        _write(con, "listener_genre_affinity", affinity)
+        steps.update()
+        _write(con, "tracks", gen.tracks())
+        steps.update()
+        _write(con, "feedback_history", gen.background_feedback())
+        steps.update()
+        for i in range(spec.days):
+            day = spec.start_date + timedelta(days=i)
+            plays, p_lst, p_trk = gen.plays(day)
+            _write(con, "track_plays", plays, append=i > 0)
+            steps.update()
+            _write(con, "feedback_history", gen.pair_feedback(day, p_lst, p_trk), append=True)
+            steps.update()
+        _write(con, "feedback_requests", gen.requests())
+        steps.update()
+        _write(con, "feedback_outcomes", gen.outcomes())
+        meta = {k: str(v) for k, v in asdict(spec).items()} | {"start_date": str(spec.start_date)}
+        con.execute("CREATE TABLE warehouse_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        con.executemany("INSERT INTO warehouse_meta VALUES (?, ?)", list(meta.items()))
+        steps.update()
+        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+    steps.close()
+    os.replace(tmp, path)
+    return counts

@@ -1,0 +1,63 @@
+"""The warehouse port: portable SQL in, polars frames out; adapters only know how to run SQL."""
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+import polars as pl
+from dagster import ConfigurableResource
+
+from music_feedback.warehouse.schema import TABLES
+
+RELEASE_WINDOW_DAYS = 7
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse cannot serve a read; the message names the connector, table or column."""
+
+
+def date_literal(d: date) -> str:
+    """An ANSI DATE literal: portable across DuckDB, Postgres and Redshift."""
+    return f"DATE '{d.isoformat()}'"
+
+
+def bind_batch_window(query: str, batch_date: date) -> str:
+    """Bind the extract's window parameters for the batch day to DATE literals."""
+    values = {
+        ":batch_start": date_literal(batch_date),
+        ":batch_end": date_literal(batch_date + timedelta(days=1)),
+        ":release_window_start": date_literal(batch_date - timedelta(days=RELEASE_WINDOW_DAYS)),
+    }
+    return re.sub(r":(batch_start|batch_end|release_window_start)\b", lambda m: values[m.group(0)], query)
+
+
+class Warehouse(ConfigurableResource):
+    """Port: subclasses implement `fetch` and `columns_of`; everything else is shared."""
+
+    def fetch(self, sql: str) -> pl.DataFrame:
+        raise NotImplementedError
+
+    def columns_of(self, table: str) -> set[str]:
+        """Column names of a table, empty when the table does not exist."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def require(self, table: str, columns: list[str] | None = None, connector: str = "warehouse") -> None:
+        """Fail with a message naming the connector, table and missing columns."""
+        have = self.columns_of(table)
+        if not have:
+            raise WarehouseError(
+                f"connector '{connector}': table '{table}' does not exist in {self.describe()}; "
+                "build the embedded warehouse with `music-feedback warehouse seed` or point the connector at "
+                "a warehouse that has it")
+        missing = [c for c in (columns or TABLES[table]) if c not in have]
+        if missing:
+            raise WarehouseError(
+                f"connector '{connector}': table '{table}' in {self.describe()} is missing column(s) "
+                f"{', '.join(missing)}")
+
+    def require_contract(self, connector: str = "warehouse") -> None:
+        for table in TABLES:
+            self.require(table, connector=connector)

@@ -1,0 +1,87 @@
+"""Portable SQL the filters and feature hydration read (DuckDB, Postgres and Redshift all run it)."""
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import polars as pl
+
+from music_feedback.warehouse.port import RELEASE_WINDOW_DAYS, Warehouse, date_literal
+
+FEEDBACK_HISTORY_DAYS = 90
+FREQUENCY_CAP_DAYS = 7
+
+
+def _fetch(wh: Warehouse, table: str, columns: list[str], sql: str) -> pl.DataFrame:
+    wh.require(table, columns)
+    return wh.fetch(sql)
+
+
+def listener_context(wh: Warehouse) -> pl.DataFrame:
+    cols = ["listener_id", "marketplace", "time_zone", "opted_out", "bot_score", "is_authentic",
+            "engagement_score", "listening_frequency", "voice_enabled"]
+    return _fetch(wh, "listeners", cols, f"SELECT {', '.join(cols)} FROM listeners")
+
+
+def track_context(wh: Warehouse) -> pl.DataFrame:
+    cols = ["track_id", "track_name", "genre", "artist_id", "artist_popularity", "release_date",
+            "feedback_eligible"]
+    return _fetch(wh, "tracks", cols, f"SELECT {', '.join(cols)} FROM tracks")
+
+
+def prior_feedback_pairs(wh: Warehouse, program_id: str, batch_date: date) -> pl.DataFrame:
+    """(listener, track) pairs already answered before the batch day ends, on tracks new in the window."""
+    start = batch_date - timedelta(days=RELEASE_WINDOW_DAYS)
+    wh.require("tracks", ["track_id", "release_date"])
+    return _fetch(wh, "feedback_history", ["program_id", "listener_id", "track_id", "submitted_at"], f"""
+        SELECT DISTINCT f.listener_id, f.track_id
+        FROM feedback_history f JOIN tracks t ON t.track_id = f.track_id
+        WHERE f.program_id = '{program_id}'
+          AND t.release_date >= {date_literal(start)}
+          AND f.submitted_at < {date_literal(batch_date + timedelta(days=1))}""")
+
+
+def recent_request_counts(wh: Warehouse, program_id: str, batch_date: date) -> pl.DataFrame:
+    """Requests each listener already received in the week ending with the batch day."""
+    start = batch_date - timedelta(days=FREQUENCY_CAP_DAYS - 1)
+    return _fetch(wh, "feedback_requests", ["program_id", "listener_id", "requested_at"], f"""
+        SELECT listener_id, COUNT(*) AS prior_requests
+        FROM feedback_requests
+        WHERE program_id = '{program_id}'
+          AND requested_at >= {date_literal(start)}
+          AND requested_at < {date_literal(batch_date + timedelta(days=1))}
+        GROUP BY listener_id""")
+
+
+def feedback_counts(wh: Warehouse, program_id: str, batch_date: date) -> pl.DataFrame:
+    """Answers each listener gave in the last 90 days: the feedback_history feature."""
+    start = batch_date - timedelta(days=FEEDBACK_HISTORY_DAYS)
+    return _fetch(wh, "feedback_history", ["program_id", "listener_id", "submitted_at"], f"""
+        SELECT listener_id, COUNT(*) AS feedback_history
+        FROM feedback_history
+        WHERE program_id = '{program_id}'
+          AND submitted_at >= {date_literal(start)}
+          AND submitted_at < {date_literal(batch_date + timedelta(days=1))}
+        GROUP BY listener_id""")
+
+
+def artist_ratings(wh: Warehouse, program_id: str, batch_date: date) -> pl.DataFrame:
+    """Likes and answers per artist before the batch day ends: similar_track_ratings comes from it."""
+    wh.require("tracks", ["track_id", "artist_id"])
+    return _fetch(wh, "feedback_history", ["program_id", "track_id", "rating", "submitted_at"], f"""
+        SELECT t.artist_id,
+               CAST(SUM(CASE WHEN f.rating > 0 THEN 1 ELSE 0 END) AS DOUBLE PRECISION) AS likes,
+               COUNT(*) AS answers
+        FROM feedback_history f JOIN tracks t ON t.track_id = f.track_id
+        WHERE f.program_id = '{program_id}'
+          AND f.submitted_at < {date_literal(batch_date + timedelta(days=1))}
+        GROUP BY t.artist_id""")
+
+
+def genre_affinity(wh: Warehouse) -> pl.DataFrame:
+    return _fetch(wh, "listener_genre_affinity", ["listener_id", "genre", "weight"],
+                  "SELECT listener_id, genre, weight FROM listener_genre_affinity")
+
+
+def training_outcomes(wh: Warehouse, program_id: str) -> pl.DataFrame:
+    wh.require("feedback_outcomes")
+    return wh.fetch(f"SELECT * FROM feedback_outcomes WHERE program_id = '{program_id}'")
