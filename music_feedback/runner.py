@@ -43,6 +43,7 @@ class BatchReport:
     wall_s: float
     assets: dict[str, dict] = field(default_factory=dict)  # asset name -> metadata values
     checks: dict[str, dict] = field(default_factory=dict)  # check name -> {passed, asset}
+    step_s: dict[str, float] = field(default_factory=dict)  # Dagster step -> wall seconds (IO and checks included)
     failure: str | None = None
 
     def meta(self, asset: str, name: str, default=None):
@@ -71,8 +72,10 @@ def _first_error(result) -> str:
     for event in result.all_events:
         if event.is_failure and event.event_specific_data is not None:
             err = getattr(event.event_specific_data, "error", None)
+            while err is not None and err.cause is not None:  # the user's error, not Dagster's wrapper
+                err = err.cause
             if err is not None:
-                return err.message.strip().splitlines()[-1] if err.message else str(err)
+                return err.message.strip()
     return "see the run in the Dagster UI"
 
 
@@ -89,6 +92,9 @@ def run_batch(defs, program: Program, day: date, inst: DagsterInstance) -> Batch
     for ev in result.get_asset_check_evaluations():
         report.checks[ev.check_name] = {"passed": ev.passed, "asset": ev.asset_key.path[-1],
                                         "description": ev.description}
+    for event in result.all_events:
+        if event.event_type_value == "STEP_SUCCESS":
+            report.step_s[event.step_key.split("__", 1)[-1]] = round(event.event_specific_data.duration_ms / 1000, 3)
     if not result.success:
         report.failure = _first_error(result)
     return report

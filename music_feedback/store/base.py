@@ -93,7 +93,9 @@ class CandidateStore(ConfigurableResource):
         at most max_per_track per track_id (the best ones) if given; at most `limit` rows."""
 
     @abc.abstractmethod
-    def for_track(self, program_id: str, track_id: int, batch_date: str, now: datetime | None = None) -> list[dict]:
+    def for_track(
+        self, program_id: str, track_id: int, batch_date: str, now: datetime | None = None
+    ) -> list[dict]:
         """A track's candidates in one batch: score desc, listener_id, channel."""
 
     @abc.abstractmethod

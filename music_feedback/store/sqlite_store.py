@@ -28,10 +28,11 @@ from music_feedback.store.base import (
 _SQL_TYPES = {pl.Int64: "INTEGER", pl.Float64: "REAL", pl.Utf8: "TEXT"}
 _NOT_NULL = {"listener_id", "track_id", "channel", "score", "expires_at"}
 _COLS = ", ".join(CANDIDATE_COLUMNS)
-_TABLE_DDL = "CREATE TABLE {t} (%s, status TEXT NOT NULL DEFAULT '%s')" % (
-    ", ".join(f"{c} {_SQL_TYPES[t]}{' NOT NULL' if c in _NOT_NULL else ''}" for c, t in CANDIDATE_SCHEMA.items()),
-    DEFAULT_STATUS,
+_INSERT = f"INSERT INTO {{t}} ({_COLS}) VALUES ({', '.join('?' * len(CANDIDATE_COLUMNS))})"
+_COL_DEFS = ", ".join(
+    f"{c} {_SQL_TYPES[t]}{' NOT NULL' * (c in _NOT_NULL)}" for c, t in CANDIDATE_SCHEMA.items()
 )
+_TABLE_DDL = f"CREATE TABLE {{t}} ({_COL_DEFS}, status TEXT NOT NULL DEFAULT '{DEFAULT_STATUS}')"
 # Built after the insert (a sort, much cheaper than per-row index maintenance). Within a batch
 # table program_id and batch_date are constant, so these are the brief's indexes minus those columns;
 # the unique key (listener_id, ...) also serves the by-listener pattern.
@@ -115,7 +116,8 @@ class SQLiteCandidateStore(CandidateStore):
         rows = zip(*(df[c].to_list() for c in CANDIDATE_COLUMNS))
         with self._write() as conn:
             old = conn.execute(
-                "SELECT id FROM candidate_batches WHERE program_id = ? AND batch_date = ?", (program_id, batch_date)
+                "SELECT id FROM candidate_batches WHERE program_id = ? AND batch_date = ?",
+                (program_id, batch_date),
             ).fetchone()
             if old:
                 self._drop(conn, old[0])
@@ -127,7 +129,7 @@ class SQLiteCandidateStore(CandidateStore):
                 ).lastrowid
                 t = f"cand_{bid}"
                 conn.execute(_TABLE_DDL.format(t=t))
-                conn.executemany(f"INSERT INTO {t} ({_COLS}) VALUES ({', '.join('?' * len(CANDIDATE_COLUMNS))})", rows)
+                conn.executemany(_INSERT.format(t=t), rows)
                 for ddl in _INDEX_DDL:
                     conn.execute(ddl.format(t=t))
             if old or df.height:
@@ -160,9 +162,10 @@ class SQLiteCandidateStore(CandidateStore):
         if max_per_track is None:
             sql = f"SELECT * FROM candidates WHERE {where} ORDER BY {order} LIMIT ?"
         else:
+            rank = f"ROW_NUMBER() OVER (PARTITION BY track_id ORDER BY {order}) AS _rank"
             sql = (
-                f"SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY track_id ORDER BY {order}) AS _rank "
-                f"FROM candidates WHERE {where}) WHERE _rank <= ? ORDER BY {order} LIMIT ?"
+                f"SELECT * FROM (SELECT *, {rank} FROM candidates WHERE {where}) "
+                f"WHERE _rank <= ? ORDER BY {order} LIMIT ?"
             )
             params.append(max_per_track)
         rows = self._query(sql, (*params, limit))
@@ -170,10 +173,12 @@ class SQLiteCandidateStore(CandidateStore):
             r.pop("_rank", None)
         return rows
 
-    def for_track(self, program_id: str, track_id: int, batch_date: str, now: datetime | None = None) -> list[dict]:
+    def for_track(
+        self, program_id: str, track_id: int, batch_date: str, now: datetime | None = None
+    ) -> list[dict]:
         return self._query(
-            "SELECT * FROM candidates WHERE program_id = ? AND track_id = ? AND batch_date = ? AND expires_at > ? "
-            "ORDER BY score DESC, listener_id, channel",
+            "SELECT * FROM candidates WHERE program_id = ? AND track_id = ? AND batch_date = ? "
+            "AND expires_at > ? ORDER BY score DESC, listener_id, channel",
             (program_id, track_id, batch_date, epoch_now(now)),
         )
 
@@ -200,8 +205,8 @@ class SQLiteCandidateStore(CandidateStore):
                 else:
                     deleted += conn.execute(f"DELETE FROM {t} WHERE expires_at <= ?", (ts,)).rowcount
                     conn.execute(
-                        f"UPDATE candidate_batches SET min_expires_at = (SELECT MIN(expires_at) FROM {t}) WHERE id = ?",
-                        (bid,),
+                        "UPDATE candidate_batches SET min_expires_at = ? WHERE id = ?",
+                        (conn.execute(f"SELECT MIN(expires_at) FROM {t}").fetchone()[0], bid),
                     )
             if any(max_exp <= ts for _, max_exp in batches):
                 _rebuild_view(conn)

@@ -1,0 +1,186 @@
+"""Contract suite for CandidateStore adapters: every adapter (SQLite now, DynamoDB later)
+must pass it unchanged, so tests use only the port's API. Add an adapter as a `store` param."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import polars as pl
+import pytest
+
+from music_feedback.store import CANDIDATE_COLUMNS, CANDIDATE_SCHEMA, CandidateStore, SQLiteCandidateStore
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
+LIVE = int(NOW.timestamp()) + 86_400
+DEAD = int(NOW.timestamp()) - 1
+
+
+@pytest.fixture(params=["sqlite"])
+def store(request, tmp_path) -> CandidateStore:
+    if request.param == "sqlite":
+        return SQLiteCandidateStore(path=str(tmp_path / "nested" / "candidates.sqlite"))
+    raise ValueError(request.param)
+
+
+def row(listener_id: int, track_id: int, score: float, **kw) -> dict:
+    base = dict(
+        channel="email", propensity_score=0.5, affinity_score=0.25, marketplace="US", genre="rock",
+        time_zone="America/New_York", track_name=f"Track {track_id}", artist_id=7,
+        propensity_model_version="prop-v1", affinity_model_version="aff-v1", features='{"plays_30d": 3}',
+        expires_at=LIVE,
+    )
+    return {**base, "listener_id": listener_id, "track_id": track_id, "score": score, **kw}
+
+
+def frame(*rows: dict) -> pl.DataFrame:
+    return pl.DataFrame(list(rows), schema=CANDIDATE_SCHEMA)
+
+
+def keys(rows: list[dict]) -> list[tuple]:
+    """(listener_id, track_id) per row in returned order; a non-email channel is appended."""
+    out = []
+    for r in rows:
+        key = (r["listener_id"], r["track_id"])
+        out.append(key if r["channel"] == "email" else (*key, r["channel"]))
+    return out
+
+
+def everything(store: CandidateStore, program_id: str, listeners=range(1, 10)) -> list[dict]:
+    return [r for lid in listeners for r in store.for_listener(program_id, lid, now=NOW)]
+
+
+def test_port_is_abstract_resource(store):
+    assert isinstance(store, CandidateStore)
+    with pytest.raises(TypeError):
+        CandidateStore()
+
+
+def test_put_is_idempotent_and_rows_round_trip(store):
+    df = frame(row(1, 10, 0.9), row(1, 11, 0.8, channel="voice"), row(2, 10, 0.7))
+    assert store.put_batch("prog", "2025-06-01", df) == 3
+    first = everything(store, "prog")
+    assert store.put_batch("prog", "2025-06-01", df) == 3
+    assert everything(store, "prog") == first
+    assert store.count("prog", now=NOW) == store.count("prog", "2025-06-01", now=NOW) == 3
+    got = store.for_track("prog", 10, "2025-06-01", now=NOW)[0]
+    assert set(got) == {*CANDIDATE_COLUMNS, "program_id", "batch_date", "status"}
+    assert got == {**row(1, 10, 0.9), "program_id": "prog", "batch_date": "2025-06-01", "status": "pending"}
+
+
+def test_put_replaces_only_its_batch(store):
+    store.put_batch("prog", "2025-06-01", frame(row(1, 10, 0.9), row(2, 10, 0.8), row(3, 10, 0.7)))
+    store.put_batch("prog", "2025-06-02", frame(row(1, 10, 0.5), row(2, 10, 0.4)))
+    store.put_batch("other", "2025-06-01", frame(row(1, 10, 0.3), row(2, 10, 0.2)))
+    assert store.put_batch("prog", "2025-06-01", frame(row(2, 10, 0.6))) == 1
+    assert store.count("prog", "2025-06-01", now=NOW) == 1
+    assert store.for_track("prog", 10, "2025-06-01", now=NOW)[0]["score"] == 0.6
+    assert store.count("prog", "2025-06-02", now=NOW) == 2
+    assert store.count("other", now=NOW) == 2
+    assert store.count("prog", now=NOW) == 3
+    assert store.put_batch("prog", "2025-06-01", frame()) == 0  # an empty batch empties it
+    assert store.count("prog", "2025-06-01", now=NOW) == 0
+    assert store.count("prog", now=NOW) == 2
+
+
+def test_for_listener(store):
+    store.put_batch("prog", "2025-06-01", frame(
+        row(1, 10, 0.2), row(1, 11, 0.9, channel="voice"), row(2, 10, 0.8)
+    ))
+    store.put_batch("prog", "2025-06-02", frame(row(1, 12, 0.1)))
+    store.put_batch("other", "2025-06-01", frame(row(1, 13, 0.99)))
+    got = store.for_listener("prog", 1, now=NOW)
+    assert [(r["batch_date"], r["track_id"]) for r in got] == [
+        ("2025-06-02", 12), ("2025-06-01", 11), ("2025-06-01", 10)
+    ]
+    assert {r["program_id"] for r in got} == {"prog"}
+    assert store.for_listener("prog", 99, now=NOW) == []
+
+
+def test_for_channel_orders_by_score_then_listener_then_track(store):
+    store.put_batch("prog", "2025-06-01", frame(
+        row(3, 10, 0.5), row(1, 11, 0.5), row(1, 10, 0.5), row(2, 12, 0.9), row(4, 13, 0.1),
+        row(5, 10, 0.95, channel="voice"),
+    ))
+    store.put_batch("other", "2025-06-01", frame(row(9, 10, 1.0)))
+    got = store.for_channel("prog", "email", now=NOW)
+    assert keys(got) == [(2, 12), (1, 10), (1, 11), (3, 10), (4, 13)]
+    at_least_half = store.for_channel("prog", "email", min_score=0.5, now=NOW)
+    assert [r["score"] for r in at_least_half] == [0.9, 0.5, 0.5, 0.5]
+    assert keys(store.for_channel("prog", "email", limit=2, now=NOW)) == keys(got)[:2]
+    assert keys(store.for_channel("prog", "voice", now=NOW)) == [(5, 10, "voice")]
+    assert store.for_channel("prog", "sms", now=NOW) == []
+
+
+def test_for_channel_marketplace_and_max_per_track(store):
+    store.put_batch("prog", "2025-06-01", frame(
+        row(1, 10, 0.9), row(2, 10, 0.8), row(3, 10, 0.7), row(4, 11, 0.6),
+        row(5, 11, 0.95, marketplace="DE"), row(6, 10, 0.99, marketplace="DE"),
+    ))
+    assert keys(store.for_channel("prog", "email", marketplace="DE", now=NOW)) == [(6, 10), (5, 11)]
+    per_track = store.for_channel("prog", "email", max_per_track=2, marketplace="US", now=NOW)
+    assert keys(per_track) == [(1, 10), (2, 10), (4, 11)]
+    assert keys(store.for_channel("prog", "email", max_per_track=1, limit=2, now=NOW)) == [(6, 10), (5, 11)]
+    assert keys(store.for_channel("prog", "email", max_per_track=1, min_score=0.96, now=NOW)) == [(6, 10)]
+
+
+def test_for_track(store):
+    store.put_batch("prog", "2025-06-01", frame(
+        row(2, 10, 0.4), row(1, 10, 0.4, channel="voice"), row(3, 10, 0.9), row(1, 11, 1.0)
+    ))
+    store.put_batch("prog", "2025-06-02", frame(row(4, 10, 0.5)))
+    store.put_batch("other", "2025-06-01", frame(row(5, 10, 0.5)))
+    assert keys(store.for_track("prog", 10, "2025-06-01", now=NOW)) == [(3, 10), (1, 10, "voice"), (2, 10)]
+    assert keys(store.for_track("prog", 10, "2025-06-02", now=NOW)) == [(4, 10)]
+    assert store.for_track("prog", 10, "2025-05-31", now=NOW) == []
+
+
+def test_expired_rows_are_invisible_before_purge(store):
+    at_now = int(NOW.timestamp())  # expires_at == now counts as expired
+    store.put_batch("prog", "2025-06-01", frame(
+        row(1, 10, 0.9, expires_at=DEAD), row(2, 10, 0.8, expires_at=at_now), row(3, 10, 0.7),
+    ))
+    store.put_batch("prog", "2025-05-01", frame(row(1, 11, 0.6, expires_at=DEAD)))  # wholly expired batch
+    assert store.count("prog", now=NOW) == 1
+    assert store.count("prog", "2025-05-01", now=NOW) == 0
+    assert store.for_listener("prog", 1, now=NOW) == store.for_listener("prog", 2, now=NOW) == []
+    assert keys(store.for_channel("prog", "email", now=NOW)) == [(3, 10)]
+    assert keys(store.for_channel("prog", "email", max_per_track=5, now=NOW)) == [(3, 10)]
+    assert keys(store.for_track("prog", 10, "2025-06-01", now=NOW)) == [(3, 10)]
+    earlier = datetime.fromtimestamp(DEAD - 1, tz=timezone.utc)  # before expiry, all were live
+    assert store.count("prog", now=earlier) == 4
+    assert store.purge_expired(now=NOW) == 3
+    assert store.purge_expired(now=NOW) == 0
+    assert store.count("prog", now=earlier) == 1
+
+
+def test_now_defaults_to_current_utc_time(store):
+    t = int(time.time())
+    store.put_batch("prog", "2025-06-01", frame(
+        row(1, 10, 0.9, expires_at=t - 60), row(2, 10, 0.8, expires_at=t + 3600)
+    ))
+    assert store.count("prog") == 1
+    assert keys(store.for_channel("prog", "email")) == [(2, 10)]
+    assert store.for_listener("prog", 1) == []
+    assert len(store.for_track("prog", 10, "2025-06-01")) == 1
+    assert store.purge_expired() == 1
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (frame(row(1, 10, 0.5)).drop("features", "expires_at"), "features, expires_at"),
+        (frame(row(1, 10, 0.5), row(2, 10, 1.5)), r"\[0, 1\]"),
+        (frame(row(1, 10, -0.1)), r"\[0, 1\]"),
+        (frame(row(1, 10, 0.5), row(1, 10, 0.6)), "duplicate"),
+    ],
+    ids=["missing-columns", "score-above-1", "score-below-0", "duplicate-key"],
+)
+def test_bad_input_raises_and_writes_nothing(store, bad, message):
+    store.put_batch("prog", "2025-06-01", frame(row(7, 70, 0.7)))
+    before = everything(store, "prog")
+    with pytest.raises(ValueError, match=message):
+        store.put_batch("prog", "2025-06-01", bad)
+    with pytest.raises(ValueError, match=message):
+        store.put_batch("prog", "2025-06-02", bad)
+    assert everything(store, "prog") == before
+    assert store.count("prog", now=NOW) == 1

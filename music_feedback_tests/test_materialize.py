@@ -1,0 +1,135 @@
+"""The whole graph on a small generated warehouse, through Dagster, as the daily job runs it."""
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+
+import duckdb
+import polars as pl
+import pytest
+from dagster import AssetKey, instance_for_test
+
+from music_feedback import runner
+from music_feedback.definitions import build_definitions
+from music_feedback.explain import explain
+from music_feedback.programs.loader import load_programs
+from music_feedback.resources import get_resources
+from music_feedback_tests.conftest import BATCH_DAY
+
+DAILY = ["raw_streams", "rejected_streams", "unified_candidates", "filtered_candidates", "candidate_decisions",
+         "listener_features", "track_features", "scored_candidates", "stored_candidates"]
+
+
+@pytest.fixture
+def program():
+    return load_programs()[0]
+
+
+def _run(program, day, instance):
+    defs = build_definitions()
+    runner.ensure_models(defs, program, instance)
+    return runner.run_batch(defs, program, day, instance)
+
+
+def test_daily_batch_materializes_every_asset_and_check(data_home, program):
+    with instance_for_test() as instance:
+        report = _run(program, BATCH_DAY, instance)
+        assert report.success, report.failure
+        assert sorted(report.assets) == sorted(DAILY)
+        assert report.checks and all(c["passed"] for c in report.checks.values())
+        for name in DAILY:
+            meta = report.assets[name]
+            assert "dagster/row_count" in meta and "duration_s" in meta and "preview" in meta, name
+        raw = report.meta("raw_streams", "dagster/row_count")
+        unique = report.meta("unified_candidates", "dagster/row_count")
+        kept = report.meta("filtered_candidates", "dagster/row_count")
+        removed = report.meta("filtered_candidates", "removed_by_filter")
+        assert raw > unique > kept > 0
+        assert set(removed) == {"trust", "eligibility", "engagement", "frequency-cap"}
+        assert unique - sum(removed.values()) == kept
+        assert report.meta("rejected_streams", "dagster/row_count") > 0  # the generator plants malformed rows
+        assert report.meta("stored_candidates", "candidates") == kept
+
+    scored = pl.read_parquet(data_home / "assets" / program.slug / "scored_candidates" / f"{BATCH_DAY}.parquet")
+    assert scored["score"].is_between(0, 1).all()
+    assert scored["propensity_model_version"].str.starts_with("feedback-propensity-v3@").all()
+    assert {"engagement_score", "music_taste_profile", "genre", "artist_popularity"} <= set(
+        __import__("json").loads(scored["features"][0]))
+
+
+def test_rerunning_a_day_leaves_exactly_the_same_store_rows(data_home, program):
+    store = get_resources()["candidate_store"]
+    with instance_for_test() as instance:
+        assert _run(program, BATCH_DAY, instance).success
+        first = sorted((r["listener_id"], r["track_id"], r["channel"], r["score"])
+                       for r in store.for_channel(program.program_id, "email", limit=10**7, now=_day_after()))
+        assert _run(program, BATCH_DAY, instance).success
+        second = sorted((r["listener_id"], r["track_id"], r["channel"], r["score"])
+                        for r in store.for_channel(program.program_id, "email", limit=10**7, now=_day_after()))
+    assert first and first == second
+    assert store.count(program.program_id, BATCH_DAY.isoformat(), now=_day_after()) >= len(first)
+
+
+def _day_after():
+    from datetime import datetime, time, timezone
+    return datetime.combine(BATCH_DAY + timedelta(days=1), time(2), tzinfo=timezone.utc)
+
+
+def test_a_failing_blocking_check_stops_the_downstream_assets(data_home, program, small_warehouse, monkeypatch):
+    """Day D loses most of its plays (a partial load): the row-count check fails and nothing downstream runs."""
+    partial = data_home / "partial.duckdb"
+    shutil.copy(small_warehouse, partial)
+    with duckdb.connect(str(partial)) as con:
+        con.execute("DELETE FROM track_plays WHERE played_at >= ? AND listener_id % 10 <> 0", [BATCH_DAY])
+    monkeypatch.setenv("MUSIC_FEEDBACK_WAREHOUSE", str(partial))
+    with instance_for_test() as instance:
+        assert _run(program, BATCH_DAY - timedelta(days=1), instance).success
+        report = _run(program, BATCH_DAY, instance)
+        failed = [n for n, c in report.checks.items() if not c["passed"]]
+        assert failed == ["row_count_vs_previous_day"]
+        assert "raw_streams" in report.assets
+        assert "unified_candidates" not in report.assets and "stored_candidates" not in report.assets
+        key = AssetKey([program.slug, "unified_candidates"])
+        assert not instance.fetch_materializations(key, limit=5).records or all(
+            r.partition_key != BATCH_DAY.isoformat() for r in instance.fetch_materializations(key, limit=5).records)
+    assert not (data_home / "assets" / program.slug / "unified_candidates" / f"{BATCH_DAY}.parquet").exists()
+
+
+def test_missing_warehouse_fails_with_a_clear_message_and_writes_nothing(data_home, program, monkeypatch):
+    monkeypatch.setenv("MUSIC_FEEDBACK_WAREHOUSE", str(data_home / "nowhere.duckdb"))
+    with instance_for_test() as instance:
+        defs = build_definitions()
+        report = runner.run_batch(defs, program, BATCH_DAY, instance)
+    assert not report.success
+    assert "does not exist" in report.failure and "warehouse seed" in report.failure
+    assert not (data_home / "assets" / program.slug).exists()
+
+
+def test_missing_column_names_connector_table_and_column(data_home, program, small_warehouse, monkeypatch):
+    broken = data_home / "broken.duckdb"
+    shutil.copy(small_warehouse, broken)
+    with duckdb.connect(str(broken)) as con:
+        con.execute("ALTER TABLE track_plays DROP COLUMN completion_rate")
+    monkeypatch.setenv("MUSIC_FEEDBACK_WAREHOUSE", str(broken))
+    with instance_for_test() as instance:
+        report = runner.run_batch(build_definitions(), program, BATCH_DAY, instance)
+    assert not report.success
+    assert "redshift-music-streams" in report.failure and "track_plays" in report.failure
+    assert "completion_rate" in report.failure
+    assert not (data_home / "assets" / program.slug / "raw_streams").exists()
+
+
+def test_why_explains_removed_and_kept_candidates(data_home, program):
+    with instance_for_test() as instance:
+        assert _run(program, BATCH_DAY, instance).success
+    root = data_home / "assets"
+    store = get_resources()["candidate_store"]
+    decisions = pl.read_parquet(root / program.slug / "candidate_decisions" / f"{BATCH_DAY}.parquet")
+    removed = decisions.filter(pl.col("reason") == "low_engagement").row(0, named=True)
+    lines = explain(root, store, program, removed["listener_id"], removed["track_id"], BATCH_DAY)
+    assert "removed by the 'engagement' filter, reason low_engagement" in lines[-1]
+    kept = pl.read_parquet(root / program.slug / "scored_candidates" / f"{BATCH_DAY}.parquet").row(0, named=True)
+    lines = explain(root, store, program, kept["listener_id"], kept["track_id"], BATCH_DAY)
+    assert "passed every filter" in lines[0]
+    lines = explain(root, store, program, 10**9, 1, BATCH_DAY)
+    assert "not a candidate" in lines[0]
