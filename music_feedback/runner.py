@@ -42,7 +42,7 @@ class BatchReport:
     success: bool
     wall_s: float
     assets: dict[str, dict] = field(default_factory=dict)  # asset name -> metadata values
-    checks: dict[str, dict] = field(default_factory=dict)  # check name -> {passed, asset}
+    checks: dict[str, dict] = field(default_factory=dict)  # "asset.check" -> {passed, asset, description}
     step_s: dict[str, float] = field(default_factory=dict)  # Dagster step -> wall seconds (IO and checks included)
     failure: str | None = None
 
@@ -90,8 +90,8 @@ def run_batch(defs, program: Program, day: date, inst: DagsterInstance) -> Batch
         mat = event.event_specific_data.materialization
         report.assets[mat.asset_key.path[-1]] = {k: _value(v) for k, v in mat.metadata.items()}
     for ev in result.get_asset_check_evaluations():
-        report.checks[ev.check_name] = {"passed": ev.passed, "asset": ev.asset_key.path[-1],
-                                        "description": ev.description}
+        report.checks[f"{ev.asset_key.path[-1]}.{ev.check_name}"] = {
+            "passed": ev.passed, "asset": ev.asset_key.path[-1], "description": ev.description}
     for event in result.all_events:
         if event.event_type_value == "STEP_SUCCESS":
             report.step_s[event.step_key.split("__", 1)[-1]] = round(event.event_specific_data.duration_ms / 1000, 3)
@@ -115,7 +115,7 @@ def summary(report: BatchReport) -> str:
     dist = report.meta("scored_candidates", "score_distribution")
     if dist:
         lines.append("  score bands: " + ", ".join(f"{k} {v:.0%}" for k, v in dist.items()))
-    failed = [f"{n} ({c['asset']})" for n, c in report.checks.items() if not c["passed"]]
+    failed = [f"{n} ({c['description']})" for n, c in report.checks.items() if not c["passed"]]
     lines.append(f"  checks: {len(report.checks) - len(failed)}/{len(report.checks)} passed"
                  + (f"; failed: {', '.join(failed)}" if failed else ""))
     if report.failure:

@@ -21,10 +21,10 @@ def day(offset: int, hour: int = 12, minute: int = 0, second: int = 0) -> dateti
     return datetime(d.year, d.month, d.day, hour, minute, second)
 
 
-def play(listener_id: int, played_at: datetime, release: date = D - timedelta(days=2), completion: float = 0.97,
-         play_count: int = 1, track_id: int | None = None) -> tuple:
-    return (listener_id, track_id or listener_id * 10, play_count, completion, 0.8, 200_000, played_at, release,
-            "pop", 1)
+def play(listener_id: int, played_at: datetime, release: date = D - timedelta(days=2),
+         completion: float = 0.97, play_count: int = 1) -> tuple:
+    """A track_plays row, in schema column order; the track id is listener id * 10."""
+    return (listener_id, listener_id * 10, play_count, completion, 0.8, 200_000, played_at, release, "pop", 1)
 
 
 # listener_id identifies each case

@@ -38,7 +38,8 @@ def context(listeners=(), tracks=(), prior_feedback=(), recent_requests=()) -> F
     return FilterContext(
         program_id="music-feedback", batch_date=DAY,
         listeners=pl.DataFrame(list(listeners), orient="row", schema={
-            "listener_id": pl.Int64, "opted_out": pl.Boolean, "bot_score": pl.Float64, "is_authentic": pl.Boolean}),
+            "listener_id": pl.Int64, "opted_out": pl.Boolean, "bot_score": pl.Float64,
+            "is_authentic": pl.Boolean}),
         tracks=pl.DataFrame(list(tracks), orient="row",
                             schema={"track_id": pl.Int64, "feedback_eligible": pl.Boolean}),
         prior_feedback=pl.DataFrame(list(prior_feedback), orient="row",
@@ -80,8 +81,17 @@ def test_trust_reasons_and_boundary():
     result = TrustFilter("trust").apply(frame, TRUST_CTX)
     assert pairs(result.kept) == [(1, 10), (3, 10)]
     assert reasons(result.removed) == {
-        (2, 10): "bot_activity", (4, 10): "not_authentic", (5, 10): "bot_activity", (99, 10): "unknown_listener"}
+        (2, 10): "bot_activity", (4, 10): "not_authentic", (5, 10): "bot_activity",
+        (99, 10): "unknown_listener"}
     assert_partition(result, frame)
+
+
+def test_trust_unknown_authenticity_is_not_trusted():
+    """The trust filter drops unverified listeners: a null is_authentic is not a verification."""
+    ctx = context(listeners=[(1, False, 0.1, None)])
+    result = TrustFilter("trust").apply(candidates((1, 10)), ctx)
+    assert result.kept.height == 0
+    assert reasons(result.removed) == {(1, 10): "not_authentic"}
 
 
 def test_trust_custom_max_bot_score():
@@ -296,7 +306,8 @@ def test_build_chain_unknown_business_rule(extra, name):
 
 def test_run_chain_counts_and_decisions():
     result = run_chain(build_chain(SHIPPED_SPECS), MIXED, MIXED_CTX)
-    # trust: 3 is a bot, 4 is not authentic, 99 unknown; eligibility: 2 opted out, (1,11) closed, (1,13) answered;
+    # trust: 3 is a bot, 4 is not authentic, 99 unknown;
+    # eligibility: 2 opted out, (1,11) closed, (1,13) answered;
     # engagement: nobody left below 0.6; frequency cap: listener 1 has room for one more, and has one left.
     assert pairs(result.kept) == [(1, 10)]
     assert result.removed_by_filter == {"trust": 4, "eligibility": 3, "engagement": 0, "frequency-cap": 0}
@@ -307,7 +318,8 @@ def test_run_chain_counts_and_decisions():
     assert rows == {
         (3, 10): ("filter", "trust", "bot_activity"), (3, 13): ("filter", "trust", "bot_activity"),
         (4, 10): ("filter", "trust", "not_authentic"), (99, 13): ("filter", "trust", "unknown_listener"),
-        (2, 10): ("filter", "eligibility", "opted_out"), (1, 11): ("filter", "eligibility", "track_not_eligible"),
+        (2, 10): ("filter", "eligibility", "opted_out"),
+        (1, 11): ("filter", "eligibility", "track_not_eligible"),
         (1, 13): ("filter", "eligibility", "already_gave_feedback"),
     }
     assert sorted(pairs(result.kept) + pairs(result.decisions)) == pairs(MIXED)

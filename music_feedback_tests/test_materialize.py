@@ -86,7 +86,7 @@ def test_a_failing_blocking_check_stops_the_downstream_assets(data_home, program
         assert _run(program, BATCH_DAY - timedelta(days=1), instance).success
         report = _run(program, BATCH_DAY, instance)
         failed = [n for n, c in report.checks.items() if not c["passed"]]
-        assert failed == ["row_count_vs_previous_day"]
+        assert failed == ["raw_streams.row_count_vs_previous_day"]
         assert "raw_streams" in report.assets
         assert "unified_candidates" not in report.assets and "stored_candidates" not in report.assets
         key = AssetKey([program.slug, "unified_candidates"])

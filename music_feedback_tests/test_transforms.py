@@ -88,10 +88,12 @@ def test_split_of_empty_frame():
 LISTENERS = pl.DataFrame({"listener_id": [1, 2], "marketplace": ["US", "JP"],
                           "time_zone": ["America/Chicago", "Asia/Tokyo"], "voice_enabled": [True, False],
                           "opted_out": [False, False]})
-TRACKS = pl.DataFrame({"track_id": [10, 11], "track_name": ["Track 10", "Track 11"], "genre": ["pop", "rock"]})
+TRACKS = pl.DataFrame({"track_id": [10, 11], "track_name": ["Track 10", "Track 11"],
+                       "genre": ["pop", "rock"]})
 
 
-def unified(frame: pl.DataFrame, program_id="music-feedback", batch_date=DAY, connector="redshift-music-streams"):
+def unified(frame: pl.DataFrame, program_id="music-feedback", batch_date=DAY,
+            connector="redshift-music-streams"):
     return unify(frame, LISTENERS, TRACKS, program_id, batch_date, connector)
 
 

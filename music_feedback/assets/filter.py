@@ -6,7 +6,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, AssetOut, Ou
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
 from music_feedback.filters import FilterContext, build_chain, run_chain
 from music_feedback.programs.model import Program
-from music_feedback.quality.checks import run_suite
+from music_feedback.quality.checks import row_count_expectation, run_suite
 from music_feedback.quality.gx_runner import Between, InSet, NotNull
 from music_feedback.warehouse import queries as q
 from music_feedback.warehouse.port import Warehouse
@@ -55,8 +55,12 @@ def build_filter(program: Program, partitions):
                             "'why was listener L not asked about track T on day D'."),
         },
         partitions_def=partitions,
-        check_specs=[AssetCheckSpec("no_ineligible_listener_passes", asset=kept_key, blocking=True,
-                                    description="No opted-out or untrusted listener, nobody over the weekly cap.")],
+        check_specs=[
+            AssetCheckSpec("no_ineligible_listener_passes", asset=kept_key, blocking=True,
+                           description="No opted-out or untrusted listener, nobody over the weekly cap."),
+            AssetCheckSpec("row_count_vs_previous_day", asset=kept_key, blocking=True,
+                           description="Eligible candidates within 0.5x-2x of the previous partition's."),
+        ],
     )
     def filter_candidates(context: AssetExecutionContext, warehouse: Warehouse, unified: pl.DataFrame):
         day = batch_date(context)
@@ -77,5 +81,7 @@ def build_filter(program: Program, partitions):
         yield Output(decisions, "candidate_decisions", metadata=frame_metadata(decisions, 0.0))
         yield run_suite(kept_key, "no_ineligible_listener_passes", guard_frame(result.kept, ctx),
                         guard_expectations(chain))
+        expectations, meta = row_count_expectation(context.instance, kept_key, day)
+        yield run_suite(kept_key, "row_count_vs_previous_day", result.kept.select("listener_id"), expectations, **meta)
 
     return filter_candidates

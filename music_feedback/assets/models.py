@@ -23,9 +23,11 @@ def build_model(program: Program, role: str):
     def model(context: AssetExecutionContext, warehouse: Warehouse):
         watch = Stopwatch()
         trained = train_model(spec, q.training_outcomes(warehouse, program.program_id))
+        table = "| metric | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in trained.metrics.items())
         return Output(trained, metadata={
-            "version": trained.version, "features": MetadataValue.json(trained.features),
-            "training_rows": trained.training_rows, **trained.metrics, "duration_s": round(watch.total, 3)})
+            "dagster/row_count": trained.training_rows, "version": trained.version,
+            "features": MetadataValue.json(trained.features), **trained.metrics,
+            "duration_s": round(watch.total, 3), "preview": MetadataValue.md(table)})
 
     return model
 
