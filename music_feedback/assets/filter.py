@@ -29,9 +29,9 @@ def guard_expectations(chain) -> list:
     out = [NotNull("listener_id"), NotNull("track_id")]
     if "trust" in by_kind:
         out += [NotNull("bot_score"), Between("bot_score", 0.0, by_kind["trust"].params["maxBotScore"] - 1e-9),
-                InSet("is_authentic", [True])]
+                NotNull("is_authentic"), InSet("is_authentic", [True])]
     if "eligibility" in by_kind:
-        out.append(InSet("opted_out", [False]))
+        out += [NotNull("opted_out"), InSet("opted_out", [False])]
     if "frequency-cap" in by_kind:
         out.append(Between("requests_in_week", 0, by_kind["frequency-cap"].params["maxRequestsPerWeek"]))
     return out

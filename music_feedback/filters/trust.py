@@ -19,6 +19,6 @@ class TrustFilter(CandidateFilter):
         reason = (
             pl.when(pl.col("bot_score").is_null()).then(pl.lit("unknown_listener"))
             .when(pl.col("bot_score") >= self.params["maxBotScore"]).then(pl.lit("bot_activity"))
-            .when(~pl.col("is_authentic")).then(pl.lit("not_authentic"))
+            .when(~pl.col("is_authentic").fill_null(False)).then(pl.lit("not_authentic"))
         )
         return joined.with_columns(reason.alias("reason"))

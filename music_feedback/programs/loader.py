@@ -24,6 +24,14 @@ def _loc(loc: tuple) -> str:
     return out or "(top level)"
 
 
+def _config_error(path: Path, exc: ValidationError, prefix: tuple = ()) -> ProgramConfigError:
+    problems = []
+    for err in exc.errors():
+        msg = "unknown key (not allowed)" if err["type"] == "extra_forbidden" else err["msg"]
+        problems.append(f"  {_loc(prefix + tuple(err['loc']))}: {msg}")
+    return ProgramConfigError(f"{path}: invalid program configuration:\n" + "\n".join(problems))
+
+
 def load_program(path: Path | str) -> Program:
     path = Path(path)
     try:
@@ -35,13 +43,20 @@ def load_program(path: Path | str) -> Program:
     if not isinstance(raw, dict):
         raise ProgramConfigError(f"{path}: expected a mapping of program settings at the top level")
     try:
-        return Program.model_validate(raw)
+        program = Program.model_validate(raw)
+        for i, channel in enumerate(program.channels):
+            try:
+                channel.typed_config()
+            except ValidationError as exc:
+                raise _config_error(path, exc, ("channels", i, "config")) from None
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            msg = "unknown key (not allowed)" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"  {_loc(err['loc'])}: {msg}")
-        raise ProgramConfigError(f"{path}: invalid program configuration:\n" + "\n".join(problems)) from None
+        raise _config_error(path, exc) from None
+    from music_feedback.filters.chain import build_chain  # filters depend on the program model
+    try:
+        build_chain(program.filter_chain)
+    except ValueError as exc:
+        raise ProgramConfigError(f"{path}: invalid program configuration:\n  {exc}") from None
+    return program
 
 
 def program_files() -> list[Path]:
@@ -58,11 +73,13 @@ def program_files() -> list[Path]:
 def load_programs() -> list[Program]:
     """Every enabled program found, or only $MUSIC_FEEDBACK_PROGRAM if set."""
     programs: dict[str, Program] = {}
+    sources: dict[str, Path] = {}
     for path in program_files():
         program = load_program(path)
         if program.program_id in programs:
-            raise ProgramConfigError(f"{path}: programId {program.program_id!r} is defined twice")
-        programs[program.program_id] = program
+            raise ProgramConfigError(f"programId {program.program_id!r} is defined twice: in "
+                                     f"{sources[program.program_id]} and {path}; rename one")
+        programs[program.program_id], sources[program.program_id] = program, path
     selected = os.environ.get(PROGRAM_VAR)
     if selected:
         if selected not in programs:

@@ -94,11 +94,10 @@ class Channel(Strict):
     enabled: bool = True
     config: dict[str, Any]
 
-    @model_validator(mode="after")
-    def _typed_config(self) -> "Channel":
+    def typed_config(self) -> EmailChannelConfig | VoiceChannelConfig:
+        """The config checked against its channel type (the loader reports errors under `config`)."""
         model = EmailChannelConfig if self.type == "email" else VoiceChannelConfig
-        model.model_validate(self.config)
-        return self
+        return model.model_validate(self.config)
 
 
 class ScoringSettings(Strict):
@@ -158,7 +157,10 @@ def cron_fields(expr: str) -> tuple[int, int]:
     """(minute, hour) of a daily schedule, from an AWS `cron(m h * * ? *)` or a 5-field cron."""
     m = _AWS_CRON.match(expr.strip())
     fields = (m.group(1) if m else expr).split()
-    if len(fields) not in (5, 6) or not (fields[0].isdigit() and fields[1].isdigit()):
+    daily = (len(fields) in (5, 6) and fields[0].isdigit() and fields[1].isdigit()
+             and fields[2] in ("*", "?") and fields[3] == "*" and fields[4] in ("*", "?")
+             and (len(fields) == 5 or fields[5] == "*"))
+    if not daily:
         raise ValueError(f"batchSchedule {expr!r} must be a daily cron such as 'cron(0 2 * * ? *)'")
     minute, hour = int(fields[0]), int(fields[1])
     if not (0 <= minute < 60 and 0 <= hour < 24):

@@ -39,8 +39,10 @@ class FeatureEncoder:
                 exprs += [(pl.col(col) == cat).fill_null(False).cast(pl.Float64).alias(f"{col}={cat}")
                           for cat in self.categories[col]]
             else:
+                # Multiply by the reciprocal: polars divides short frames differently, so a row's
+                # encoding (and a tree's split) would depend on the size of its scoring batch.
                 exprs.append(((pl.col(col).cast(pl.Float64).fill_null(self.means[col]) - self.means[col])
-                              / self.stds[col]).alias(col))
+                              * (1.0 / self.stds[col])).alias(col))
         return frame.select(exprs).to_numpy()
 
 
