@@ -20,6 +20,9 @@ from music_feedback.programs.model import Program
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 from music_feedback.warehouse.generator import WarehouseSpec, generate
 
+# The seed's removals as shares of its 1.5M unique candidates, to compare the generated day against.
+SEED_SHARES = {"trust": 100_000 / 1.5e6, "eligibility": 400_000 / 1.5e6, "engagement": 500_000 / 1.5e6,
+               "frequency-cap": 300_000 / 1.5e6}
 STAGES = ("raw_streams", "unified_candidates", "filtered_candidates", "listener_features", "track_features",
           "scored_candidates", "stored_candidates")
 
@@ -78,6 +81,11 @@ def bench(program: Program, args) -> int:
         "train_models_s": round(train_s, 2),
         "warehouse_s": round(gen_s, 2),
     }
+    for name, share in (figures["removed_share_by_filter"] or {}).items():
+        seed = SEED_SHARES.get(name)
+        if seed:
+            off = share / seed - 1
+            print(f"{'filter ' + name:>22}: removed {share:.1%} (seed {seed:.1%}, {off:+.0%} relative)")
     for name, value in figures.items():
         if name not in ("removed_by_filter", "removed_share_by_filter", "compute_s", "step_s", "score_distribution"):
             print(f"{name:>22}: {value}")

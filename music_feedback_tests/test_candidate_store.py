@@ -3,7 +3,7 @@ must pass it unchanged, so tests use only the port's API. Add an adapter as a `s
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import polars as pl
 import pytest
@@ -184,3 +184,15 @@ def test_bad_input_raises_and_writes_nothing(store, bad, message):
         store.put_batch("prog", "2025-06-02", bad)
     assert everything(store, "prog") == before
     assert store.count("prog", now=NOW) == 1
+
+
+def test_history_of_expired_batches_does_not_limit_reads(store):
+    """Reads union only live batches, so 600 days of history (past SQLite's 500-term limit) still work."""
+    day0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    for i in range(600):
+        expires = int((day0 + timedelta(days=i + 14)).timestamp())
+        store.put_batch("p", (day0 + timedelta(days=i)).date().isoformat(), frame(row(1, i, 0.5, expires_at=expires)))
+    now = day0 + timedelta(days=599, hours=1)
+    assert len(store.for_listener("p", 1, now=now)) == 14
+    assert store.count("p", now=now) == 14
+    assert store.purge_expired(now=now) == 586

@@ -1,8 +1,8 @@
 """Embedded SQLite adapter of the candidate store, for local runs and tests.
 
-Layout: one table per (program_id, batch_date), listed in `candidate_batches`, and a
-`candidates` UNION ALL view over them that reads go through (SQLite pushes the WHERE
-into each arm, so each table's indexes serve it). Why not one big table: 250K random
+Layout: one table per (program_id, batch_date), listed in `candidate_batches`; a read unions
+only the program's batches that have not wholly expired (SQLite pushes the WHERE into each
+arm, so each table's indexes serve it), so the number of live batches, not history, bounds it. Why not one big table: 250K random
 inserts into four growing B-trees plus a 250K-row DELETE on replace took 3-7 s; building
 a fresh table and indexing it afterwards takes ~1.5 s, and replace/expiry become DROP TABLE.
 """
@@ -41,7 +41,7 @@ _INDEX_DDL = (
     "CREATE INDEX {t}_channel ON {t} (channel, score DESC)",
     "CREATE INDEX {t}_track ON {t} (track_id)",
 )
-_EMPTY_VIEW = "SELECT NULL AS program_id, NULL AS batch_date, %s, NULL AS status WHERE 0" % ", ".join(
+_EMPTY = "SELECT NULL AS program_id, NULL AS batch_date, %s, NULL AS status WHERE 0" % ", ".join(
     f"NULL AS {c}" for c in CANDIDATE_COLUMNS
 )
 _SCHEMA = f"""
@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS candidate_batches (
   max_expires_at INTEGER NOT NULL,
   UNIQUE (program_id, batch_date)
 );
-CREATE VIEW IF NOT EXISTS candidates AS {_EMPTY_VIEW};
+DROP VIEW IF EXISTS candidates;
 """
 
 
@@ -61,14 +61,15 @@ def _lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _rebuild_view(conn: sqlite3.Connection) -> None:
-    """Literal program_id/batch_date per arm let SQLite skip other batches' tables outright."""
+def _live_batches(conn: sqlite3.Connection, program_id: str, ts: float) -> str:
+    """A UNION ALL over the program's batches with a row still unexpired at `ts`."""
     arms = [
         f"SELECT {_lit(p)} AS program_id, {_lit(d)} AS batch_date, {_COLS}, status FROM cand_{i}"
-        for i, p, d in conn.execute("SELECT id, program_id, batch_date FROM candidate_batches ORDER BY id")
+        for i, p, d in conn.execute(
+            "SELECT id, program_id, batch_date FROM candidate_batches "
+            "WHERE program_id = ? AND max_expires_at > ? ORDER BY id", (program_id, ts))
     ]
-    conn.execute("DROP VIEW candidates")
-    conn.execute("CREATE VIEW candidates AS " + (" UNION ALL ".join(arms) or _EMPTY_VIEW))
+    return "(" + (" UNION ALL ".join(arms) or _EMPTY) + ")"
 
 
 class SQLiteCandidateStore(CandidateStore):
@@ -100,9 +101,10 @@ class SQLiteCandidateStore(CandidateStore):
                 conn.execute("ROLLBACK")
                 raise
 
-    def _query(self, sql: str, params: tuple) -> list[dict]:
+    def _query(self, sql: str, params: tuple, program_id: str, ts: float) -> list[dict]:
+        """`sql` reads FROM {candidates}: the program's live batches at `ts`."""
         with self._connect() as conn:
-            cur = conn.execute(sql, params)
+            cur = conn.execute(sql.format(candidates=_live_batches(conn, program_id, ts)), params)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
 
@@ -132,15 +134,13 @@ class SQLiteCandidateStore(CandidateStore):
                 conn.executemany(_INSERT.format(t=t), rows)
                 for ddl in _INDEX_DDL:
                     conn.execute(ddl.format(t=t))
-            if old or df.height:
-                _rebuild_view(conn)
         return df.height
 
     def for_listener(self, program_id: str, listener_id: int, now: datetime | None = None) -> list[dict]:
         return self._query(
-            "SELECT * FROM candidates WHERE program_id = ? AND listener_id = ? AND expires_at > ? "
+            "SELECT * FROM {candidates} WHERE program_id = ? AND listener_id = ? AND expires_at > ? "
             "ORDER BY batch_date DESC, score DESC, track_id, channel",
-            (program_id, listener_id, epoch_now(now)),
+            (program_id, listener_id, epoch_now(now)), program_id, epoch_now(now),
         )
 
     def for_channel(
@@ -160,15 +160,15 @@ class SQLiteCandidateStore(CandidateStore):
             params.append(marketplace)
         order = "score DESC, listener_id, track_id"
         if max_per_track is None:
-            sql = f"SELECT * FROM candidates WHERE {where} ORDER BY {order} LIMIT ?"
+            sql = f"SELECT * FROM {{candidates}} WHERE {where} ORDER BY {order} LIMIT ?"
         else:
             rank = f"ROW_NUMBER() OVER (PARTITION BY track_id ORDER BY {order}) AS _rank"
             sql = (
-                f"SELECT * FROM (SELECT *, {rank} FROM candidates WHERE {where}) "
+                f"SELECT * FROM (SELECT *, {rank} FROM {{candidates}} WHERE {where}) "
                 f"WHERE _rank <= ? ORDER BY {order} LIMIT ?"
             )
             params.append(max_per_track)
-        rows = self._query(sql, (*params, limit))
+        rows = self._query(sql, (*params, limit), program_id, params[3])
         for r in rows:
             r.pop("_rank", None)
         return rows
@@ -177,18 +177,18 @@ class SQLiteCandidateStore(CandidateStore):
         self, program_id: str, track_id: int, batch_date: str, now: datetime | None = None
     ) -> list[dict]:
         return self._query(
-            "SELECT * FROM candidates WHERE program_id = ? AND track_id = ? AND batch_date = ? "
+            "SELECT * FROM {candidates} WHERE program_id = ? AND track_id = ? AND batch_date = ? "
             "AND expires_at > ? ORDER BY score DESC, listener_id, channel",
-            (program_id, track_id, batch_date, epoch_now(now)),
+            (program_id, track_id, batch_date, epoch_now(now)), program_id, epoch_now(now),
         )
 
     def count(self, program_id: str, batch_date: str | None = None, now: datetime | None = None) -> int:
-        sql = "SELECT COUNT(*) AS n FROM candidates WHERE program_id = ? AND expires_at > ?"
+        sql = "SELECT COUNT(*) AS n FROM {candidates} WHERE program_id = ? AND expires_at > ?"
         params = [program_id, epoch_now(now)]
         if batch_date is not None:
             sql += " AND batch_date = ?"
             params.append(batch_date)
-        return self._query(sql, tuple(params))[0]["n"]
+        return self._query(sql, tuple(params), program_id, params[1])[0]["n"]
 
     def purge_expired(self, now: datetime | None = None) -> int:
         """Whole expired batches are dropped; partly expired ones get a DELETE."""
@@ -208,6 +208,4 @@ class SQLiteCandidateStore(CandidateStore):
                         "UPDATE candidate_batches SET min_expires_at = ? WHERE id = ?",
                         (conn.execute(f"SELECT MIN(expires_at) FROM {t}").fetchone()[0], bid),
                     )
-            if any(max_exp <= ts for _, max_exp in batches):
-                _rebuild_view(conn)
         return deleted
