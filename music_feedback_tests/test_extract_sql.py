@@ -32,7 +32,7 @@ INCLUDED = {
     1: play(1, day(0)),
     2: play(2, day(0, 0, 0, 0)),  # the first instant of D
     3: play(3, day(0, 23, 59, 59)),  # the last second of D
-    4: play(4, day(0), release=D - timedelta(days=7)),  # oldest release in the window
+    4: play(4, day(0), release=D - timedelta(days=6)),  # oldest release in the window
     5: play(5, day(0), release=D),  # released on D
     6: play(6, day(0), completion=0.95),  # completion threshold
     7: play(7, day(0), completion=1.0),
@@ -44,7 +44,7 @@ EXCLUDED = {
     22: play(22, day(-1, 23, 59, 59)),  # the last second before D
     23: play(23, day(1)),
     24: play(24, day(1, 0, 0, 0)),  # batch_end is exclusive
-    25: play(25, day(0), release=D - timedelta(days=8)),
+    25: play(25, day(0), release=D - timedelta(days=7)),
     26: play(26, day(0), completion=0.94),
     27: play(27, day(0), completion=0.9499),
     28: play(28, day(0), play_count=0),
@@ -79,7 +79,7 @@ def warehouse(tmp_path):
 def test_bind_batch_window_replaces_every_parameter(program):
     sql = bind_batch_window(program.connector.config.query, D)
     assert ":batch_start" not in sql and ":batch_end" not in sql and ":release_window_start" not in sql
-    assert "DATE '2026-11-23'" in sql and "DATE '2026-11-24'" in sql and "DATE '2026-11-16'" in sql
+    assert "DATE '2026-11-23'" in sql and "DATE '2026-11-24'" in sql and "DATE '2026-11-17'" in sql
 
 
 def test_extract_selects_exactly_the_qualifying_plays(program, warehouse):

@@ -368,3 +368,20 @@ def test_run_chain_with_nothing_enabled_keeps_everything():
     assert result.decisions.height == 0
     assert result.decisions.columns == DECISION_COLUMNS
     assert result.removed_by_filter == {}
+
+
+def test_eligibility_removes_listeners_outside_the_program_marketplaces():
+    frame = candidates((1, 10), (2, 10), (3, 10)).with_columns(pl.Series("marketplace", ["US", "JP", None]))
+    ctx = context(listeners=[(1, False, 0.1, True), (2, False, 0.1, True), (3, False, 0.1, True)],
+                  tracks=[(10, True)])
+    ctx = FilterContext(**{**ctx.__dict__, "marketplaces": ("US", "UK")})
+    result = EligibilityFilter("eligibility").apply(frame, ctx)
+    assert pairs(result.kept) == [(1, 10)]
+    assert reasons(result.removed) == {(2, 10): "marketplace_not_in_program", (3, 10): "marketplace_not_in_program"}
+
+
+def test_engagement_unknown_score_is_not_engaged():
+    frame = candidates((1, 1, 1, 0.97, at(1), None), (2, 1, 1, 0.97, at(1), 0.9))
+    result = EngagementFilter("engagement").apply(frame, context())
+    assert pairs(result.kept) == [(2, 1)]
+    assert reasons(result.removed) == {(1, 1): "low_engagement"}

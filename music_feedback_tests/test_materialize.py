@@ -119,6 +119,20 @@ def test_missing_column_names_connector_table_and_column(data_home, program, sma
     assert not (data_home / "assets" / program.slug / "raw_streams").exists()
 
 
+@pytest.mark.parametrize("ddl", ["ALTER TABLE listeners DROP COLUMN bot_score", "DROP TABLE feedback_requests"])
+def test_a_broken_side_table_fails_before_anything_is_written(data_home, program, small_warehouse, monkeypatch, ddl):
+    broken = data_home / "broken.duckdb"
+    shutil.copy(small_warehouse, broken)
+    with duckdb.connect(str(broken)) as con:
+        con.execute(ddl)
+    monkeypatch.setenv("MUSIC_FEEDBACK_WAREHOUSE", str(broken))
+    with instance_for_test() as instance:
+        report = runner.run_batch(build_definitions(), program, BATCH_DAY, instance)
+    assert not report.success and "connector 'redshift-music-streams'" in report.failure
+    assert ("bot_score" in report.failure) if "bot_score" in ddl else ("feedback_requests" in report.failure)
+    assert not (data_home / "assets" / program.slug).exists()
+
+
 def test_why_explains_removed_and_kept_candidates(data_home, program):
     with instance_for_test() as instance:
         assert _run(program, BATCH_DAY, instance).success

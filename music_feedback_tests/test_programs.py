@@ -158,6 +158,10 @@ def test_model_role_and_consistency_errors(tmp_path, raw):
     bad = copy.deepcopy(raw)
     bad["filterChain"][1]["order"] = 1
     assert "filterChain orders must be distinct" in load_error(tmp_path, bad)
+    bad = copy.deepcopy(raw)
+    bad["filterChain"][3]["filterId"] = "trust"
+    bad["filterChain"][3]["rule"] = "frequency-cap"
+    assert "filterIds must be distinct" in load_error(tmp_path, bad)
 
 
 def test_explicit_role_wins(tmp_path, raw):

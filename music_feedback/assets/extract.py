@@ -6,8 +6,8 @@ from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_met
 from music_feedback.programs.model import Program
 from music_feedback.quality.checks import row_count_expectation, run_suite
 from music_feedback.quality.gx_runner import Between, NotNull
-from music_feedback.transforms.validate import REQUIRED, split_invalid
-from music_feedback.warehouse.port import Warehouse, bind_batch_window
+from music_feedback.transforms.validate import EXTRACT_COLUMNS, REQUIRED, split_invalid
+from music_feedback.warehouse.port import Warehouse, WarehouseError, bind_batch_window
 
 
 def build_extract(program: Program, partitions):
@@ -37,8 +37,15 @@ def build_extract(program: Program, partitions):
         day = batch_date(context)
         watch = Stopwatch()
         with watch.stage("query"):
-            warehouse.require(connector.config.table, connector=connector.connector_id)
-            raw = warehouse.fetch(bind_batch_window(connector.config.query, day))
+            warehouse.require_contract(connector.connector_id, connector.config.table)
+            try:
+                raw = warehouse.fetch(bind_batch_window(connector.config.query, day))
+            except WarehouseError as exc:
+                raise WarehouseError(f"connector '{connector.connector_id}': {exc}") from None
+            missing = [c for c in EXTRACT_COLUMNS if c not in raw.columns]
+            if missing:
+                raise WarehouseError(f"connector '{connector.connector_id}': its query does not select "
+                                     f"{', '.join(missing)}; the extract needs {', '.join(EXTRACT_COLUMNS)}")
         with watch.stage("validate"):
             valid, rejected = split_invalid(raw)
         reasons = dict(rejected.group_by("reason").len().sort("reason").iter_rows())

@@ -68,7 +68,8 @@ def build_filter(program: Program, partitions):
         with watch.stage("context"):
             ctx = FilterContext(program.program_id, day, q.listener_context(warehouse), q.track_context(warehouse),
                                 q.prior_feedback_pairs(warehouse, program.program_id, day),
-                                q.recent_request_counts(warehouse, program.program_id, day))
+                                q.recent_request_counts(warehouse, program.program_id, day),
+                                tuple(program.marketplaces))
         with watch.stage("chain"):
             result = run_chain(chain, unified, ctx)
         stages = {**watch.stages, **{f"filter:{k}": v for k, v in result.seconds_by_filter.items()}}

@@ -17,6 +17,7 @@ class FilterContext:
     tracks: pl.DataFrame  # track_id, feedback_eligible, ...
     prior_feedback: pl.DataFrame  # listener_id, track_id already answered
     recent_requests: pl.DataFrame  # listener_id, prior_requests in the cap window
+    marketplaces: tuple[str, ...] = ()  # the program's marketplaces; empty means all
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Eligibility: opted-out listeners, tracks closed to feedback, pairs already answered."""
+"""Eligibility: opted-out listeners, listeners outside the program's marketplaces, tracks closed to
+feedback, pairs already answered."""
 from __future__ import annotations
 
 import polars as pl
@@ -12,14 +13,18 @@ class EligibilityFilter(CandidateFilter):
     def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
         answered = ctx.prior_feedback.select("listener_id", "track_id").unique().with_columns(
             pl.lit(True).alias("_answered"))
+        need_market = bool(ctx.marketplaces) and "marketplace" not in candidates.columns
+        listener_cols = ["listener_id", "opted_out"] + (["marketplace"] if need_market else [])
         joined = (
             candidates
-            .join(ctx.listeners.select("listener_id", "opted_out"), on="listener_id", how="left")
+            .join(ctx.listeners.select(listener_cols), on="listener_id", how="left")
             .join(ctx.tracks.select("track_id", "feedback_eligible"), on="track_id", how="left")
             .join(answered, on=["listener_id", "track_id"], how="left")
         )
         reason = (
             pl.when(pl.col("opted_out").fill_null(True)).then(pl.lit("opted_out"))
+            .when(~pl.col("marketplace").is_in(list(ctx.marketplaces)).fill_null(False) if ctx.marketplaces
+                  else pl.lit(False)).then(pl.lit("marketplace_not_in_program"))
             .when(~pl.col("feedback_eligible").fill_null(False)).then(pl.lit("track_not_eligible"))
             .when(pl.col("_answered").fill_null(False)).then(pl.lit("already_gave_feedback"))
         )

@@ -14,5 +14,5 @@ class EngagementFilter(CandidateFilter):
         self._number("minEngagementScore", 0.0, 1.0)
 
     def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
-        low = pl.col("engagement_score") < self.params["minEngagementScore"]
+        low = pl.col("engagement_score").fill_null(-1.0) < self.params["minEngagementScore"]  # unknown is not engaged
         return candidates.with_columns(pl.when(low).then(pl.lit("low_engagement")).alias("reason"))

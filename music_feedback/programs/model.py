@@ -128,6 +128,9 @@ class Program(Strict):
         orders = [f.order for f in self.filter_chain]
         if len(set(orders)) != len(orders):
             raise ValueError("filterChain orders must be distinct")
+        ids = [f.filter_id for f in self.filter_chain]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"filterChain filterIds must be distinct, got {ids}")
         cron_fields(self.batch_schedule)
         return self
 

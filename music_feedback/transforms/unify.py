@@ -27,8 +27,9 @@ def unify(plays: pl.DataFrame, listeners: pl.DataFrame, tracks: pl.DataFrame, pr
     )
     listener_cols = listeners.select("listener_id", "marketplace", "time_zone", "voice_enabled")
     track_cols = tracks.select("track_id", "track_name")
-    key = pl.concat_str([pl.lit(f"{program_id}|{batch_date.isoformat()}|"), pl.col("listener_id"),
-                         pl.lit("|"), pl.col("track_id")])
+    # A readable natural key: stable across library versions, unlike a hash.
+    key = pl.concat_str([pl.lit(f"{program_id}:{batch_date.isoformat()}:"), pl.col("listener_id"),
+                         pl.lit(":"), pl.col("track_id")])
     return (
         grouped.join(listener_cols, on="listener_id", how="left")
         .join(track_cols, on="track_id", how="left")
@@ -37,7 +38,7 @@ def unify(plays: pl.DataFrame, listeners: pl.DataFrame, tracks: pl.DataFrame, pr
             pl.lit(batch_date).alias("batch_date"),
             pl.lit(EVENT_TYPE).alias("event_type"),
             pl.lit(connector_id).alias("source_connector"),
-            key.hash(seed=0).cast(pl.String).alias("event_id"),
+            key.alias("event_id"),
         )
         .sort("listener_id", "track_id")
     )

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import polars as pl
 
+EXTRACT_COLUMNS = ("listener_id", "track_id", "play_count", "completion_rate", "engagement_score", "genre",
+                   "artist_id", "track_release_date", "played_at")
 REQUIRED = ("listener_id", "track_id", "play_count", "completion_rate", "engagement_score", "played_at",
             "track_release_date")
 

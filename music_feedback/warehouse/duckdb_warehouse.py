@@ -17,7 +17,11 @@ class DuckDBWarehouse(Warehouse):
             raise WarehouseError(
                 f"the embedded warehouse {self.path} does not exist: build it with "
                 "`music-feedback warehouse seed` (make run does this when it is missing)")
-        return duckdb.connect(self.path, read_only=True)
+        try:
+            return duckdb.connect(self.path, read_only=True)
+        except duckdb.Error as exc:
+            raise WarehouseError(f"{self.describe()} cannot be opened ({exc}); rebuild it with "
+                                 "`music-feedback warehouse seed --force`") from None
 
     def describe(self) -> str:
         return f"DuckDB warehouse {self.path}"
@@ -26,10 +30,10 @@ class DuckDBWarehouse(Warehouse):
         with self._connect() as con:
             try:
                 return con.sql(sql).pl()
-            except duckdb.CatalogException as exc:
-                raise WarehouseError(f"{self.describe()}: {exc}") from None
             except duckdb.BinderException as exc:
                 raise WarehouseError(f"{self.describe()}: a column the query reads is missing: {exc}") from None
+            except duckdb.Error as exc:
+                raise WarehouseError(f"{self.describe()}: the query failed: {exc}") from None
 
     def columns_of(self, table: str) -> set[str]:
         with self._connect() as con:

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 from tqdm import tqdm
 
+from music_feedback.warehouse.port import RELEASE_WINDOW_DAYS
 from music_feedback.warehouse.schema import GENRES, MARKETPLACE_TIMEZONES, TABLES
 
 MARKETPLACE_SHARE = {"US": 0.40, "UK": 0.15, "DE": 0.12, "FR": 0.10, "JP": 0.13, "IN": 0.10}
@@ -126,8 +127,9 @@ class _Generator:
         """Plays of one day, and the day's unique (listener, track) completions of new tracks."""
         rng, n = self.rng, self.spec.plays_per_day
         day_off = (day - self.release_first).days
-        new = np.flatnonzero((self.release_offset >= day_off - 7) & (self.release_offset <= day_off))
-        old = np.flatnonzero(self.release_offset < day_off - 7)
+        window = RELEASE_WINDOW_DAYS - 1
+        new = np.flatnonzero((self.release_offset >= day_off - window) & (self.release_offset <= day_off))
+        old = np.flatnonzero(self.release_offset < day_off - window)
         lst = _weighted_pick(rng, self.activity, n)
         trk = new[_weighted_pick(rng, self.popularity[new], n)]
         pair = np.unique(lst.astype(np.int64) * 10_000_000 + trk)

@@ -21,12 +21,18 @@ def date_literal(d: date) -> str:
     return f"DATE '{d.isoformat()}'"
 
 
+def release_window_start(batch_date: date) -> date:
+    """First release day of a "new" track: the 7 days ending with the batch day (the seed's
+    CURRENT_DATE - 7, run at 02:00 the next day, is the same D-6)."""
+    return batch_date - timedelta(days=RELEASE_WINDOW_DAYS - 1)
+
+
 def bind_batch_window(query: str, batch_date: date) -> str:
     """Bind the extract's window parameters for the batch day to DATE literals."""
     values = {
         ":batch_start": date_literal(batch_date),
         ":batch_end": date_literal(batch_date + timedelta(days=1)),
-        ":release_window_start": date_literal(batch_date - timedelta(days=RELEASE_WINDOW_DAYS)),
+        ":release_window_start": date_literal(release_window_start(batch_date)),
     }
     return re.sub(r":(batch_start|batch_end|release_window_start)\b", lambda m: values[m.group(0)], query)
 
@@ -50,14 +56,18 @@ class Warehouse(ConfigurableResource):
         if not have:
             raise WarehouseError(
                 f"connector '{connector}': table '{table}' does not exist in {self.describe()}; "
-                "build the embedded warehouse with `music-feedback warehouse seed` or point the connector at "
-                "a warehouse that has it")
-        missing = [c for c in (columns or TABLES[table]) if c not in have]
+                "build the embedded warehouse with `music-feedback warehouse seed --force` or point the "
+                "connector at a warehouse that has it")
+        missing = [c for c in (columns or TABLES.get(table, [])) if c not in have]
         if missing:
             raise WarehouseError(
                 f"connector '{connector}': table '{table}' in {self.describe()} is missing column(s) "
                 f"{', '.join(missing)}")
 
-    def require_contract(self, connector: str = "warehouse") -> None:
+    def require_contract(self, connector: str, source_table: str) -> None:
+        """Check every table the batch reads before anything is written: a late failure would leave
+        the early stages of the day materialized from a warehouse the later ones cannot use."""
+        self.require(source_table, connector=connector)
         for table in TABLES:
-            self.require(table, connector=connector)
+            if table not in ("track_plays", source_table):
+                self.require(table, connector=connector)

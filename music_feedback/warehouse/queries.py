@@ -5,7 +5,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from music_feedback.warehouse.port import RELEASE_WINDOW_DAYS, Warehouse, date_literal
+from music_feedback.warehouse.port import Warehouse, date_literal, release_window_start
 
 FEEDBACK_HISTORY_DAYS = 90
 FREQUENCY_CAP_DAYS = 7
@@ -30,7 +30,7 @@ def track_context(wh: Warehouse) -> pl.DataFrame:
 
 def prior_feedback_pairs(wh: Warehouse, program_id: str, batch_date: date) -> pl.DataFrame:
     """(listener, track) pairs already answered before the batch day ends, on tracks new in the window."""
-    start = batch_date - timedelta(days=RELEASE_WINDOW_DAYS)
+    start = release_window_start(batch_date)
     wh.require("tracks", ["track_id", "release_date"])
     return _fetch(wh, "feedback_history", ["program_id", "listener_id", "track_id", "submitted_at"], f"""
         SELECT DISTINCT f.listener_id, f.track_id
@@ -54,7 +54,7 @@ def recent_request_counts(wh: Warehouse, program_id: str, batch_date: date) -> p
 
 def feedback_counts(wh: Warehouse, program_id: str, batch_date: date) -> pl.DataFrame:
     """Answers each listener gave in the last 90 days: the feedback_history feature."""
-    start = batch_date - timedelta(days=FEEDBACK_HISTORY_DAYS)
+    start = batch_date - timedelta(days=FEEDBACK_HISTORY_DAYS - 1)
     return _fetch(wh, "feedback_history", ["program_id", "listener_id", "submitted_at"], f"""
         SELECT listener_id, COUNT(*) AS feedback_history
         FROM feedback_history
