@@ -39,6 +39,9 @@ def _warehouse() -> tuple[dict, float]:
 
 
 def bench(program: Program, args) -> int:
+    # A home of its own, so the bench neither replaces nor mixes with the data `make run` uses.
+    os.environ["MUSIC_FEEDBACK_HOME"] = str(settings.data_home() / "bench")
+    os.environ.pop("MUSIC_FEEDBACK_WAREHOUSE", None)
     meta, gen_s = _warehouse()
     day = runner.latest_complete_day(meta)
     from music_feedback.definitions import defs

@@ -12,6 +12,8 @@ from music_feedback import settings
 def _program(program_id: str | None):
     from music_feedback.programs.loader import load_programs
     programs = load_programs()
+    if not programs:
+        raise SystemExit("no enabled program found: enable one (enabled: true) or set MUSIC_FEEDBACK_PROGRAM")
     if program_id is None:
         return programs[0]
     for p in programs:
@@ -24,10 +26,21 @@ def _spec(args):
     from music_feedback.warehouse.generator import WarehouseSpec
     base = WarehouseSpec()
     s = args.scale
-    return WarehouseSpec(
-        listeners=args.listeners or int(base.listeners * s), tracks=args.tracks or max(int(base.tracks * s), 200),
-        plays_per_day=args.plays_per_day or int(base.plays_per_day * s), days=args.days,
-        end_date=args.end_date or base.end_date, seed=args.seed, outcomes=args.outcomes or max(int(base.outcomes * s), 2000))
+    if s <= 0:
+        raise ValueError(f"--scale must be greater than 0, got {s}")
+
+    def size(given, default, floor=1):
+        return given if given is not None else max(int(default * s), floor)
+
+    spec = WarehouseSpec(
+        listeners=size(args.listeners, base.listeners, 100), tracks=size(args.tracks, base.tracks, 200),
+        plays_per_day=size(args.plays_per_day, base.plays_per_day, 100), days=args.days,
+        end_date=args.end_date or base.end_date, seed=args.seed, outcomes=size(args.outcomes, base.outcomes, 2000))
+    for flag, value in (("--listeners", spec.listeners), ("--tracks", spec.tracks), ("--days", spec.days),
+                        ("--plays-per-day", spec.plays_per_day), ("--outcomes", spec.outcomes)):
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    return spec
 
 
 def cmd_seed(args) -> int:
@@ -62,6 +75,7 @@ def cmd_run(args) -> int:
     program = _program(args.program)
     meta = ensure_warehouse() if settings.get_env() == "local" else {}
     day = args.date or runner.latest_complete_day(meta)
+    runner.check_batch_day(program, day, meta)
     inst = runner.instance()
     trained = runner.ensure_models(defs, program, inst, force=args.retrain)
     if trained:
@@ -136,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from music_feedback.warehouse.port import WarehouseError
     try:
         return args.func(args)
-    except (ProgramConfigError, WarehouseError, NotImplementedError, ValueError) as exc:
+    except (ProgramConfigError, WarehouseError, NotImplementedError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -34,7 +34,10 @@ def explain(root: Path, store: CandidateStore, program: Program, listener: int, 
         return [f"{who}: not a candidate: no play of at least 95% on that day of a track released in the 7 days "
                 "before it"]
     decision = _rows(root, program, "candidate_decisions", day, listener, track)
-    if decision is not None and decision.height:
+    if decision is None:
+        return lines + [f"{who}: a candidate, but the filter stage of {day.isoformat()} has not completed; "
+                        "re-run the day and ask again"]
+    if decision.height:
         row = decision.row(0, named=True)
         return lines + [f"{who}: removed by the '{row['filter']}' filter, reason {row['reason']}"]
     scored = _rows(root, program, "scored_candidates", day, listener, track)

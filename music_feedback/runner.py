@@ -15,7 +15,7 @@ from music_feedback.assets.common import key
 from music_feedback.assets.models import ASSET_NAMES
 from music_feedback.programs.model import Program
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the summary says what matters
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the summary says what matters; the UI has the rest
 REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 
@@ -33,6 +33,20 @@ def latest_complete_day(meta: dict[str, str]) -> date:
     if meta.get("end_date"):
         return date.fromisoformat(meta["end_date"])
     return datetime.now(timezone.utc).date() - timedelta(days=1)
+
+
+def check_batch_day(program: Program, day: date, meta: dict[str, str]) -> None:
+    """Refuse, with the valid range, a day that is not a partition or that the warehouse has no plays for."""
+    first = date.fromisoformat(program.partitions_start_date)
+    last = datetime.now(timezone.utc).date() - timedelta(days=1)
+    if not first <= day <= last:
+        raise ValueError(f"batch day {day} is not a complete day of program {program.program_id}: choose a day "
+                         f"from {first} (partitionsStartDate) to {last} (yesterday, UTC)")
+    if meta.get("start_date") and meta.get("end_date"):
+        start, end = date.fromisoformat(meta["start_date"]), date.fromisoformat(meta["end_date"])
+        if not start <= day <= end:
+            raise ValueError(f"the warehouse holds plays for {start}..{end}, not {day}: pass --date in that range "
+                             f"or regenerate it with `music-feedback warehouse seed --force --end-date {day}`")
 
 
 @dataclass

@@ -95,6 +95,21 @@ def test_a_failing_blocking_check_stops_the_downstream_assets(data_home, program
     assert not (data_home / "assets" / program.slug / "unified_candidates" / f"{BATCH_DAY}.parquet").exists()
 
 
+def test_a_feed_of_malformed_rows_fails_its_check(data_home, program, small_warehouse, monkeypatch):
+    """5% of day D's plays lose their engagement score: they are set aside, and the share check blocks."""
+    bad = data_home / "bad.duckdb"
+    shutil.copy(small_warehouse, bad)
+    with duckdb.connect(str(bad)) as con:
+        con.execute("UPDATE track_plays SET engagement_score = NULL WHERE played_at >= ? AND listener_id % 20 = 0",
+                    [BATCH_DAY])
+    monkeypatch.setenv("MUSIC_FEEDBACK_WAREHOUSE", str(bad))
+    with instance_for_test() as instance:
+        report = _run(program, BATCH_DAY, instance)
+    assert [n for n, c in report.checks.items() if not c["passed"]] == ["raw_streams.rejected_share_within_limit"]
+    assert report.meta("rejected_streams", "by_reason")["null_engagement_score"] > 100
+    assert "unified_candidates" not in report.assets
+
+
 def test_missing_warehouse_fails_with_a_clear_message_and_writes_nothing(data_home, program, monkeypatch):
     monkeypatch.setenv("MUSIC_FEEDBACK_WAREHOUSE", str(data_home / "nowhere.duckdb"))
     with instance_for_test() as instance:

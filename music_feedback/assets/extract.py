@@ -1,5 +1,6 @@
 """raw_streams: the day's completed plays of new tracks; malformed rows go to rejected_streams."""
 
+import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetOut, Output, multi_asset
 
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
@@ -8,6 +9,9 @@ from music_feedback.quality.checks import row_count_expectation, run_suite
 from music_feedback.quality.gx_runner import Between, NotNull
 from music_feedback.transforms.validate import EXTRACT_COLUMNS, REQUIRED, split_invalid
 from music_feedback.warehouse.port import Warehouse, WarehouseError, bind_batch_window
+
+
+MAX_REJECTED_SHARE = 0.01  # more than this many malformed rows means a broken feed, not noise
 
 
 def build_extract(program: Program, partitions):
@@ -31,6 +35,8 @@ def build_extract(program: Program, partitions):
                            description="Required fields non-null; completion, engagement and play count in range."),
             AssetCheckSpec("row_count_vs_previous_day", asset=raw_key, blocking=True,
                            description="Row count within 0.5x-2x of the previous partition's."),
+            AssetCheckSpec("rejected_share_within_limit", asset=raw_key, blocking=True,
+                           description=f"At most {MAX_REJECTED_SHARE:.0%} of extracted rows set aside as malformed."),
         ],
     )
     def extract(context: AssetExecutionContext, warehouse: Warehouse):
@@ -52,12 +58,15 @@ def build_extract(program: Program, partitions):
         yield Output(valid, "raw_streams", metadata=frame_metadata(
             valid, watch.total, extracted_rows=raw.height, rejected_rows=rejected.height,
             rejected_by_reason=reasons, stage_seconds=watch.stages, connector=connector.connector_id))
-        yield Output(rejected, "rejected_streams", metadata=frame_metadata(rejected, 0.0, by_reason=reasons))
+        yield Output(rejected, "rejected_streams", metadata=frame_metadata(rejected, watch.total, by_reason=reasons))
         yield run_suite(raw_key, "extract_fields_valid", valid, [
             *(NotNull(c) for c in REQUIRED),
             Between("completion_rate", 0.95, 1.0), Between("engagement_score", 0.0, 1.0),
             Between("play_count", 1, None)])
         expectations, meta = row_count_expectation(context.instance, raw_key, day)
         yield run_suite(raw_key, "row_count_vs_previous_day", valid, expectations, **meta)
+        share = pl.DataFrame({"rejected_share": [rejected.height / max(raw.height, 1)]})
+        yield run_suite(raw_key, "rejected_share_within_limit", share,
+                        [Between("rejected_share", 0.0, MAX_REJECTED_SHARE)], rejected_rows=rejected.height)
 
     return extract

@@ -79,7 +79,7 @@ def build_filter(program: Program, partitions):
             result.kept, watch.total, input_rows=unified.height, removed_by_filter=result.removed_by_filter,
             removed_share_by_filter=removed_share, removed_by_reason=reasons, stage_seconds=stages))
         decisions = result.decisions.with_columns(pl.lit(day).alias("batch_date"))
-        yield Output(decisions, "candidate_decisions", metadata=frame_metadata(decisions, 0.0))
+        yield Output(decisions, "candidate_decisions", metadata=frame_metadata(decisions, watch.total))
         yield run_suite(kept_key, "no_ineligible_listener_passes", guard_frame(result.kept, ctx),
                         guard_expectations(chain))
         expectations, meta = row_count_expectation(context.instance, kept_key, day)

@@ -29,8 +29,9 @@ def train_model(spec: ScoringModel, outcomes: pl.DataFrame, seed: int = 0) -> Tr
     frame, label = _training_frame(outcomes, spec.role)
     frame = frame.filter(pl.col("label").is_not_null()).sort("requested_at", "listener_id", "track_id")
     if frame.height < MIN_ROWS or frame["label"].n_unique() < 2:
-        raise ValueError(f"model {spec.model_id}: the outcome history has {frame.height} usable rows for "
-                         f"'{label}' (need {MIN_ROWS}+ with both outcomes); generate a bigger warehouse")
+        raise ValueError(f"model {spec.model_id}: feedback_outcomes has {frame.height} usable rows for '{label}' "
+                         f"of this program (need {MIN_ROWS}+ with both outcomes); the program needs its own "
+                         "outcome history in the warehouse (a bigger generated warehouse, or real history)")
     cols = model_columns(spec.features)
     cut = int(frame.height * (1 - HOLDOUT_SHARE))
     train, test = frame[:cut], frame[cut:]

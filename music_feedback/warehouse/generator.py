@@ -256,6 +256,18 @@ def generate(path: Path, spec: WarehouseSpec, progress: bool = True) -> dict[str
     tmp.unlink(missing_ok=True)
     gen = _Generator(spec)
     steps = tqdm(total=5 + 2 * spec.days, desc="warehouse", unit="step", disable=not progress)
+    try:
+        counts = _fill(tmp, gen, spec, steps)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave half a warehouse behind
+        raise
+    finally:
+        steps.close()
+    os.replace(tmp, path)
+    return counts
+
+
+def _fill(tmp: Path, gen: _Generator, spec: WarehouseSpec, steps) -> dict[str, int]:
     with duckdb.connect(str(tmp)) as con:
         listeners, affinity = gen.listeners()
         _write(con, "listeners", listeners)
@@ -279,7 +291,4 @@ def generate(path: Path, spec: WarehouseSpec, progress: bool = True) -> dict[str
         con.execute("CREATE TABLE warehouse_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         con.executemany("INSERT INTO warehouse_meta VALUES (?, ?)", list(meta.items()))
         steps.update()
-        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
-    steps.close()
-    os.replace(tmp, path)
-    return counts
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
