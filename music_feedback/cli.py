@@ -35,7 +35,8 @@ def _spec(args):
     spec = WarehouseSpec(
         listeners=size(args.listeners, base.listeners, 100), tracks=size(args.tracks, base.tracks, 200),
         plays_per_day=size(args.plays_per_day, base.plays_per_day, 100), days=args.days,
-        end_date=args.end_date or base.end_date, seed=args.seed, outcomes=size(args.outcomes, base.outcomes, 2000))
+        end_date=args.end_date or base.end_date, seed=args.seed, outcomes=size(args.outcomes, base.outcomes, 2000),
+        program_ids=tuple(args.program_id or base.program_ids))
     for flag, value in (("--listeners", spec.listeners), ("--tracks", spec.tracks), ("--days", spec.days),
                         ("--plays-per-day", spec.plays_per_day), ("--outcomes", spec.outcomes)):
         if value < 1:
@@ -122,6 +123,8 @@ def parser() -> argparse.ArgumentParser:
     seed.add_argument("--days", type=int, default=2)
     seed.add_argument("--end-date", type=date.fromisoformat, help="last day of plays (default: yesterday, UTC)")
     seed.add_argument("--seed", type=int, default=7)
+    seed.add_argument("--program-id", action="append",
+                      help="a program whose history to generate (repeat for several; default music-feedback)")
     seed.add_argument("--force", action="store_true", help="replace an existing warehouse")
     seed.set_defaults(func=cmd_seed)
     run = sub.add_parser("run", help="materialize the daily batch (default: the latest complete day) and summarise")

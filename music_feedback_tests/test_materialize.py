@@ -162,3 +162,33 @@ def test_why_explains_removed_and_kept_candidates(data_home, program):
     assert "passed every filter" in lines[0]
     lines = explain(root, store, program, 10**9, 1, BATCH_DAY)
     assert "not a candidate" in lines[0]
+
+
+def test_a_second_program_is_a_yaml_file_and_no_code(tmp_path, monkeypatch):
+    """A UK-only copy of the program, with its own history in the warehouse, runs beside the first."""
+    import yaml
+
+    from music_feedback.programs.loader import BUILTIN_DIR
+    from music_feedback.warehouse.generator import generate
+    from music_feedback_tests.conftest import SMALL
+
+    raw = yaml.safe_load((BUILTIN_DIR / "music-feedback.yaml").read_text())
+    raw.update(programId="music-feedback-uk", programName="UK track feedback", marketplaces=["UK"])
+    programs_dir = tmp_path / "programs"
+    programs_dir.mkdir()
+    (programs_dir / "uk.yaml").write_text(yaml.safe_dump(raw))
+    warehouse = tmp_path / "two.duckdb"
+    from dataclasses import replace
+    generate(warehouse, replace(SMALL, program_ids=("music-feedback", "music-feedback-uk")), progress=False)
+    monkeypatch.setenv("MUSIC_FEEDBACK_HOME", str(tmp_path))
+    monkeypatch.setenv("MUSIC_FEEDBACK_WAREHOUSE", str(warehouse))
+    monkeypatch.setenv("MUSIC_FEEDBACK_PROGRAMS_DIR", str(programs_dir))
+    programs = {p.program_id: p for p in load_programs()}
+    assert set(programs) == {"music-feedback", "music-feedback-uk"}
+    with instance_for_test() as instance:
+        reports = {pid: _run(p, BATCH_DAY, instance) for pid, p in programs.items()}
+    assert all(r.success for r in reports.values()), {k: r.failure for k, r in reports.items()}
+    uk = pl.read_parquet(tmp_path / "assets" / "music_feedback_uk" / "scored_candidates" / f"{BATCH_DAY}.parquet")
+    assert uk.height and set(uk["marketplace"]) == {"UK"}
+    both = reports["music-feedback"].meta("filtered_candidates", "dagster/row_count")
+    assert 0 < uk.height < both

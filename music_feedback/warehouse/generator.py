@@ -33,7 +33,7 @@ class WarehouseSpec:
     end_date: date = field(default_factory=lambda: datetime.now(timezone.utc).date() - timedelta(days=1))
     seed: int = 7
     outcomes: int = 300_000
-    program_id: str = "music-feedback"
+    program_ids: tuple[str, ...] = ("music-feedback",)  # history rows are spread over these programs
 
     @property
     def start_date(self) -> date:
@@ -66,6 +66,10 @@ class _Generator:
     def __init__(self, spec: WarehouseSpec):
         self.spec = spec
         self.rng = np.random.default_rng(spec.seed)
+
+    def _programs(self, n: int) -> np.ndarray | str:
+        ids = self.spec.program_ids
+        return ids[0] if len(ids) == 1 else np.array(ids)[self.rng.integers(0, len(ids), n)]
 
     def listeners(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         s, rng, n = self.spec, self.rng, self.spec.listeners
@@ -181,7 +185,7 @@ class _Generator:
         rng = self.rng
         like = _sigmoid(0.4 + 1.5 * (self.artist_pop[trk] - 0.3) + 3.0 * (self.taste[lst, self.genre[trk]] - 0.2))
         return pl.DataFrame({
-            "program_id": self.spec.program_id, "listener_id": lst + 1, "track_id": trk + 1,
+            "program_id": self._programs(len(lst)), "listener_id": lst + 1, "track_id": trk + 1,
             "channel": np.where(rng.random(len(lst)) < 0.75, "email", "voice-assistant"),
             "rating": np.where(rng.random(len(lst)) < like, 1, -1),
             "submitted_at": _ts(when.astype("int64")),
@@ -205,7 +209,7 @@ class _Generator:
         lst = np.repeat(np.arange(s.listeners), counts)
         when = _epoch(s.start_date - timedelta(days=7)) + rng.integers(0, span * DAY_S, len(lst))
         return pl.DataFrame({
-            "program_id": s.program_id, "listener_id": lst + 1,
+            "program_id": self._programs(len(lst)), "listener_id": lst + 1,
             "track_id": rng.integers(1, s.tracks + 1, len(lst)),
             "channel": np.where(rng.random(len(lst)) < 0.75, "email", "voice-assistant"),
             "requested_at": _ts(when),
@@ -229,7 +233,7 @@ class _Generator:
         liked = pl.Series(rng.random(n) < p_like).set(pl.Series(~responded), None)
         when = _epoch(s.start_date) - rng.integers(DAY_S, 60 * DAY_S, n)
         return pl.DataFrame({
-            "program_id": s.program_id, "listener_id": lst + 1, "track_id": trk + 1,
+            "program_id": self._programs(len(lst)), "listener_id": lst + 1, "track_id": trk + 1,
             "requested_at": _ts(when), "engagement_score": np.round(eng, 4), "feedback_history": hist,
             "music_taste_profile": np.round(taste, 4), "listening_frequency": freq,
             "genre": np.array(GENRES)[self.genre[trk]], "artist_popularity": np.round(apop, 4),
@@ -287,7 +291,8 @@ def _fill(tmp: Path, gen: _Generator, spec: WarehouseSpec, steps) -> dict[str, i
         _write(con, "feedback_requests", gen.requests())
         steps.update()
         _write(con, "feedback_outcomes", gen.outcomes())
-        meta = {k: str(v) for k, v in asdict(spec).items()} | {"start_date": str(spec.start_date)}
+        meta = {k: str(v) for k, v in asdict(spec).items()} | {
+            "start_date": str(spec.start_date), "program_ids": ",".join(spec.program_ids)}
         con.execute("CREATE TABLE warehouse_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         con.executemany("INSERT INTO warehouse_meta VALUES (?, ?)", list(meta.items()))
         steps.update()
