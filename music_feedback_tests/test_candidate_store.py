@@ -196,3 +196,17 @@ def test_history_of_expired_batches_does_not_limit_reads(store):
     assert len(store.for_listener("p", 1, now=now)) == 14
     assert store.count("p", now=now) == 14
     assert store.purge_expired(now=now) == 586
+
+
+def test_replacing_a_batch_keeps_delivery_status_of_rows_that_remain(tmp_path):
+    """A re-run must not bring back, as pending, a candidate a channel already sent."""
+    import sqlite3
+    store = SQLiteCandidateStore(path=str(tmp_path / "c.sqlite"))
+    store.put_batch("prog", "2025-06-01", frame(row(1, 10, 0.9), row(2, 10, 0.8)))
+    with sqlite3.connect(store.path) as conn:  # what the delivery step will do
+        (bid,) = conn.execute("SELECT id FROM candidate_batches").fetchone()
+        conn.execute(f"UPDATE cand_{bid} SET status = 'sent' WHERE listener_id = 1")
+    store.put_batch("prog", "2025-06-01", frame(row(1, 10, 0.95), row(2, 10, 0.8)))
+    status = {r["listener_id"]: r["status"] for lid in (1, 2) for r in store.for_listener("prog", lid, now=NOW)}
+    assert status == {1: "sent", 2: "pending"}
+    assert store.count("prog", "2025-06-01", now=NOW) == 2

@@ -121,8 +121,8 @@ class SQLiteCandidateStore(CandidateStore):
                 "SELECT id FROM candidate_batches WHERE program_id = ? AND batch_date = ?",
                 (program_id, batch_date),
             ).fetchone()
-            if old:
-                self._drop(conn, old[0])
+            if old:  # keep its table until the new one has taken over the delivery statuses
+                conn.execute("DELETE FROM candidate_batches WHERE id = ?", (old[0],))
             if df.height:
                 bid = conn.execute(
                     "INSERT INTO candidate_batches (program_id, batch_date, min_expires_at, max_expires_at) "
@@ -134,6 +134,13 @@ class SQLiteCandidateStore(CandidateStore):
                 conn.executemany(_INSERT.format(t=t), rows)
                 for ddl in _INDEX_DDL:
                     conn.execute(ddl.format(t=t))
+                if old:  # a re-run must not bring back candidates already sent or answered
+                    conn.execute(
+                        f"UPDATE {t} SET status = o.status FROM cand_{old[0]} AS o WHERE o.status <> ? "
+                        f"AND o.listener_id = {t}.listener_id AND o.track_id = {t}.track_id "
+                        f"AND o.channel = {t}.channel", (DEFAULT_STATUS,))
+            if old:
+                conn.execute(f"DROP TABLE cand_{old[0]}")
         return df.height
 
     def for_listener(self, program_id: str, listener_id: int, now: datetime | None = None) -> list[dict]:
