@@ -44,7 +44,7 @@ _INDEX_DDL = (
 _EMPTY = "SELECT NULL AS program_id, NULL AS batch_date, %s, NULL AS status WHERE 0" % ", ".join(
     f"NULL AS {c}" for c in CANDIDATE_COLUMNS
 )
-_SCHEMA = f"""
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS candidate_batches (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   program_id TEXT NOT NULL,
