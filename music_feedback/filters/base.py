@@ -30,6 +30,7 @@ class CandidateFilter:
     """Subclasses set `kind`, `defaults` (parameter -> default) and implement `reasons` or `apply`."""
     kind: ClassVar[str]
     defaults: ClassVar[dict[str, Any]] = {}
+    reads: ClassVar[tuple[str, ...]] = ()  # candidate columns used besides listener_id and track_id
 
     def __init__(self, name: str, enabled: bool = True, parameters: dict[str, Any] | None = None):
         self.name, self.enabled = name, enabled

@@ -9,6 +9,7 @@ from music_feedback.filters.base import CandidateFilter, FilterContext
 
 class EligibilityFilter(CandidateFilter):
     kind = "eligibility"
+    reads = ("marketplace",)
 
     def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
         answered = ctx.prior_feedback.select("listener_id", "track_id").unique().with_columns(

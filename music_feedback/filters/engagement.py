@@ -8,6 +8,7 @@ from music_feedback.filters.base import CandidateFilter, FilterContext
 
 class EngagementFilter(CandidateFilter):
     kind = "engagement"
+    reads = ("engagement_score",)
     defaults = {"minEngagementScore": 0.6}
 
     def validate_params(self) -> None:

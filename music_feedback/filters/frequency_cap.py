@@ -12,6 +12,7 @@ from music_feedback.filters.base import CandidateFilter, FilterContext
 
 class FrequencyCapFilter(CandidateFilter):
     kind = "frequency-cap"
+    reads = ("play_count", "completion_rate", "last_played_at")
     defaults = {"maxRequestsPerWeek": 2}
 
     def validate_params(self) -> None:

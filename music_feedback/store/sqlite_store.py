@@ -134,7 +134,9 @@ class SQLiteCandidateStore(CandidateStore):
                 conn.executemany(_INSERT.format(t=t), rows)
                 for ddl in _INDEX_DDL:
                     conn.execute(ddl.format(t=t))
-                if old:  # a re-run must not bring back candidates already sent or answered
+                delivered = old and conn.execute(
+                    f"SELECT 1 FROM cand_{old[0]} WHERE status <> ? LIMIT 1", (DEFAULT_STATUS,)).fetchone()
+                if delivered:  # a re-run must not bring back candidates already sent or answered
                     conn.execute(
                         f"UPDATE {t} SET status = o.status FROM cand_{old[0]} AS o WHERE o.status <> ? "
                         f"AND o.listener_id = {t}.listener_id AND o.track_id = {t}.track_id "
