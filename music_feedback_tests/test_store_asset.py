@@ -9,7 +9,7 @@ from music_feedback.assets.filter import guard_expectations
 from music_feedback.assets.store import STORE_COLUMNS, channel_rows, expires_at
 from music_feedback.filters import build_chain
 from music_feedback.programs.loader import load_programs
-from music_feedback.quality.gx_runner import Between, InSet
+from music_feedback.quality.expectations import Between, InSet
 
 
 def scored() -> pl.DataFrame:

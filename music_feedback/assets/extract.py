@@ -6,7 +6,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetOut, Output, mul
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
 from music_feedback.programs.model import Program
 from music_feedback.quality.checks import row_count_expectation, run_suite
-from music_feedback.quality.gx_runner import Between, NotNull
+from music_feedback.quality.expectations import Between, NotNull
 from music_feedback.transforms.validate import EXTRACT_COLUMNS, REQUIRED, split_invalid
 from music_feedback.warehouse.port import Warehouse, WarehouseError, bind_batch_window
 

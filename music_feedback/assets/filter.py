@@ -7,7 +7,7 @@ from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_met
 from music_feedback.filters import FilterContext, build_chain, run_chain
 from music_feedback.programs.model import Program
 from music_feedback.quality.checks import row_count_expectation, run_suite
-from music_feedback.quality.gx_runner import Between, InSet, NotNull
+from music_feedback.quality.expectations import Between, InSet, NotNull
 from music_feedback.warehouse import queries as q
 from music_feedback.warehouse.port import Warehouse
 

@@ -7,7 +7,7 @@ from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_met
 from music_feedback.assets.models import ASSET_NAMES
 from music_feedback.programs.model import Program
 from music_feedback.quality.checks import run_suite
-from music_feedback.quality.gx_runner import Between, NotNull, Unique
+from music_feedback.quality.expectations import Between, NotNull, Unique
 from music_feedback.scoring.combine import combined_score, score_distribution
 from music_feedback.scoring.features import candidate_features
 from music_feedback.scoring.model import TrainedModel, model_columns

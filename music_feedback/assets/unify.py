@@ -5,7 +5,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, Output, asse
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
 from music_feedback.programs.model import Program
 from music_feedback.quality.checks import run_suite
-from music_feedback.quality.gx_runner import NotNull, Unique
+from music_feedback.quality.expectations import NotNull, Unique
 from music_feedback.transforms.unify import unify
 from music_feedback.warehouse import queries as q
 from music_feedback.warehouse.port import Warehouse

@@ -1,6 +1,6 @@
 """Data-quality checks; GX is only imported when a suite actually runs."""
 
-from music_feedback.quality.gx_runner import (
+from music_feedback.quality.expectations import (
     Between,
     ExpectationOutcome,
     InSet,
@@ -10,8 +10,8 @@ from music_feedback.quality.gx_runner import (
     RowCountBetween,
     SuiteResult,
     Unique,
-    validate,
 )
+from music_feedback.quality.gx_runner import validate
 
 __all__ = [
     "Between",

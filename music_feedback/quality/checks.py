@@ -6,7 +6,8 @@ from datetime import date, timedelta
 import polars as pl
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, AssetRecordsFilter, MetadataValue
 
-from music_feedback.quality.gx_runner import RowCountBetween, SuiteResult, validate
+from music_feedback.quality.expectations import RowCountBetween, SuiteResult
+from music_feedback.quality.gx_runner import validate
 
 ROW_COUNT_BOUNDS = (0.5, 2.0)  # today's rows / the previous partition's rows
 

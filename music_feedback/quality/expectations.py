@@ -132,18 +132,8 @@ class InSet:
 
 
 @dataclass(frozen=True)
-class NotInSet:
+class NotInSet(InSet):
     """No value is one of `values`."""
-
-    column: str
-    values: tuple
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "values", _as_tuple(self.values))
-
-    @property
-    def needed_columns(self) -> tuple[str, ...]:
-        return (self.column,)
 
     def describe(self) -> str:
         return f"{self.column} not in {_fmt_values(self.values)}"

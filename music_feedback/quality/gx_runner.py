@@ -17,31 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
 
-from music_feedback.quality.expectations import (  # noqa: F401 (re-exported)
-    Expectation,
-    Between,
-    ExpectationOutcome,
-    InSet,
-    MaxValue,
-    NotInSet,
-    NotNull,
-    RowCountBetween,
-    SuiteResult,
-    Unique,
-)
-
-__all__ = [
-    "Between",
-    "ExpectationOutcome",
-    "InSet",
-    "MaxValue",
-    "NotInSet",
-    "NotNull",
-    "RowCountBetween",
-    "SuiteResult",
-    "Unique",
-    "validate",
-]
+from music_feedback.quality.expectations import Expectation, ExpectationOutcome, SuiteResult
 
 
 # --- GX plumbing -------------------------------------------------------------------------
