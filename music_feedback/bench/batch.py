@@ -1,4 +1,4 @@
-"""`make bench`: the default-scale day through Dagster, checks included; the last line is one JSON object.
+"""The batch section of `make bench`: the default-scale day through Dagster, checks included.
 
 The batch runs in a child process so its peak RSS is measured alone; generating the warehouse and
 training the models happen before it and are reported apart.
@@ -37,7 +37,7 @@ def _warehouse() -> tuple[dict, float]:
     return meta, time.perf_counter() - started
 
 
-def bench(program: Program, args) -> int:
+def run(program: Program, args) -> tuple[dict, bool]:
     # A home of its own, so the bench neither replaces nor mixes with the data `make run` uses.
     os.environ["MUSIC_FEEDBACK_HOME"] = str(settings.data_home() / "bench")
     os.environ.pop("MUSIC_FEEDBACK_WAREHOUSE", None)
@@ -55,7 +55,7 @@ def bench(program: Program, args) -> int:
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         if proc.returncode != 0 or not out.exists():
             print("the batch failed; see above", file=sys.stderr)
-            return 1
+            return {"batch_date": day.isoformat(), "batch_failed": True}, False
         report = json.loads(out.read_text())
     assets = report["assets"]
 
@@ -91,5 +91,4 @@ def bench(program: Program, args) -> int:
     for name, value in figures.items():
         if name not in ("removed_by_filter", "removed_share_by_filter", "compute_s", "step_s", "score_distribution"):
             print(f"{name:>22}: {value}")
-    print(json.dumps(figures))
-    return 0 if report["success"] else 1
+    return figures, bool(report["success"])

@@ -1,0 +1,28 @@
+"""`make bench`: every section's figures; the last line printed is one JSON object holding them all.
+
+Each concern measures itself in a module of this package with `run(program, args) -> (figures, ok)`
+and is listed in SECTIONS; the batch runs first because the others read the day it stores.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+
+from music_feedback.programs.model import Program
+
+SECTIONS = (
+    "music_feedback.bench.batch",
+)
+
+
+def bench(program: Program, args) -> int:
+    figures: dict = {}
+    ok = True
+    for name in SECTIONS:
+        section_figures, section_ok = importlib.import_module(name).run(program, args)
+        figures.update(section_figures)
+        ok = ok and section_ok
+        if not section_ok:
+            break  # later sections read what earlier ones produced
+    print(json.dumps(figures))
+    return 0 if ok else 1
