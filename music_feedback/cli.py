@@ -63,7 +63,11 @@ def ensure_warehouse() -> dict[str, str]:
     from music_feedback.warehouse.generator import WarehouseSpec, generate
     path = settings.warehouse_path()
     if not path.exists():
-        print(f"no warehouse at {path}: generating the default one (about 20 s)")
+        if settings.warehouse_configured():
+            # Fabricating data at a mistyped path would look like a real run: refuse, write nothing.
+            raise ValueError(f"the warehouse {path} set by {settings.WAREHOUSE_VAR} does not exist: fix the "
+                             f"variable, or unset it to use the embedded demo warehouse")
+        print(f"no warehouse at {path}: generating the default demo one (about 20 s)")
         generate(path, WarehouseSpec())
     return DuckDBWarehouse(path=str(path)).meta()
 

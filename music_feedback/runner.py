@@ -69,9 +69,12 @@ def _value(v):
 
 
 def ensure_models(defs, program: Program, inst: DagsterInstance, force: bool = False) -> float:
-    """Train the models if they were never materialized; returns seconds spent."""
-    keys = [key(program, n) for n in ASSET_NAMES.values()]
-    if not force and all(inst.get_latest_materialization_event(k) for k in keys):
+    """Train the models unless their artifacts exist; returns seconds spent. Decided from the files,
+    not run history: a shared DAGSTER_HOME with a new data home has history but no models."""
+    from music_feedback.io.parquet_io_manager import LocalParquetIOManager
+    io = LocalParquetIOManager(base_dir=str(settings.io_root()))
+    paths = [io.artifact_path(key(program, n).path) for n in ASSET_NAMES.values()]
+    if not force and all(p.exists() for p in paths):
         return 0.0
     from music_feedback.definitions import training_job_name
     started = time.perf_counter()

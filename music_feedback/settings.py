@@ -28,6 +28,11 @@ def warehouse_path() -> Path:
     return Path(os.environ.get(WAREHOUSE_VAR, data_home() / "warehouse.duckdb")).resolve()
 
 
+def warehouse_configured() -> bool:
+    """True when the warehouse path was given, not defaulted: only the default may be generated."""
+    return bool(os.environ.get(WAREHOUSE_VAR))
+
+
 def io_root() -> Path:
     return data_home() / "assets"
 

@@ -48,6 +48,18 @@ EXCLUDED = {
     26: play(26, day(0), completion=0.94),
     27: play(27, day(0), completion=0.9499),
     28: play(28, day(0), play_count=0),
+    29: play(29, day(0), release=D + timedelta(days=1)),  # "released" after the day: not new, malformed
+}
+# Rows of D the extract's WHERE drops because a filtered field is null: they must be set aside, not vanish.
+MALFORMED = {
+    31: play(31, day(0), completion=None),
+    32: play(32, day(0), play_count=None),
+    33: play(33, day(0), release=None),
+    29: EXCLUDED[29],
+}
+NOT_OURS = {
+    41: play(41, day(-1), completion=None),  # another day
+    42: play(42, day(0), release=D - timedelta(days=30), completion=None),  # an old track: not in the batch
 }
 
 
@@ -72,7 +84,8 @@ def program(tmp_path_factory):
 @pytest.fixture
 def warehouse(tmp_path):
     path = tmp_path / "w.duckdb"
-    make_warehouse(path, [*INCLUDED.values(), *EXCLUDED.values()])
+    rows = {**INCLUDED, **EXCLUDED, **MALFORMED, **NOT_OURS}
+    make_warehouse(path, rows.values())
     return DuckDBWarehouse(path=str(path))
 
 
@@ -85,6 +98,17 @@ def test_bind_batch_window_replaces_every_parameter(program):
 def test_extract_selects_exactly_the_qualifying_plays(program, warehouse):
     out = warehouse.fetch(bind_batch_window(program.connector.config.query, D))
     assert sorted(out["listener_id"].to_list()) == sorted(INCLUDED)
+
+
+def test_malformed_rows_of_the_day_are_found_and_set_aside(program, warehouse):
+    from music_feedback.transforms.validate import malformed_rows_query, split_invalid
+    dropped = warehouse.fetch(bind_batch_window(malformed_rows_query("track_plays"), D))
+    assert sorted(dropped["listener_id"].to_list()) == sorted(MALFORMED)
+    valid, rejected = split_invalid(dropped)
+    assert valid.height == 0
+    assert dict(rejected.select("listener_id", "reason").iter_rows()) == {
+        31: "null_completion_rate", 32: "null_play_count", 33: "null_track_release_date",
+        29: "released_after_play"}
 
 
 def test_extract_columns(program, warehouse):

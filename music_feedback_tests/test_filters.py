@@ -1,6 +1,7 @@
 """Tests for the filter chain: each filter on hand-built candidates and context, and the chain itself."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime
 
 import polars as pl
@@ -47,6 +48,14 @@ def context(listeners=(), tracks=(), prior_feedback=(), recent_requests=()) -> F
         recent_requests=pl.DataFrame(list(recent_requests), orient="row",
                                      schema={"listener_id": pl.Int64, "prior_requests": pl.Int64}),
     )
+
+
+def engaged(frame: pl.DataFrame, ctx: FilterContext) -> FilterContext:
+    """The context with each listener's engagement_score (the filter's source) taken from the test rows."""
+    scores = frame.group_by("listener_id").agg(pl.col("engagement_score").first())
+    listeners = ctx.listeners.drop("engagement_score", strict=False).join(
+        scores, on="listener_id", how="full", coalesce=True)
+    return replace(ctx, listeners=listeners)
 
 
 def pairs(frame: pl.DataFrame) -> list[tuple[int, int]]:
@@ -155,7 +164,7 @@ def test_eligibility_takes_no_parameters():
 def test_engagement_threshold_is_inclusive():
     frame = candidates((1, 1, 1, 0.97, at(1), 0.6), (2, 1, 1, 0.97, at(1), 0.5999),
                        (3, 1, 1, 0.97, at(1), 1.0), (4, 1, 1, 0.97, at(1), 0.0))
-    result = EngagementFilter("engagement").apply(frame, context())
+    result = EngagementFilter("engagement").apply(frame, engaged(frame, context()))
     assert pairs(result.kept) == [(1, 1), (3, 1)]
     assert reasons(result.removed) == {(2, 1): "low_engagement", (4, 1): "low_engagement"}
     assert_partition(result, frame)
@@ -164,10 +173,10 @@ def test_engagement_threshold_is_inclusive():
 
 def test_engagement_custom_threshold():
     frame = candidates((1, 1, 1, 0.97, at(1), 0.6), (2, 1, 1, 0.97, at(1), 0.8))
-    result = EngagementFilter("engagement", parameters={"minEngagementScore": 0.8}).apply(frame, context())
+    result = EngagementFilter("engagement", parameters={"minEngagementScore": 0.8}).apply(frame, engaged(frame, context()))
     assert pairs(result.kept) == [(2, 1)]
     assert reasons(result.removed) == {(1, 1): "low_engagement"}
-    everyone = EngagementFilter("engagement", parameters={"minEngagementScore": 0}).apply(frame, context())
+    everyone = EngagementFilter("engagement", parameters={"minEngagementScore": 0}).apply(frame, engaged(frame, context()))
     assert everyone.removed.height == 0
 
 
@@ -219,7 +228,7 @@ def test_frequency_cap_reached_and_room_left():
 
 def test_frequency_cap_zero_removes_everyone():
     frame = candidates((1, 1), (2, 1))
-    result = FrequencyCapFilter("cap", parameters={"maxRequestsPerWeek": 0}).apply(frame, context())
+    result = FrequencyCapFilter("cap", parameters={"maxRequestsPerWeek": 0}).apply(frame, engaged(frame, context()))
     assert result.kept.height == 0
     assert set(reasons(result.removed).values()) == {"weekly_cap_reached"}
 
@@ -247,7 +256,7 @@ MIXED_CTX = context(
                                  EngagementFilter("engagement"), FrequencyCapFilter("frequency-cap")],
                          ids=lambda f: f.kind)
 def test_no_row_lost(flt):
-    result = flt.apply(MIXED, MIXED_CTX)
+    result = flt.apply(MIXED, engaged(MIXED, MIXED_CTX))
     assert_partition(result, MIXED)
     assert result.removed["reason"].null_count() == 0
     assert "reason" not in result.kept.columns
@@ -280,8 +289,9 @@ def test_build_chain_orders_by_order_and_picks_kinds():
 
 
 def test_build_chain_business_rule_named_by_rule():
-    (flt,) = build_chain([spec("weekly-limit", "business-rule", 1, {"maxRequestsPerWeek": 1},
-                               rule="frequency-cap")])
+    *policy, flt = build_chain([spec("weekly-limit", "business-rule", 1, {"maxRequestsPerWeek": 1},
+                                     rule="frequency-cap")])
+    assert [f.name for f in policy] == ["policy:trust", "policy:opt-out"]  # contact policy is always there
     assert isinstance(flt, FrequencyCapFilter)
     assert flt.name == "weekly-limit" and flt.params == {"maxRequestsPerWeek": 1}
 
@@ -305,7 +315,7 @@ def test_build_chain_unknown_business_rule(extra, name):
 
 
 def test_run_chain_counts_and_decisions():
-    result = run_chain(build_chain(SHIPPED_SPECS), MIXED, MIXED_CTX)
+    result = run_chain(build_chain(SHIPPED_SPECS), MIXED, engaged(MIXED, MIXED_CTX))
     # trust: 3 is a bot, 4 is not authentic, 99 unknown;
     # eligibility: 2 opted out, (1,11) closed, (1,13) answered;
     # engagement: nobody left below 0.6; frequency cap: listener 1 has room for one more, and has one left.
@@ -326,13 +336,13 @@ def test_run_chain_counts_and_decisions():
 
 
 def test_run_chain_cap_after_other_filters():
-    frame = candidates((1, 10, 1), (1, 13, 5), (1, 14, 2), (1, 15, 1, 0.97, at(1), 0.2))
-    ctx = context(listeners=[(1, False, 0.1, True)], tracks=[(10, True), (13, True), (14, True), (15, True)],
-                  recent_requests=[(1, 1)])
-    result = run_chain(build_chain(SHIPPED_SPECS), frame, ctx)
+    frame = candidates((1, 10, 1), (1, 13, 5), (1, 14, 2), (2, 15, 1, 0.97, at(1), 0.2))
+    ctx = context(listeners=[(1, False, 0.1, True), (2, False, 0.1, True)],
+                  tracks=[(10, True), (13, True), (14, True), (15, True)], recent_requests=[(1, 1)])
+    result = run_chain(build_chain(SHIPPED_SPECS), frame, engaged(frame, ctx))
     assert pairs(result.kept) == [(1, 13)]
     assert reasons(result.decisions) == {(1, 10): "over_weekly_cap", (1, 14): "over_weekly_cap",
-                                         (1, 15): "low_engagement"}
+                                         (2, 15): "low_engagement"}
     assert result.removed_by_filter == {"trust": 0, "eligibility": 0, "engagement": 1, "frequency-cap": 2}
 
 
@@ -340,9 +350,9 @@ def test_run_chain_order_decides_which_filter_removes():
     frame = candidates((3, 10, 1, 0.97, at(1), 0.2))  # a bot with low engagement
     ctx = context(listeners=[(3, False, 0.9, True)])
     trust_first = run_chain(build_chain([spec("trust", "trust", 1),
-                                         spec("engagement", "business-rule", 2)]), frame, ctx)
+                                         spec("engagement", "business-rule", 2)]), frame, engaged(frame, ctx))
     engagement_first = run_chain(build_chain([spec("trust", "trust", 2),
-                                              spec("engagement", "business-rule", 1)]), frame, ctx)
+                                              spec("engagement", "business-rule", 1)]), frame, engaged(frame, ctx))
     assert trust_first.decisions.select("filter", "reason").row(0) == ("trust", "bot_activity")
     assert engagement_first.decisions.select("filter", "reason").row(0) == ("engagement", "low_engagement")
 
@@ -350,7 +360,7 @@ def test_run_chain_order_decides_which_filter_removes():
 def test_run_chain_skips_disabled_filter():
     specs = [spec("trust", "trust", 1), spec("engagement", "business-rule", 2, {"minEngagementScore": 0.6},
                                              enabled=False)]
-    chain = build_chain(specs)
+    chain = [f for f in build_chain(specs) if not f.name.startswith("policy:")]
     assert [f.enabled for f in chain] == [True, False]
     frame = candidates((1, 10, 1, 0.97, at(1), 0.1), (3, 10, 1, 0.97, at(1), 0.9))
     ctx = context(listeners=[(1, False, 0.1, True), (3, False, 0.9, True)])
@@ -362,7 +372,7 @@ def test_run_chain_skips_disabled_filter():
 
 
 def test_run_chain_with_nothing_enabled_keeps_everything():
-    chain = build_chain([spec("trust", "trust", 1, enabled=False)])
+    chain = [EngagementFilter("engagement", enabled=False)]
     result = run_chain(chain, MIXED, MIXED_CTX)
     assert result.kept.equals(MIXED)
     assert result.decisions.height == 0
@@ -382,6 +392,16 @@ def test_eligibility_removes_listeners_outside_the_program_marketplaces():
 
 def test_engagement_unknown_score_is_not_engaged():
     frame = candidates((1, 1, 1, 0.97, at(1), None), (2, 1, 1, 0.97, at(1), 0.9))
-    result = EngagementFilter("engagement").apply(frame, context())
+    result = EngagementFilter("engagement").apply(frame, engaged(frame, context()))
     assert pairs(result.kept) == [(2, 1)]
     assert reasons(result.removed) == {(1, 1): "low_engagement"}
+
+
+def test_engagement_reads_the_listener_not_the_play_row():
+    """One source: a listener whose score is unknown in `listeners` is removed, whatever the play row says."""
+    frame = candidates((1, 1, 1, 0.97, at(1), 0.9), (2, 1, 1, 0.97, at(1), 0.1))
+    ctx = context(listeners=[(1, False, 0.1, True), (2, False, 0.1, True)])
+    listeners = ctx.listeners.with_columns(pl.Series("engagement_score", [None, 0.9], dtype=pl.Float64))
+    result = EngagementFilter("engagement").apply(frame, replace(ctx, listeners=listeners))
+    assert reasons(result.removed) == {(1, 1): "low_engagement"}
+    assert pairs(result.kept) == [(2, 1)]

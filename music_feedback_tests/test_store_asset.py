@@ -5,11 +5,8 @@ from datetime import date, datetime, timezone
 
 import polars as pl
 
-from music_feedback.assets.filter import guard_expectations
 from music_feedback.assets.store import STORE_COLUMNS, channel_rows, expires_at
-from music_feedback.filters import build_chain
 from music_feedback.programs.loader import load_programs
-from music_feedback.quality.expectations import Between, InSet
 
 
 def scored() -> pl.DataFrame:
@@ -33,14 +30,3 @@ def test_voice_rows_only_for_voice_enabled_listeners():
     assert sorted(rows.select("listener_id", "channel").iter_rows()) == [
         (1, "email"), (1, "voice-assistant"), (2, "email")]
     assert rows["expires_at"].n_unique() == 1
-
-
-def test_guard_follows_the_enabled_filters():
-    program = load_programs()[0]
-    chain = build_chain(program.filter_chain)
-    names = [type(e).__name__ + ":" + getattr(e, "column", "") for e in guard_expectations(chain)]
-    assert "InSet:opted_out" in names and "InSet:is_authentic" in names
-    assert Between("requests_in_week", 0, 2) in guard_expectations(chain)
-    chain[3].enabled = False  # frequency cap off: nothing to guard there
-    assert all(getattr(e, "column", "") != "requests_in_week" for e in guard_expectations(chain))
-    assert InSet("opted_out", (False,)) in guard_expectations(chain)

@@ -41,6 +41,7 @@ def test_null_in_required_column(column):
     ({"engagement_score": -0.5}, "engagement_score_out_of_range"),
     ({"play_count": 0}, "play_count_out_of_range"),
     ({"play_count": -3}, "play_count_out_of_range"),
+    ({"track_release_date": date(2026, 11, 24)}, "released_after_play"),
 ])
 def test_out_of_range(change, reason):
     valid, rejected = split_invalid(plays(change))
@@ -65,16 +66,16 @@ def test_split_loses_nothing_and_leaves_valid_rows_unchanged():
     frame = plays(
         {"listener_id": 1}, {"listener_id": 2, "engagement_score": None}, {"listener_id": 3},
         {"listener_id": 4, "completion_rate": 1.5}, {"listener_id": 5, "play_count": 0},
-        {"listener_id": 6, "genre": None},  # genre is not required
+        {"listener_id": 6, "genre": None},  # genre is required: unify and scoring need it
     )
     valid, rejected = split_invalid(frame)
     assert valid.height + rejected.height == frame.height
     assert valid.columns == frame.columns
     assert rejected.columns == frame.columns + ["reason"]
-    assert valid.equals(frame.filter(pl.col("listener_id").is_in([1, 3, 6])))
-    assert rejected.drop("reason").equals(frame.filter(pl.col("listener_id").is_in([2, 4, 5])))
+    assert valid.equals(frame.filter(pl.col("listener_id").is_in([1, 3])))
+    assert rejected.drop("reason").equals(frame.filter(pl.col("listener_id").is_in([2, 4, 5, 6])))
     assert rejected["reason"].to_list() == ["null_engagement_score", "completion_rate_out_of_range",
-                                            "play_count_out_of_range"]
+                                            "play_count_out_of_range", "null_genre"]
 
 
 def test_split_of_empty_frame():

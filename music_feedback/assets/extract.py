@@ -7,7 +7,7 @@ from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_met
 from music_feedback.programs.model import Program
 from music_feedback.quality.checks import row_count_expectation, run_suite
 from music_feedback.quality.expectations import Between, NotNull
-from music_feedback.transforms.validate import EXTRACT_COLUMNS, REQUIRED, split_invalid
+from music_feedback.transforms.validate import EXTRACT_COLUMNS, REQUIRED, malformed_rows_query, split_invalid
 from music_feedback.warehouse.port import Warehouse, WarehouseError, bind_batch_window
 
 
@@ -52,6 +52,8 @@ def build_extract(program: Program, partitions):
             if missing:
                 raise WarehouseError(f"connector '{connector.connector_id}': its query does not select "
                                      f"{', '.join(missing)}; the extract needs {', '.join(EXTRACT_COLUMNS)}")
+            dropped = warehouse.fetch(bind_batch_window(malformed_rows_query(connector.config.table), day))
+            raw = pl.concat([raw.select(EXTRACT_COLUMNS), dropped.select(EXTRACT_COLUMNS)], how="vertical_relaxed")
         with watch.stage("validate"):
             valid, rejected = split_invalid(raw)
         reasons = dict(rejected.group_by("reason").len().sort("reason").iter_rows())

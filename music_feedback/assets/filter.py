@@ -5,6 +5,8 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, AssetOut, Ou
 
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
 from music_feedback.filters import FilterContext, build_chain, run_chain
+from music_feedback.policy import ContactPolicy, contact_signals
+from music_feedback.policy.contact import policy_frame
 from music_feedback.programs.model import Program
 from music_feedback.quality.checks import row_count_expectation, run_suite
 from music_feedback.quality.expectations import Between, InSet, NotNull
@@ -12,29 +14,19 @@ from music_feedback.warehouse import queries as q
 from music_feedback.warehouse.port import Warehouse
 
 
-def guard_frame(kept: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
-    """The kept candidates re-joined to the raw signals, so the check does not trust the filters' own columns."""
-    return (
-        kept.select("listener_id", "track_id")
-        .join(ctx.listeners.select("listener_id", "opted_out", "bot_score", "is_authentic"), on="listener_id",
-              how="left")
-        .join(ctx.recent_requests, on="listener_id", how="left")
-        .with_columns((pl.col("prior_requests").fill_null(0) + pl.len().over("listener_id"))
-                      .alias("requests_in_week"))
-    )
+def guard_frame(kept: pl.DataFrame, signals: pl.DataFrame) -> pl.DataFrame:
+    """The kept candidates joined to contact signals read afresh from the warehouse, so the check does not
+    trust the frames the filters loaded."""
+    return policy_frame(kept, signals)
 
 
-def guard_expectations(chain) -> list:
-    by_kind = {f.kind: f for f in chain if f.enabled}
-    out = [NotNull("listener_id"), NotNull("track_id")]
-    if "trust" in by_kind:
-        out += [NotNull("bot_score"), Between("bot_score", 0.0, by_kind["trust"].params["maxBotScore"] - 1e-9),
-                NotNull("is_authentic"), InSet("is_authentic", [True])]
-    if "eligibility" in by_kind:
-        out += [NotNull("opted_out"), InSet("opted_out", [False])]
-    if "frequency-cap" in by_kind:
-        out.append(Between("requests_in_week", 0, by_kind["frequency-cap"].params["maxRequestsPerWeek"]))
-    return out
+def guard_expectations(policy: ContactPolicy) -> list:
+    """Always all of contact policy, whatever the chain enables: no program can configure it away."""
+    return [NotNull("listener_id"), NotNull("track_id"),
+            NotNull("bot_score"), Between("bot_score", 0.0, policy.max_bot_score - 1e-9),
+            NotNull("is_authentic"), InSet("is_authentic", [True]),
+            NotNull("opted_out"), InSet("opted_out", [False]),
+            Between("requests_in_week", 0, policy.max_requests_per_week)]
 
 
 def build_filter(program: Program, partitions):
@@ -80,8 +72,9 @@ def build_filter(program: Program, partitions):
             removed_share_by_filter=removed_share, removed_by_reason=reasons, stage_seconds=stages))
         decisions = result.decisions.with_columns(pl.lit(day).alias("batch_date"))
         yield Output(decisions, "candidate_decisions", metadata=frame_metadata(decisions, watch.total))
-        yield run_suite(kept_key, "no_ineligible_listener_passes", guard_frame(result.kept, ctx),
-                        guard_expectations(chain))
+        signals = contact_signals(warehouse, program.program_id, day)
+        yield run_suite(kept_key, "no_ineligible_listener_passes", guard_frame(result.kept, signals),
+                        guard_expectations(ContactPolicy.of_chain(chain)))
         expectations, meta = row_count_expectation(context.instance, kept_key, day)
         yield run_suite(kept_key, "row_count_vs_previous_day", result.kept.select("listener_id"), expectations, **meta)
 

@@ -10,6 +10,7 @@ from music_feedback.filters.base import CandidateFilter, FilterContext
 from music_feedback.filters.eligibility import EligibilityFilter
 from music_feedback.filters.engagement import EngagementFilter
 from music_feedback.filters.frequency_cap import FrequencyCapFilter
+from music_feedback.filters.opt_out import OptOutFilter
 from music_feedback.filters.trust import TrustFilter
 from music_feedback.programs.model import FilterSpec
 
@@ -28,14 +29,43 @@ class ChainResult:
 
 
 def build_chain(specs: list[FilterSpec]) -> list[CandidateFilter]:
+    """The program's filters in order. Contact policy cannot be configured away: a disabled trust or
+    frequency-cap filter still runs, a disabled eligibility filter still removes opt-outs, and a chain
+    that lacks one gets it (trust and opt-out first, the cap last)."""
     chain = []
     for spec in sorted(specs, key=lambda s: s.order):
         cls = REGISTRY.get(spec.kind)
         if cls is None:
             raise ValueError(f"filterChain '{spec.filter_id}': no filter of kind '{spec.kind}'; "
                              f"known: {sorted(REGISTRY)} (business rules pick one with `rule:`)")
-        chain.append(cls(spec.filter_id, spec.enabled, spec.parameters))
+        if not spec.enabled and spec.kind in ("trust", "frequency-cap"):
+            chain.append(cls(spec.filter_id, True, spec.parameters))
+        elif not spec.enabled and spec.kind == "eligibility":
+            chain.append(OptOutFilter(f"{spec.filter_id}:opt-out"))
+        else:
+            chain.append(cls(spec.filter_id, spec.enabled, spec.parameters))
+    kinds = {f.kind for f in chain}
+    if "eligibility" not in kinds and "opt-out" not in kinds:
+        chain.insert(0, OptOutFilter("policy:opt-out"))
+    if "trust" not in kinds:
+        chain.insert(0, TrustFilter("policy:trust"))
+    if "frequency-cap" not in kinds:
+        chain.append(FrequencyCapFilter("policy:frequency-cap"))
     return chain
+
+
+def policy_warnings(specs: list[FilterSpec]) -> list[str]:
+    """What a program asked to switch off that contact policy keeps on."""
+    from music_feedback.policy import POLICY_FILTER_KINDS
+    present = {s.kind: s for s in specs}
+    out = []
+    for kind, still in POLICY_FILTER_KINDS.items():
+        spec = present.get(kind)
+        if spec is None:
+            out.append(f"filterChain has no {kind} filter: contact policy adds it ({still})")
+        elif not spec.enabled:
+            out.append(f"filter '{spec.filter_id}' is disabled, but contact policy still applies: {still}")
+    return out
 
 
 KEYS = ["listener_id", "track_id"]

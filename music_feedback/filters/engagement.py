@@ -8,12 +8,16 @@ from music_feedback.filters.base import CandidateFilter, FilterContext
 
 class EngagementFilter(CandidateFilter):
     kind = "engagement"
-    reads = ("engagement_score",)
+    # The listener's score (listeners.engagement_score), the one scoring reads; not the play row's copy.
+    reads = ()
     defaults = {"minEngagementScore": 0.6}
 
     def validate_params(self) -> None:
         self._number("minEngagementScore", 0.0, 1.0)
 
     def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
-        low = pl.col("engagement_score").fill_null(-1.0) < self.params["minEngagementScore"]  # unknown is not engaged
-        return candidates.with_columns(pl.when(low).then(pl.lit("low_engagement")).alias("reason"))
+        scores = ctx.listeners.select("listener_id", pl.col("engagement_score").alias("_listener_engagement"))
+        joined = candidates.join(scores, on="listener_id", how="left")
+        low = pl.col("_listener_engagement").fill_null(-1.0) < self.params["minEngagementScore"]  # unknown: removed
+        return joined.with_columns(pl.when(low).then(pl.lit("low_engagement")).alias("reason")).drop(
+            "_listener_engagement")

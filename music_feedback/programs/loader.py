@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import yaml
@@ -15,6 +16,10 @@ BUILTIN_DIR = Path(__file__).parent
 
 class ProgramConfigError(ValueError):
     """A program file that cannot be used; the message says which file and key."""
+
+
+class ContactPolicyWarning(UserWarning):
+    """A program disabled a filter that contact policy keeps on."""
 
 
 def _loc(loc: tuple) -> str:
@@ -51,11 +56,13 @@ def load_program(path: Path | str) -> Program:
                 raise _config_error(path, exc, ("channels", i, "config")) from None
     except ValidationError as exc:
         raise _config_error(path, exc) from None
-    from music_feedback.filters.chain import build_chain  # filters depend on the program model
+    from music_feedback.filters.chain import build_chain, policy_warnings  # filters depend on the program model
     try:
         build_chain(program.filter_chain)
     except ValueError as exc:
         raise ProgramConfigError(f"{path}: invalid program configuration:\n  {exc}") from None
+    for message in policy_warnings(program.filter_chain):
+        warnings.warn(f"{path.name}: {message}", ContactPolicyWarning, stacklevel=2)
     return program
 
 

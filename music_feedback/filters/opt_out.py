@@ -1,0 +1,15 @@
+"""Opt-out alone: what remains of eligibility when a program disables that filter (opt-out is policy)."""
+from __future__ import annotations
+
+import polars as pl
+
+from music_feedback.filters.base import CandidateFilter, FilterContext
+
+
+class OptOutFilter(CandidateFilter):
+    kind = "opt-out"
+
+    def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
+        joined = candidates.join(ctx.listeners.select("listener_id", "opted_out"), on="listener_id", how="left")
+        return joined.with_columns(
+            pl.when(pl.col("opted_out").fill_null(True)).then(pl.lit("opted_out")).alias("reason"))
