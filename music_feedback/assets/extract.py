@@ -1,17 +1,36 @@
 """raw_streams: the day's completed plays of new tracks; malformed rows go to rejected_streams."""
 
+from datetime import timedelta
+
 import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetOut, Output, multi_asset
 
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
 from music_feedback.programs.model import Program
-from music_feedback.quality.checks import row_count_expectation, run_suite
-from music_feedback.quality.expectations import Between, NotNull
+from music_feedback.quality.checks import row_count_expectation, run_stats_suite, run_suite, zero
+from music_feedback.quality.expectations import Between
 from music_feedback.transforms.validate import EXTRACT_COLUMNS, REQUIRED, malformed_rows_query, split_invalid
-from music_feedback.warehouse.port import Warehouse, WarehouseError, bind_batch_window
+from music_feedback.warehouse.port import Warehouse, WarehouseError, bind_batch_window, release_window_start
 
 
 MAX_REJECTED_SHARE = 0.01  # more than this many malformed rows means a broken feed, not noise
+WINDOW_STATS = ("rows_unaccounted", "null_required_fields", "played_outside_day", "released_outside_window",
+                "completion_below_95", "play_count_below_1")
+
+
+def window_stats(valid: pl.DataFrame, rejected: pl.DataFrame, extracted: int, day) -> dict:
+    """What a wrong connector query or binding would break: rows of another day or release window,
+    incomplete plays, rows lost between the query and the split."""
+    start = release_window_start(day)
+    stats = valid.select(
+        pl.sum_horizontal(pl.col(c).is_null() for c in REQUIRED).sum().alias("null_required_fields"),
+        (pl.col("played_at").cast(pl.Date) != day).sum().alias("played_outside_day"),
+        (~pl.col("track_release_date").is_between(start, day)).sum().alias("released_outside_window"),
+        (pl.col("completion_rate") < 0.95).sum().alias("completion_below_95"),
+        (pl.col("play_count") < 1).sum().alias("play_count_below_1"),
+    ).row(0, named=True)
+    return {"rows_unaccounted": extracted - valid.height - rejected.height,
+            **{k: int(v or 0) for k, v in stats.items()}}
 
 
 def build_extract(program: Program, partitions):
@@ -31,11 +50,13 @@ def build_extract(program: Program, partitions):
         },
         partitions_def=partitions,
         check_specs=[
-            AssetCheckSpec("extract_fields_valid", asset=raw_key, blocking=True,
-                           description="Required fields non-null; completion, engagement and play count in range."),
-            AssetCheckSpec("row_count_vs_previous_day", asset=raw_key, blocking=True,
+            AssetCheckSpec("extract_fields_valid", asset=raw_key, blocking=True, partitions_def=partitions,
+                           description="Every extracted row accounted for (kept or set aside); kept rows are "
+                                       "plays of day D, of tracks released D-6..D, completed >= 95%: what the "
+                                       "connector's query promises."),
+            AssetCheckSpec("row_count_vs_previous_day", asset=raw_key, blocking=True, partitions_def=partitions,
                            description="Row count within 0.5x-2x of the previous partition's."),
-            AssetCheckSpec("rejected_share_within_limit", asset=raw_key, blocking=True,
+            AssetCheckSpec("rejected_share_within_limit", asset=raw_key, blocking=True, partitions_def=partitions,
                            description=f"At most {MAX_REJECTED_SHARE:.0%} of extracted rows set aside as malformed."),
         ],
     )
@@ -61,14 +82,20 @@ def build_extract(program: Program, partitions):
             valid, watch.total, extracted_rows=raw.height, rejected_rows=rejected.height,
             rejected_by_reason=reasons, stage_seconds=watch.stages, connector=connector.connector_id))
         yield Output(rejected, "rejected_streams", metadata=frame_metadata(rejected, watch.total, by_reason=reasons))
-        yield run_suite(raw_key, "extract_fields_valid", valid, [
-            *(NotNull(c) for c in REQUIRED),
-            Between("completion_rate", 0.95, 1.0), Between("engagement_score", 0.0, 1.0),
-            Between("play_count", 1, None)])
-        expectations, meta = row_count_expectation(context.instance, raw_key, day)
-        yield run_suite(raw_key, "row_count_vs_previous_day", valid, expectations, **meta)
-        share = pl.DataFrame({"rejected_share": [rejected.height / max(raw.height, 1)]})
-        yield run_suite(raw_key, "rejected_share_within_limit", share,
-                        [Between("rejected_share", 0.0, MAX_REJECTED_SHARE)], rejected_rows=rejected.height)
+        yield run_stats_suite(raw_key, "extract_fields_valid", window_stats(valid, rejected, raw.height, day),
+                              zero(*WINDOW_STATS))
+        def day_before_in_warehouse() -> int:
+            """the connector's rows for the day before, counted in the warehouse"""
+            sql = bind_batch_window(connector.config.query, day - timedelta(days=1))
+            return int(warehouse.fetch(f"SELECT COUNT(*) AS n FROM ({sql}) q")["n"][0])
+
+        expectations, meta = row_count_expectation(context.instance, raw_key, day, day_before_in_warehouse)
+        yield run_suite(raw_key, "row_count_vs_previous_day", valid.select("listener_id"), expectations,
+                        f"{valid.height:,} rows against {meta['previous_row_count']} ({meta['baseline']})", **meta)
+        share_value = rejected.height / max(raw.height, 1)
+        yield run_suite(raw_key, "rejected_share_within_limit", pl.DataFrame({"rejected_share": [share_value]}),
+                        [Between("rejected_share", 0.0, MAX_REJECTED_SHARE)],
+                        f"{share_value:.1%} of {raw.height:,} extracted rows set aside "
+                        f"(limit {MAX_REJECTED_SHARE:.0%})", rejected_rows=rejected.height)
 
     return extract

@@ -14,6 +14,9 @@ from music_feedback.warehouse import queries as q
 from music_feedback.warehouse.port import Warehouse
 
 
+SEED_PASS_RATE = 200_000 / 1_500_000  # first partition only: no previous day to compare with
+
+
 def guard_frame(kept: pl.DataFrame, signals: pl.DataFrame) -> pl.DataFrame:
     """The kept candidates joined to contact signals read afresh from the warehouse, so the check does not
     trust the frames the filters loaded."""
@@ -48,9 +51,9 @@ def build_filter(program: Program, partitions):
         },
         partitions_def=partitions,
         check_specs=[
-            AssetCheckSpec("no_ineligible_listener_passes", asset=kept_key, blocking=True,
+            AssetCheckSpec("no_ineligible_listener_passes", asset=kept_key, blocking=True, partitions_def=partitions,
                            description="No opted-out or untrusted listener, nobody over the weekly cap."),
-            AssetCheckSpec("row_count_vs_previous_day", asset=kept_key, blocking=True,
+            AssetCheckSpec("row_count_vs_previous_day", asset=kept_key, blocking=True, partitions_def=partitions,
                            description="Eligible candidates within 0.5x-2x of the previous partition's."),
         ],
     )
@@ -75,7 +78,15 @@ def build_filter(program: Program, partitions):
         signals = contact_signals(warehouse, program.program_id, day)
         yield run_suite(kept_key, "no_ineligible_listener_passes", guard_frame(result.kept, signals),
                         guard_expectations(ContactPolicy.of_chain(chain)))
-        expectations, meta = row_count_expectation(context.instance, kept_key, day)
-        yield run_suite(kept_key, "row_count_vs_previous_day", result.kept.select("listener_id"), expectations, **meta)
+        def seed_pass_rate() -> int:
+            """the seed's filter pass rate (13.3%) of today's candidates in the program's marketplaces"""
+            in_program = unified.filter(pl.col("marketplace").is_in(list(program.marketplaces))) \
+                if program.marketplaces else unified
+            return int(in_program.height * SEED_PASS_RATE)
+
+        expectations, meta = row_count_expectation(context.instance, kept_key, day, seed_pass_rate)
+        yield run_suite(kept_key, "row_count_vs_previous_day", result.kept.select("listener_id"), expectations,
+                        f"{result.kept.height:,} eligible against {meta['previous_row_count']} ({meta['baseline']})",
+                        **meta)
 
     return filter_candidates

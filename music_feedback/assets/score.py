@@ -36,7 +36,7 @@ def build_score(program: Program, partitions):
         description=f"Candidates scored by both models in batches of {settings.batch_size}; score = "
                     f"propensity^{settings.propensity_weight} * affinity^{1 - settings.propensity_weight:g} "
                     "in [0, 1]. Each row keeps the feature values and model versions used.",
-        check_specs=[AssetCheckSpec("scores_in_range", asset=asset_key, blocking=True,
+        check_specs=[AssetCheckSpec("scores_in_range", asset=asset_key, blocking=True, partitions_def=partitions,
                                     description="Scores in [0, 1], non-null; listener+track unique.")],
     )
     def scored_candidates(context: AssetExecutionContext, scorer: Scorer, candidates: pl.DataFrame,
