@@ -21,7 +21,11 @@ def explain(root: Path, store: CandidateStore, program: Program, listener: int, 
     who = f"listener {listener}, track {track}, {day.isoformat()}"
     unified = _rows(root, program, "unified_candidates", day, listener, track)
     if unified is None:
-        return [f"{who}: the {program.program_id} batch for {day.isoformat()} has not run (no unified_candidates)"]
+        where = root / program.slug / "unified_candidates"
+        hint = ("" if root.parent.exists() and any(root.parent.iterdir()) else
+                f"; nothing is there at all: run from the project folder or set MUSIC_FEEDBACK_HOME to its data folder")
+        return [f"{who}: the {program.program_id} batch for {day.isoformat()} has not run "
+                f"(looked for {where / (day.isoformat() + '.parquet')}{hint})"]
     rejected = _rows(root, program, "rejected_streams", day, listener, track)
     if rejected is not None and rejected.height:
         reasons = ", ".join(sorted(set(rejected["reason"])))
