@@ -104,6 +104,12 @@ def cmd_purge(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from music_feedback.service.server import serve
+    serve(args.host, args.port, args.workers, args.log_level)
+    return 0
+
+
 def cmd_bench(args) -> int:
     from music_feedback.bench import bench
     return bench(_program(args.program), args)
@@ -141,6 +147,12 @@ def parser() -> argparse.ArgumentParser:
     why.set_defaults(func=cmd_why)
     store = sub.add_parser("store", help="the candidate store").add_subparsers(dest="action", required=True)
     store.add_parser("purge", help="delete expired candidates").set_defaults(func=cmd_purge)
+    serve = sub.add_parser("serve", help="run the HTTP service (serving API, health, metrics)")
+    serve.add_argument("--host", help="interface to bind (default 127.0.0.1, or MUSIC_FEEDBACK_SERVICE_HOST)")
+    serve.add_argument("--port", type=int, help="port (default 8080, or MUSIC_FEEDBACK_SERVICE_PORT)")
+    serve.add_argument("--workers", type=int, help="worker processes (default 1, or MUSIC_FEEDBACK_SERVICE_WORKERS)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(func=cmd_serve)
     bench = sub.add_parser("bench", help="run the default-scale day through Dagster and print figures")
     bench.add_argument("--program")
     bench.set_defaults(func=cmd_bench)

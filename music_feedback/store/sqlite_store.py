@@ -12,15 +12,19 @@ import sqlite3
 from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import polars as pl
 
+from music_feedback.store import sqlite_serving
 from music_feedback.store.base import (
     CANDIDATE_COLUMNS,
     CANDIDATE_SCHEMA,
     DEFAULT_STATUS,
+    STATUSES,
     CandidateStore,
+    ChannelQuery,
+    PageKey,
     epoch_now,
     validate_candidates,
 )
@@ -198,6 +202,41 @@ class SQLiteCandidateStore(CandidateStore):
             sql += " AND batch_date = ?"
             params.append(batch_date)
         return self._query(sql, tuple(params), program_id, params[1])[0]["n"]
+
+    @staticmethod
+    def _live(conn: sqlite3.Connection, program_id: str, ts: float) -> list[tuple[int, str]]:
+        return conn.execute("SELECT id, batch_date FROM candidate_batches WHERE program_id = ? AND max_expires_at > ? "
+                            "ORDER BY id", (program_id, ts)).fetchall()
+
+    def track_cutoffs(self, query: ChannelQuery, now: datetime | None = None) -> dict[int, PageKey]:
+        ts = epoch_now(now)
+        with self._connect() as conn:
+            return sqlite_serving.cutoffs(conn, self.path, self._live(conn, query.program_id, ts), query, ts)
+
+    def channel_page(self, query: ChannelQuery, after: PageKey | None, size: int,
+                     cutoffs: dict[int, PageKey], now: datetime | None = None) -> list[dict]:
+        ts = epoch_now(now)
+        with self._connect() as conn:
+            return sqlite_serving.page(conn, self._live(conn, query.program_id, ts), query, after, size, cutoffs, ts)
+
+    def set_status(self, program_id: str, batch_date: str, keys: Iterable[tuple[int, int, str]], status: str,
+                   expected: str | None = None) -> int:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; one of {STATUSES}")
+        with self._write() as conn:
+            found = conn.execute("SELECT id FROM candidate_batches WHERE program_id = ? AND batch_date = ?",
+                                 (program_id, batch_date)).fetchone()
+            if not found:
+                return 0
+            sql = f"UPDATE cand_{found[0]} SET status = ? WHERE listener_id = ? AND track_id = ? AND channel = ?"
+            if expected is not None:
+                sql += " AND status = ?"
+            tail = () if expected is None else (expected,)
+            return sum(conn.execute(sql, (status, lid, tid, ch, *tail)).rowcount for lid, tid, ch in keys)
+
+    def ping(self) -> None:
+        with self._connect() as conn:
+            conn.execute("SELECT COUNT(*) FROM candidate_batches").fetchone()
 
     def purge_expired(self, now: datetime | None = None) -> int:
         """Whole expired batches are dropped; partly expired ones get a DELETE."""

@@ -1,0 +1,88 @@
+"""The serving API: GetCandidatesForChannel, a listener's pending candidates, a track's candidates."""
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from music_feedback.service import paging
+from music_feedback.service.config import MAX_LIMIT
+from music_feedback.service.deps import readable_program, require_key, state
+from music_feedback.service.errors import ApiError
+from music_feedback.service.schemas import ChannelPage, ErrorBody, ListenerCandidates, TrackCandidates
+from music_feedback.store.base import DEFAULT_STATUS, SERVING_COLUMNS
+
+ERRORS = {401: {"model": ErrorBody, "description": "missing or invalid API key"},
+          403: {"model": ErrorBody, "description": "the key may not read this program"},
+          404: {"model": ErrorBody, "description": "unknown program or channel"},
+          422: {"model": ErrorBody, "description": "a bad parameter, named in `parameter`"}}
+router = APIRouter(prefix="/v1/programs/{program}", tags=["candidates"], dependencies=[Depends(require_key)],
+                   responses=ERRORS)
+ProgramId = Annotated[str, Path(min_length=1, max_length=128, description="programId")]
+Marketplace = Annotated[str | None, Query(min_length=2, max_length=8, pattern=r"^[A-Z]{2,8}$",
+                                          description="only this marketplace (one of the program's)")]
+
+
+def _json(payload: dict) -> Response:
+    # Pages hold up to 1,000 rows: serialise once with the stdlib, no response-model round trip.
+    return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
+
+
+def _item(row: dict) -> dict:
+    return {**{c: row[c] for c in SERVING_COLUMNS}, "batch_date": row["batch_date"], "status": row["status"]}
+
+
+@router.get("/channels/{channel}/candidates", response_model=ChannelPage,
+            summary="GetCandidatesForChannel: a channel's best pending candidates, in pages")
+async def channel_candidates(
+    request: Request,
+    program: ProgramId,
+    channel: Annotated[str, Path(min_length=1, max_length=64, description="channelId, e.g. email")],
+    min_score: Annotated[float, Query(alias="minScore", ge=0.0, le=1.0, allow_inf_nan=False,
+                                      description="lowest score returned")] = 0.0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="rows over all pages")] = MAX_LIMIT,
+    marketplace: Marketplace = None,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=16_384,
+                                        description="nextCursor of the previous page, with the same parameters")] = None,
+) -> Response:
+    prog = readable_program(request, program)
+    if channel not in {c.channel_id for c in prog.enabled_channels()}:
+        raise ApiError(404, f"program {program!r} has no enabled channel {channel!r}; "
+                            f"known: {[c.channel_id for c in prog.enabled_channels()]}", "channel")
+    if marketplace is not None and marketplace not in prog.marketplaces:
+        raise ApiError(422, f"marketplace: {marketplace!r} is not one of the program's {prog.marketplaces}",
+                       "marketplace")
+    st = state(request)
+    result = await run_in_threadpool(paging.channel_page, st, program, channel, min_score, limit, marketplace, cursor)
+    return _json({"program": program, "channel": channel, "count": len(result.rows),
+                  "items": [_item(r) for r in result.rows], "nextCursor": result.next_cursor})
+
+
+@router.get("/listeners/{listener}/candidates", response_model=ListenerCandidates,
+            summary="A listener's pending candidates (the voice channel's lookup)")
+async def listener_candidates(
+    request: Request, program: ProgramId,
+    listener: Annotated[int, Path(ge=0, le=2**63 - 1, description="listener id")],
+) -> Response:
+    readable_program(request, program)
+    rows = await run_in_threadpool(state(request).store.for_listener, program, listener)
+    items = [_item(r) for r in rows if r["status"] == DEFAULT_STATUS]
+    return _json({"program": program, "listener": listener, "count": len(items), "items": items})
+
+
+@router.get("/tracks/{track}/candidates", response_model=TrackCandidates,
+            summary="A track's candidates in one batch")
+async def track_candidates(
+    request: Request, program: ProgramId,
+    track: Annotated[int, Path(ge=0, le=2**63 - 1, description="track id")],
+    batch_date: Annotated[date, Query(alias="date", description="batch date, YYYY-MM-DD")],
+) -> Response:
+    readable_program(request, program)
+    rows = await run_in_threadpool(state(request).store.for_track, program, track, batch_date.isoformat())
+    items = [_item(r) for r in rows]
+    return _json({"program": program, "track": track, "date": batch_date.isoformat(), "count": len(items),
+                  "items": items})
