@@ -7,7 +7,10 @@ from typing import Iterator
 
 @contextmanager
 def running() -> Iterator[str]:
+    import logging
+
     from moto.server import ThreadedMotoServer
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
