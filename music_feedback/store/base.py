@@ -136,8 +136,9 @@ class CandidateStore(ConfigurableResource):
     @abc.abstractmethod
     def track_cutoffs(self, query: ChannelQuery, now: datetime | None = None) -> dict[int, PageKey]:
         """For each track with more than query.max_per_track matching rows, the key of its last row
-        within the cap; {} without a cap. Computed once per query and passed to every page, so
-        pages agree on the cap."""
+        within the cap; {} without a cap. The cap ranks a track's unexpired rows whatever their status
+        (a row sent earlier still uses its track's share, so re-reading never sends more than the cap),
+        and is computed once per query and passed to every page, so pages agree on it."""
 
     @abc.abstractmethod
     def channel_page(self, query: ChannelQuery, after: PageKey | None, size: int,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from dataclasses import replace
 
 from music_feedback.store.base import SERVING_COLUMNS, ChannelQuery, PageKey
 
@@ -17,6 +18,24 @@ _SELECT = ", ".join(SERVING_COLUMNS)
 ORDER = "score DESC, listener_id, track_id, batch_date"
 _counts: dict[tuple, dict[tuple[str, int], int]] = {}
 _counts_lock = threading.Lock()
+_cutoffs: dict[tuple, dict[int, PageKey]] = {}
+_local = threading.local()
+
+
+def reader(path: str, init) -> sqlite3.Connection:
+    """This thread's read-only connection to `path` (`init()` creates the file and schema first)."""
+    conns = _local.__dict__.setdefault("conns", {})
+    key = (path, os.stat(path).st_ino if os.path.exists(path) else None)
+    conn = conns.get(key)
+    if conn is None:
+        with init():
+            pass
+        key = (path, os.stat(path).st_ino)
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=True)
+        conn.execute("PRAGMA query_only=ON")
+        conn.execute("PRAGMA cache_size=-65536")
+        conns[key] = conn
+    return conn
 
 
 def _lit(s: str) -> str:
@@ -78,9 +97,25 @@ def _batch_counts(conn: sqlite3.Connection, path: str, bid: int) -> dict[tuple[s
 
 def cutoffs(conn: sqlite3.Connection, path: str, batches: list[tuple[int, str]], q: ChannelQuery,
             now: float) -> dict[int, PageKey]:
-    cap = q.max_per_track
-    if cap is None:
+    """Cached per live batch set: batches are immutable and the cap ignores status, so the answer only
+    changes when a batch is stored or expires (a heavy track costs ~0.25 s to rank at default scale)."""
+    if q.max_per_track is None:
         return {}
+    key = (path, os.stat(path).st_ino, tuple(batches), q.channel, q.min_score, q.marketplace, q.max_per_track)
+    with _counts_lock:
+        found = _cutoffs.get(key)
+    if found is None:
+        found = _compute_cutoffs(conn, path, batches, q, now)
+        with _counts_lock:
+            if len(_cutoffs) > 256:
+                _cutoffs.clear()
+            _cutoffs[key] = found
+    return dict(found)
+
+
+def _compute_cutoffs(conn: sqlite3.Connection, path: str, batches: list[tuple[int, str]], q: ChannelQuery,
+                     now: float) -> dict[int, PageKey]:
+    cap = q.max_per_track
     totals: dict[int, int] = {}
     for bid, _ in batches:
         for (channel, track), n in _batch_counts(conn, path, bid).items():
@@ -89,9 +124,10 @@ def cutoffs(conn: sqlite3.Connection, path: str, batches: list[tuple[int, str]],
     out: dict[int, PageKey] = {}
     for track in sorted(t for t, n in totals.items() if n > cap):  # an upper bound: most tracks stop here
         params: dict = {"now": now, "track": track, "offset": cap - 1}
-        where = _filters(q, params) + " AND track_id = :track"
+        where = _filters(replace(q, status=None), params) + " AND track_id = :track"
         sql = " UNION ALL ".join(
-            f"SELECT score, listener_id, track_id, {_lit(d)} AS batch_date FROM cand_{b} WHERE {where}"
+            f"SELECT score, listener_id, track_id, {_lit(d)} AS batch_date FROM cand_{b} "
+            f"INDEXED BY cand_{b}_track WHERE {where}"  # else the planner walks the score index for the ORDER BY
             for b, d in batches) + f" ORDER BY {ORDER} LIMIT 1 OFFSET :offset"
         row = conn.execute(sql, params).fetchone()
         if row is not None:
