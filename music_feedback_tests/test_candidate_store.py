@@ -277,3 +277,21 @@ def test_channel_pages_cap_per_track_marketplace_and_pending_only(store):
     assert [(r["listener_id"]) for p in pages(store, us, size=10) for r in p] == [20, 30, 2]
     anything = ChannelQuery("prog", "email", marketplace="US", status=None)
     assert len([r for p in pages(store, anything, size=3) for r in p]) == 9
+
+
+def test_channel_page_json_matches_channel_page(store):
+    """An adapter may serialise pages itself; what it returns must be serving_item of channel_page."""
+    import orjson
+
+    from music_feedback.store.base import ChannelQuery, page_key, serving_item
+    store.put_batch("prog", "2025-06-01", frame(
+        row(1, 10, 0.1 + 0.2), row(2, 11, 1.0, propensity_score=None), row(3, 12, 1e-7, marketplace=None),
+        row(4, 10, 0.9793882783398715, track_name='Quote " and \\ backslash é')))
+    q = ChannelQuery("prog", "email")
+    rows = store.channel_page(q, None, 3, {}, now=NOW)
+    items, last = store.channel_page_json(q, None, 3, {}, now=NOW)
+    assert [orjson.loads(i) for i in items] == [serving_item(r) for r in rows]
+    assert last == page_key(rows[-1])
+    more, end = store.channel_page_json(q, last, 3, {}, now=NOW)
+    assert [orjson.loads(i)["listener_id"] for i in more] == [3] and end == page_key(orjson.loads(more[0]))
+    assert store.channel_page_json(q, end, 3, {}, now=NOW) == ([], None)

@@ -10,9 +10,13 @@ from music_feedback_tests.service_support import (
 CHANNEL_URL = f"/v1/programs/{PROGRAM}/channels/email/candidates"
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = sqlite_store(tmp_path)
+@pytest.fixture(params=["sqlite", "dynamodb-moto"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = sqlite_store(tmp_path)
+    else:
+        from music_feedback_tests.test_candidate_store import dynamodb_store
+        s = dynamodb_store(request.getfixturevalue("moto_endpoint"))
     rows = [candidate(lid, 100 + lid % 3, round(0.5 + lid / 100, 2)) for lid in range(1, 41)]
     rows += [candidate(5, 200, 0.99, channel="voice-assistant"), candidate(6, 101, 0.97, marketplace="DE")]
     s.put_batch(PROGRAM, "2026-11-23", frame(rows))
@@ -42,7 +46,7 @@ def all_pages(client, params: dict) -> tuple[list[dict], int]:
 def test_health_endpoints_are_open(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["store"] == "SQLiteCandidateStore"
+    assert ready.status_code == 200 and ready.json()["store"].endswith("CandidateStore")
 
 
 def test_readyz_is_503_when_the_store_does_not_answer(tmp_path, serve):

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from music_feedback.service.cursor import CursorError, fingerprint
 from music_feedback.service.errors import ApiError
-from music_feedback.store.base import ChannelQuery, page_key
+from music_feedback.store.base import ChannelQuery
 
 
 @dataclass
 class Page:
-    rows: list[dict]
+    items: list[bytes]  # each a JSON object (serving_item)
     next_cursor: str | None
 
 
@@ -39,9 +39,9 @@ def channel_page(st, program: str, channel: str, min_score: float, limit: int, m
         except (KeyError, TypeError, ValueError):
             raise ApiError(422, "cursor: cursor is malformed", "cursor") from None
     size = min(st.config.page_size, limit - served)
-    rows = st.store.channel_page(q, after, size, cutoffs) if size > 0 else []
-    served += len(rows)
-    more = len(rows) == size and served < limit
-    token = st.signer.dumps(fp, {"a": list(page_key(rows[-1])), "n": served,
+    items, last = st.store.channel_page_json(q, after, size, cutoffs) if size > 0 else ([], None)
+    served += len(items)
+    more = len(items) == size and served < limit
+    token = st.signer.dumps(fp, {"a": list(last), "n": served,
                                  "c": [[t, list(k)] for t, k in cutoffs.items()]}) if more else None
-    return Page(rows, token)
+    return Page(items, token)

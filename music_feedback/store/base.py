@@ -45,6 +45,11 @@ SERVING_COLUMNS = ("listener_id", "track_id", "channel", "score", "propensity_sc
 PageKey = tuple[float, int, int, str]
 
 
+def serving_item(row: dict) -> dict:
+    """What the serving API returns for a row."""
+    return {**{c: row[c] for c in SERVING_COLUMNS}, "batch_date": row["batch_date"], "status": row["status"]}
+
+
 def page_key(row: dict) -> PageKey:
     return (row["score"], row["listener_id"], row["track_id"], row["batch_date"])
 
@@ -100,6 +105,12 @@ class CandidateStore(ConfigurableResource):
     a backend's TTL delete may lag (DynamoDB's does); `now` defaults to current UTC time.
     Returned dicts hold CANDIDATE_COLUMNS plus program_id, batch_date and status."""
 
+    @property
+    def reads_block(self) -> bool:
+        """True if reads wait on the network (the service then runs them on its thread pool);
+        an embedded store's reads take a millisecond or so and run inline."""
+        return True
+
     @abc.abstractmethod
     def put_batch(self, program_id: str, batch_date: str, candidates: pl.DataFrame) -> int:
         """Atomically replace all rows of (program_id, batch_date) with `candidates`; idempotent.
@@ -146,6 +157,14 @@ class CandidateStore(ConfigurableResource):
         """The next `size` rows of the query strictly after `after` (None: from the start), leaving out
         rows of a track in `cutoffs` that come after its cutoff. Rows hold SERVING_COLUMNS, program_id,
         batch_date and status."""
+
+    def channel_page_json(self, query: ChannelQuery, after: PageKey | None, size: int,
+                          cutoffs: dict[int, PageKey], now: datetime | None = None) -> tuple[list[bytes], PageKey | None]:
+        """channel_page's rows as serving_item JSON objects, and the last row's key. An adapter may
+        override it to serialise in the database (a page is 1,000 rows)."""
+        import orjson
+        rows = self.channel_page(query, after, size, cutoffs, now)
+        return [orjson.dumps(serving_item(r)) for r in rows], (page_key(rows[-1]) if rows else None)
 
     @abc.abstractmethod
     def set_status(self, program_id: str, batch_date: str, keys: Iterable[tuple[int, int, str]], status: str,

@@ -61,8 +61,32 @@ def _after(prefix: str, key: PageKey, date_sql: str, params: dict) -> str:
     return f"(score < {s} OR (score = {s} AND (listener_id, track_id, {date_sql}) > ({l}, {t}, {d})))"
 
 
+def _json_value(col: str) -> str:
+    """A column as a JSON value; REALs with 17 significant digits (json_object's 15 would not round-trip)."""
+    if col in _REALS:
+        return f"CASE WHEN {col} IS NULL THEN NULL ELSE json(printf('%!.17g', {col})) END"
+    return col
+
+
+_REALS = {"score", "propensity_score", "affinity_score"}
+
+
+def page_json(conn: sqlite3.Connection, batches: list[tuple[int, str]], q: ChannelQuery, after: PageKey | None,
+              size: int, cutoffs: dict[int, PageKey], now: float) -> tuple[list[bytes], PageKey | None]:
+    """`page`, with each row serialised by SQLite itself (no per-row Python objects)."""
+    obj = "json_object(" + ", ".join(f"'{c}', {_json_value(c)}" for c in (*SERVING_COLUMNS, "batch_date", "status"))
+    rows = page(conn, batches, q, after, size, cutoffs, now,
+                select=f"{obj}) AS j, score, listener_id, track_id, batch_date", raw=True)
+    if not rows:
+        return [], None
+    last = rows[-1]
+    return [r[0].encode() for r in rows], (last[1], last[2], last[3], last[4])
+
+
 def page(conn: sqlite3.Connection, batches: list[tuple[int, str]], q: ChannelQuery, after: PageKey | None,
-         size: int, cutoffs: dict[int, PageKey], now: float) -> list[dict]:
+         size: int, cutoffs: dict[int, PageKey], now: float, select: str | None = None, raw: bool = False) -> list:
+    """Rows of one page as dicts, or, with `select` and raw=True, as tuples of those expressions
+    (which may name batch_date like a column)."""
     params: dict = {"now": now, "size": size}
     base = _filters(q, params)
     arms = []
@@ -71,14 +95,21 @@ def page(conn: sqlite3.Connection, batches: list[tuple[int, str]], q: ChannelQue
         if after is not None:
             # `score <= :a_s` lets the index seek to the position; the rest resolves ties.
             where += f" AND score <= :a_s AND {_after('a', after, _lit(date), params)}"
-        for i, (track, cut) in enumerate(sorted(cutoffs.items())):
-            params[f"c{i}"] = track
-            where += f" AND NOT (track_id = :c{i} AND {_after(f'c{i}', cut, _lit(date), params)})"
-        arms.append(f"SELECT {_lit(date)} AS batch_date, {_SELECT}, status FROM cand_{bid} WHERE {where}")
+        if cutoffs:  # the IN test rejects most rows before the per-track comparisons
+            beyond = " OR ".join(f"(track_id = :c{i} AND {_after(f'c{i}', cut, _lit(date), params)})"
+                                 for i, (track, cut) in enumerate(sorted(cutoffs.items())))
+            heavy = ", ".join(f":c{i}" for i in range(len(cutoffs)))
+            params.update({f"c{i}": track for i, track in enumerate(sorted(cutoffs))})
+            where += f" AND (track_id NOT IN ({heavy}) OR NOT ({beyond}))"
+        cols = select or f"batch_date, {_SELECT}, status"
+        # The inner query is flattened by SQLite, so each arm still walks its own score index.
+        arms.append(f"SELECT {cols} FROM (SELECT {_lit(date)} AS batch_date, * FROM cand_{bid} WHERE {where})")
     if not arms:
         return []
     sql = " UNION ALL ".join(arms) + f" ORDER BY {ORDER} LIMIT :size"
     cur = conn.execute(sql, params)
+    if raw:
+        return cur.fetchall()
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r), program_id=q.program_id) for r in cur.fetchall()]
 

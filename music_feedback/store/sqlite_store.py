@@ -43,7 +43,9 @@ _TABLE_DDL = f"CREATE TABLE {{t}} ({_COL_DEFS}, status TEXT NOT NULL DEFAULT '{D
 _INDEX_DDL = (
     "CREATE UNIQUE INDEX {t}_key ON {t} (listener_id, track_id, channel)",
     "CREATE INDEX {t}_channel ON {t} (channel, score DESC)",
-    "CREATE INDEX {t}_track ON {t} (track_id)",
+    # (track_id, ...) serves the by-track pattern; the rest lets the per-track cap read a track's
+    # ranking from the index alone instead of fetching and sorting all its rows.
+    "CREATE INDEX {t}_track ON {t} (track_id, channel, score DESC, listener_id)",
 )
 _EMPTY = "SELECT NULL AS program_id, NULL AS batch_date, %s, NULL AS status WHERE 0" % ", ".join(
     f"NULL AS {c}" for c in CANDIDATE_COLUMNS
@@ -81,6 +83,10 @@ class SQLiteCandidateStore(CandidateStore):
     A connection per call keeps the resource picklable and safe across Dagster processes."""
 
     path: str
+
+    @property
+    def reads_block(self) -> bool:
+        return False
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -230,6 +236,13 @@ class SQLiteCandidateStore(CandidateStore):
         ts = epoch_now(now)
         with self._reader() as conn:
             return sqlite_serving.page(conn, self._live(conn, query.program_id, ts), query, after, size, cutoffs, ts)
+
+    def channel_page_json(self, query: ChannelQuery, after: PageKey | None, size: int,
+                          cutoffs: dict[int, PageKey], now: datetime | None = None) -> tuple[list[bytes], PageKey | None]:
+        ts = epoch_now(now)
+        with self._reader() as conn:
+            return sqlite_serving.page_json(conn, self._live(conn, query.program_id, ts), query, after, size,
+                                            cutoffs, ts)
 
     def set_status(self, program_id: str, batch_date: str, keys: Iterable[tuple[int, int, str]], status: str,
                    expected: str | None = None) -> int:

@@ -1,10 +1,10 @@
 """The serving API: GetCandidatesForChannel, a listener's pending candidates, a track's candidates."""
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -14,7 +14,7 @@ from music_feedback.service.config import MAX_LIMIT
 from music_feedback.service.deps import readable_program, require_key, state
 from music_feedback.service.errors import ApiError
 from music_feedback.service.schemas import ChannelPage, ErrorBody, ListenerCandidates, TrackCandidates
-from music_feedback.store.base import DEFAULT_STATUS, SERVING_COLUMNS
+from music_feedback.store.base import DEFAULT_STATUS, serving_item
 
 ERRORS = {401: {"model": ErrorBody, "description": "missing or invalid API key"},
           403: {"model": ErrorBody, "description": "the key may not read this program"},
@@ -27,13 +27,19 @@ Marketplace = Annotated[str | None, Query(min_length=2, max_length=8, pattern=r"
                                           description="only this marketplace (one of the program's)")]
 
 
+async def _call(request: Request, fn, *args):
+    """Store calls: inline for an embedded store (sub-millisecond, no thread hop), else on the pool."""
+    if state(request).store.reads_block:
+        return await run_in_threadpool(fn, *args)
+    return fn(*args)
+
+
 def _json(payload: dict) -> Response:
-    # Pages hold up to 1,000 rows: serialise once with the stdlib, no response-model round trip.
-    return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
+    # Pages hold up to 1,000 rows (~450 KB): serialised once by orjson (10x the stdlib), without a
+    # response-model round trip.
+    return Response(orjson.dumps(payload), media_type="application/json")
 
 
-def _item(row: dict) -> dict:
-    return {**{c: row[c] for c in SERVING_COLUMNS}, "batch_date": row["batch_date"], "status": row["status"]}
 
 
 @router.get("/channels/{channel}/candidates", response_model=ChannelPage,
@@ -57,9 +63,11 @@ async def channel_candidates(
         raise ApiError(422, f"marketplace: {marketplace!r} is not one of the program's {prog.marketplaces}",
                        "marketplace")
     st = state(request)
-    result = await run_in_threadpool(paging.channel_page, st, program, channel, min_score, limit, marketplace, cursor)
-    return _json({"program": program, "channel": channel, "count": len(result.rows),
-                  "items": [_item(r) for r in result.rows], "nextCursor": result.next_cursor})
+    result = await _call(request, paging.channel_page, st, program, channel, min_score, limit, marketplace, cursor)
+    head = orjson.dumps({"program": program, "channel": channel, "count": len(result.items)})[:-1]
+    body = b"".join((head, b',"items":[', b",".join(result.items), b'],"nextCursor":',
+                     orjson.dumps(result.next_cursor), b"}"))
+    return Response(body, media_type="application/json")
 
 
 @router.get("/listeners/{listener}/candidates", response_model=ListenerCandidates,
@@ -69,8 +77,8 @@ async def listener_candidates(
     listener: Annotated[int, Path(ge=0, le=2**63 - 1, description="listener id")],
 ) -> Response:
     readable_program(request, program)
-    rows = await run_in_threadpool(state(request).store.for_listener, program, listener)
-    items = [_item(r) for r in rows if r["status"] == DEFAULT_STATUS]
+    rows = await _call(request, state(request).store.for_listener, program, listener)
+    items = [serving_item(r) for r in rows if r["status"] == DEFAULT_STATUS]
     return _json({"program": program, "listener": listener, "count": len(items), "items": items})
 
 
@@ -82,7 +90,7 @@ async def track_candidates(
     batch_date: Annotated[date, Query(alias="date", description="batch date, YYYY-MM-DD")],
 ) -> Response:
     readable_program(request, program)
-    rows = await run_in_threadpool(state(request).store.for_track, program, track, batch_date.isoformat())
-    items = [_item(r) for r in rows]
+    rows = await _call(request, state(request).store.for_track, program, track, batch_date.isoformat())
+    items = [serving_item(r) for r in rows]
     return _json({"program": program, "track": track, "date": batch_date.isoformat(), "count": len(items),
                   "items": items})

@@ -8,6 +8,7 @@ partition a run of the day has touched, so a later run finds what an interrupted
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime
 from typing import Iterable
 
@@ -82,8 +83,10 @@ class DynamoDBCandidateStore(CandidateStore):
     def put_batch(self, program_id: str, batch_date: str, candidates: pl.DataFrame) -> int:
         df = validate_candidates(candidates)
         client, table = self.client(), self.table_name
+        started = time.perf_counter()
         old = next((b for b in self._registry(program_id) if b["batch_date"] == batch_date), None)
         old_rows = reads.batch_rows(client, table, program_id, old, self.shards) if old else {}
+        read_old_s = time.perf_counter() - started
         counts: dict[str, dict[str, int]] = {}
         for ch, t, n in df.group_by("channel", "track_id").len().iter_rows():
             counts.setdefault(ch, {})[str(t)] = n
@@ -93,16 +96,20 @@ class DynamoDBCandidateStore(CandidateStore):
                 "min_expires": int(df["expires_at"].min()) if df.height else 0,
                 "max_expires": int(df["expires_at"].max()) if df.height else 0}
         reads.put_registry(client, table, program_id, batch_date, meta)  # first: a failed run is found again
-        requests, new_keys = [], set()
-        for r in df.iter_rows(named=True):
-            key = (keys.pk(r["listener_id"], program_id), keys.sk(batch_date, r["track_id"], r["channel"]))
-            new_keys.add(key)
-            requests.append({"PutRequest": {"Item": self._item(program_id, batch_date, r,
-                                                               old_rows.get(key, DEFAULT_STATUS))}})
-        requests += [{"DeleteRequest": {"Key": {"PK": {"S": p}, "SK": {"S": s}}}}
-                     for p, s in old_rows if (p, s) not in new_keys]
-        self._last_write = write_all(client, table, requests, self.writers,
+        new_keys: set[tuple[str, str]] = set()
+
+        def requests():
+            for r in df.iter_rows(named=True):
+                key = (keys.pk(r["listener_id"], program_id), keys.sk(batch_date, r["track_id"], r["channel"]))
+                new_keys.add(key)
+                yield {"PutRequest": {"Item": self._item(program_id, batch_date, r, old_rows.get(key, DEFAULT_STATUS))}}
+            for p, s in list(old_rows):  # after every put: the day's rows no longer in it
+                if (p, s) not in new_keys:
+                    yield {"DeleteRequest": {"Key": {"PK": {"S": p}, "SK": {"S": s}}}}
+
+        self._last_write = write_all(client, table, requests(), self.writers,
                                      Backoff(self.max_retries, self.backoff_base_s, self.backoff_cap_s))
+        self._last_write.read_old_s = read_old_s
         if df.height:  # partitions now exactly the new ones
             reads.put_registry(client, table, program_id, batch_date,
                                {**meta, "partitions": sorted({(ch, m) for ch, m in partitions if ch in counts})})

@@ -4,10 +4,12 @@ several writer threads."""
 from __future__ import annotations
 
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from itertools import islice
+from typing import Callable, Iterable, Iterator
 
 BATCH = 25
 
@@ -18,9 +20,15 @@ class StoreWriteError(RuntimeError):
 
 @dataclass
 class WriteStats:
+    """Where a put_batch spent its time: reading the old day, building items (encode_s, inside
+    write_s), sending them."""
     requests: int = 0
     retries: int = 0
     sleep_s: float = 0.0
+    items: int = 0
+    read_old_s: float = 0.0
+    encode_s: float = 0.0
+    write_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -55,18 +63,42 @@ def write_chunk(client, table: str, requests: list[dict], backoff: Backoff, stat
         attempt += 1
 
 
-def write_all(client, table: str, requests: list[dict], writers: int, backoff: Backoff) -> WriteStats:
-    """Send `requests` (PutRequest/DeleteRequest dicts) in chunks of 25 over `writers` threads."""
-    stats = WriteStats()
-    chunks = [requests[i:i + BATCH] for i in range(0, len(requests), BATCH)]
-    if writers <= 1 or len(chunks) <= 1:
-        for chunk in chunks:
-            write_chunk(client, table, chunk, backoff, stats)
-        return stats
-    with ThreadPoolExecutor(max_workers=writers) as pool:
-        # Each thread takes every writers-th chunk; the first error stops the step.
-        futures = [pool.submit(lambda part: [write_chunk(client, table, c, backoff, stats) for c in part],
-                               chunks[w::writers]) for w in range(writers)]
-        for f in futures:
-            f.result()
+def _chunks(requests: Iterable[dict], stats: WriteStats) -> Iterator[list[dict]]:
+    """Chunks of 25, built as the writers ask for them (a day's requests at once would take GBs)."""
+    it = iter(requests)
+    while True:
+        started = time.perf_counter()
+        chunk = list(islice(it, BATCH))
+        stats.encode_s += time.perf_counter() - started
+        if not chunk:
+            return
+        stats.items += len(chunk)
+        yield chunk
+
+
+def write_all(client, table: str, requests: Iterable[dict], writers: int, backoff: Backoff) -> WriteStats:
+    """Send `requests` (PutRequest/DeleteRequest dicts, possibly a generator) in chunks of 25 over
+    `writers` threads; the first error stops every writer and is raised."""
+    stats, lock, failed = WriteStats(), threading.Lock(), threading.Event()
+    chunks = _chunks(requests, stats)
+
+    def writer() -> None:
+        while not failed.is_set():
+            with lock:
+                chunk = next(chunks, None)
+            if chunk is None:
+                return
+            try:
+                write_chunk(client, table, chunk, backoff, stats)
+            except BaseException:
+                failed.set()
+                raise
+
+    started = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, writers)) as pool:
+            for f in [pool.submit(writer) for _ in range(max(1, writers))]:
+                f.result()
+    finally:
+        stats.write_s = time.perf_counter() - started
     return stats

