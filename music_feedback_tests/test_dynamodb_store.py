@@ -125,3 +125,37 @@ def test_throttling_past_the_retries_fails_naming_the_table_and_a_rerun_complete
     assert len(rows) == len({(r["listener_id"], r["track_id"]) for r in rows}) == 300
     store.put_batch("prog", "2025-06-01", day(50))  # a smaller re-run leaves exactly its rows
     assert len(store.for_channel("prog", "email", now=NOW)) == store.count("prog", now=NOW) == 50
+
+
+def test_stored_candidates_writes_through_the_configured_dynamodb_store(endpoint, monkeypatch):
+    from dagster import AssetSpec, IOManager, materialize
+
+    from music_feedback.assets.common import daily_partitions, key
+    from music_feedback.assets.store import build_store
+    from music_feedback.programs.loader import load_programs
+    from music_feedback.resources import candidate_store
+    from music_feedback_tests.test_store_asset import scored
+
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("MUSIC_FEEDBACK_CANDIDATE_STORE", "dynamodb")
+    monkeypatch.setenv("MUSIC_FEEDBACK_DYNAMODB_ENDPOINT", endpoint)
+    monkeypatch.setenv("MUSIC_FEEDBACK_DYNAMODB_TABLE", name)
+    store = candidate_store()
+    assert isinstance(store, DynamoDBCandidateStore) and store.table_name == name
+    store.create_table(ttl=False)
+    program = load_programs()[0]
+
+    class Scored(IOManager):
+        def handle_output(self, context, obj):
+            raise AssertionError("not written here")
+
+        def load_input(self, context):
+            return scored()
+
+    upstream = AssetSpec(key(program, "scored_candidates"), partitions_def=daily_partitions(program))
+    result = materialize([upstream, build_store(program, daily_partitions(program))], partition_key="2026-11-23",
+                         resources={"candidate_store": store, "io_manager": Scored()},
+                         selection=[key(program, "stored_candidates")])
+    assert result.success
+    rows = store.for_listener(program.program_id, 1, now=NOW.replace(year=2026, month=11, day=24))
+    assert sorted(r["channel"] for r in rows) == ["email", "voice-assistant"]
