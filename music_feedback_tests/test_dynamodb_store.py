@@ -159,3 +159,20 @@ def test_stored_candidates_writes_through_the_configured_dynamodb_store(endpoint
     assert result.success
     rows = store.for_listener(program.program_id, 1, now=NOW.replace(year=2026, month=11, day=24))
     assert sorted(r["channel"] for r in rows) == ["email", "voice-assistant"]
+
+
+def test_a_refused_write_fails_naming_the_table(store):
+    from botocore.exceptions import ClientError
+
+    def throttle(**kw):
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                          "BatchWriteItem")
+
+    store.client().meta.events.register("before-call.dynamodb.BatchWriteItem", throttle)
+    try:
+        with pytest.raises(StoreWriteError, match=f"{store.table_name}.*ProvisionedThroughputExceededException"):
+            store.put_batch("prog", "2025-06-01", day(30))
+    finally:
+        store.client().meta.events.unregister("before-call.dynamodb.BatchWriteItem", throttle)
+    assert store.put_batch("prog", "2025-06-01", day(30)) == 30
+    assert store.count("prog", now=NOW) == 30

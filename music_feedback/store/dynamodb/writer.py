@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Callable, Iterable, Iterator
 
+from botocore.exceptions import ClientError
+
 BATCH = 25
 
 
@@ -47,7 +49,12 @@ def write_chunk(client, table: str, requests: list[dict], backoff: Backoff, stat
     pending, attempt = requests, 0
     while pending:
         stats.requests += 1
-        resp = client.batch_write_item(RequestItems={table: pending})
+        try:
+            resp = client.batch_write_item(RequestItems={table: pending})
+        except ClientError as exc:  # botocore's own retries are spent too (throttling, 5xx)
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise StoreWriteError(f"DynamoDB table {table!r} refused a write ({code}: {exc}); the day is "
+                                  f"incomplete: fix the cause, then re-run the day (re-storing is idempotent)") from exc
         pending = resp.get("UnprocessedItems", {}).get(table, [])
         if not pending:
             return
