@@ -12,9 +12,8 @@ import sqlite3
 import threading
 from dataclasses import replace
 
-from music_feedback.store.base import SERVING_COLUMNS, ChannelQuery, PageKey
+from music_feedback.store.base import SERVING_COLUMNS, ChannelQuery, PageKey, order_key
 
-_SELECT = ", ".join(SERVING_COLUMNS)
 ORDER = "score DESC, listener_id, track_id, batch_date"
 _counts: dict[tuple, dict[tuple[str, int], int]] = {}
 _counts_lock = threading.Lock()
@@ -75,43 +74,60 @@ def page_json(conn: sqlite3.Connection, batches: list[tuple[int, str]], q: Chann
               size: int, cutoffs: dict[int, PageKey], now: float) -> tuple[list[bytes], PageKey | None]:
     """`page`, with each row serialised by SQLite itself (no per-row Python objects)."""
     obj = "json_object(" + ", ".join(f"'{c}', {_json_value(c)}" for c in (*SERVING_COLUMNS, "batch_date", "status"))
-    rows = page(conn, batches, q, after, size, cutoffs, now,
-                select=f"{obj}) AS j, score, listener_id, track_id, batch_date", raw=True)
-    if not rows:
-        return [], None
-    last = rows[-1]
-    return [r[0].encode() for r in rows], (last[1], last[2], last[3], last[4])
+    rows = _capped(conn, batches, q, after, size, cutoffs, now, f"{obj})")
+    return [r[0].encode() for r in rows], (tuple(rows[-1][-4:]) if rows else None)
 
 
 def page(conn: sqlite3.Connection, batches: list[tuple[int, str]], q: ChannelQuery, after: PageKey | None,
-         size: int, cutoffs: dict[int, PageKey], now: float, select: str | None = None, raw: bool = False) -> list:
-    """Rows of one page as dicts, or, with `select` and raw=True, as tuples of those expressions
-    (which may name batch_date like a column)."""
+         size: int, cutoffs: dict[int, PageKey], now: float) -> list[dict]:
+    names = ("batch_date", *SERVING_COLUMNS, "status")
+    rows = _capped(conn, batches, q, after, size, cutoffs, now, ", ".join(names))
+    return [dict(zip(names, r), program_id=q.program_id) for r in rows]
+
+
+def _capped(conn: sqlite3.Connection, batches: list[tuple[int, str]], q: ChannelQuery, after: PageKey | None,
+            size: int, cutoffs: dict[int, PageKey], now: float, select: str) -> list[tuple]:
+    """Up to `size` rows (select's values, then score, listener_id, track_id, batch_date) after `after`,
+    none past its track's cutoff. A track whose cutoff lies before the position is left out in SQL;
+    rows of a track whose cutoff is still ahead are dropped here (cheaper than testing every row in
+    SQL), fetching on until the page is full."""
+    cut = {t: order_key(k) for t, k in cutoffs.items()}
+    out: list[tuple] = []
+    while len(out) < size:
+        pos = order_key(after) if after is not None else None
+        done = [t for t, k in cut.items() if pos is not None and k < pos]
+        want = size - len(out)
+        rows = _fetch(conn, batches, q, after, want, done, now, select)
+        for r in rows:
+            k = cut.get(r[-2])
+            if k is None or (-r[-4], r[-3], r[-2], r[-1]) <= k:
+                out.append(r)
+        if len(rows) < want:
+            break
+        after = tuple(rows[-1][-4:])
+    return out[:size]
+
+
+def _fetch(conn: sqlite3.Connection, batches: list[tuple[int, str]], q: ChannelQuery, after: PageKey | None,
+           size: int, left_out: list[int], now: float, select: str) -> list[tuple]:
     params: dict = {"now": now, "size": size}
     base = _filters(q, params)
+    if left_out:
+        params.update({f"x{i}": t for i, t in enumerate(left_out)})
+        base += f" AND track_id NOT IN ({', '.join(f':x{i}' for i in range(len(left_out)))})"
     arms = []
     for bid, date in batches:
         where = base
         if after is not None:
             # `score <= :a_s` lets the index seek to the position; the rest resolves ties.
             where += f" AND score <= :a_s AND {_after('a', after, _lit(date), params)}"
-        if cutoffs:  # the IN test rejects most rows before the per-track comparisons
-            beyond = " OR ".join(f"(track_id = :c{i} AND {_after(f'c{i}', cut, _lit(date), params)})"
-                                 for i, (track, cut) in enumerate(sorted(cutoffs.items())))
-            heavy = ", ".join(f":c{i}" for i in range(len(cutoffs)))
-            params.update({f"c{i}": track for i, track in enumerate(sorted(cutoffs))})
-            where += f" AND (track_id NOT IN ({heavy}) OR NOT ({beyond}))"
-        cols = select or f"batch_date, {_SELECT}, status"
         # The inner query is flattened by SQLite, so each arm still walks its own score index.
-        arms.append(f"SELECT {cols} FROM (SELECT {_lit(date)} AS batch_date, * FROM cand_{bid} WHERE {where})")
+        arms.append(f"SELECT {select}, score AS _s, listener_id AS _l, track_id AS _t, batch_date AS _d "
+                    f"FROM (SELECT {_lit(date)} AS batch_date, * FROM cand_{bid} WHERE {where})")
     if not arms:
         return []
-    sql = " UNION ALL ".join(arms) + f" ORDER BY {ORDER} LIMIT :size"
-    cur = conn.execute(sql, params)
-    if raw:
-        return cur.fetchall()
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r), program_id=q.program_id) for r in cur.fetchall()]
+    sql = " UNION ALL ".join(arms) + " ORDER BY _s DESC, _l, _t, _d LIMIT :size"
+    return conn.execute(sql, params).fetchall()
 
 
 def _batch_counts(conn: sqlite3.Connection, path: str, bid: int) -> dict[tuple[str, int], int]:
