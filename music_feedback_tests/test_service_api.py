@@ -119,6 +119,9 @@ def test_auth_401_403_and_404(client):
 def test_listener_and_track_lookups(client, store):
     r = client.get(f"/v1/programs/{PROGRAM}/listeners/5/candidates", headers=auth()).json()
     assert [(i["track_id"], i["channel"]) for i in r["items"]] == [(200, "voice-assistant"), (102, "email")]
+    voice = client.get(f"/v1/programs/{PROGRAM}/listeners/5/candidates", params={"channel": "voice-assistant"},
+                       headers=auth()).json()
+    assert [i["track_id"] for i in voice["items"]] == [200]
     store.set_status(PROGRAM, "2026-11-23", [(5, 200, "voice-assistant")], "consumed")
     r = client.get(f"/v1/programs/{PROGRAM}/listeners/5/candidates", headers=auth()).json()
     assert [i["track_id"] for i in r["items"]] == [102]

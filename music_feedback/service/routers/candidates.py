@@ -40,8 +40,6 @@ def _json(payload: dict) -> Response:
     return Response(orjson.dumps(payload), media_type="application/json")
 
 
-
-
 @router.get("/channels/{channel}/candidates", response_model=ChannelPage,
             summary="GetCandidatesForChannel: a channel's best pending candidates, in pages")
 async def channel_candidates(
@@ -75,10 +73,12 @@ async def channel_candidates(
 async def listener_candidates(
     request: Request, program: ProgramId,
     listener: Annotated[int, Path(ge=0, le=2**63 - 1, description="listener id")],
+    channel: Annotated[str | None, Query(min_length=1, max_length=64,
+                                         description="only this channel, e.g. voice-assistant")] = None,
 ) -> Response:
     readable_program(request, program)
     rows = await _call(request, state(request).store.for_listener, program, listener)
-    items = [serving_item(r) for r in rows if r["status"] == DEFAULT_STATUS]
+    items = [serving_item(r) for r in rows if r["status"] == DEFAULT_STATUS and channel in (None, r["channel"])]
     return _json({"program": program, "listener": listener, "count": len(items), "items": items})
 
 

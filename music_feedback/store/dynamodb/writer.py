@@ -7,7 +7,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Callable, Iterable, Iterator
 
@@ -31,6 +31,13 @@ class WriteStats:
     read_old_s: float = 0.0
     encode_s: float = 0.0
     write_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, requests: int = 0, retries: int = 0, sleep_s: float = 0.0) -> None:
+        with self._lock:  # writer threads share one
+            self.requests += requests
+            self.retries += retries
+            self.sleep_s += sleep_s
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,7 @@ class Backoff:
 def write_chunk(client, table: str, requests: list[dict], backoff: Backoff, stats: WriteStats) -> None:
     pending, attempt = requests, 0
     while pending:
-        stats.requests += 1
+        stats.count(requests=1)
         try:
             resp = client.batch_write_item(RequestItems={table: pending})
         except ClientError as exc:  # botocore's own retries are spent too (throttling, 5xx)
@@ -64,8 +71,7 @@ def write_chunk(client, table: str, requests: list[dict], backoff: Backoff, stat
                 f"retries (throttled): the day is incomplete; raise the table's capacity or retry later, then "
                 f"re-run the day (re-storing a day is idempotent)")
         wait = backoff.delay(attempt)
-        stats.retries += 1
-        stats.sleep_s += wait
+        stats.count(retries=1, sleep_s=wait)
         backoff.sleep(wait)
         attempt += 1
 
