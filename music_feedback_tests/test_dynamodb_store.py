@@ -178,3 +178,19 @@ def test_a_refused_write_fails_naming_the_table(store):
         store.client().meta.events.unregister("before-call.dynamodb.BatchWriteItem", throttle)
     assert store.put_batch("prog", "2025-06-01", day(30)) == 30
     assert store.count("prog", now=NOW) == 30
+
+
+def test_a_rerun_with_other_marketplaces_and_shards_leaves_exactly_its_rows(endpoint):
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    first = DynamoDBCandidateStore(table_name=name, endpoint_url=endpoint, shards=16)
+    first.create_table(ttl=False)
+    first.put_batch("prog", "2025-06-01", day(200))  # US and DE, 16 shards
+    second = first.model_copy(update={"shards": 8})
+    only_us = frame(*(row(i, 10, 0.5) for i in range(0, 60, 2)))
+    assert second.put_batch("prog", "2025-06-01", only_us) == 30
+    rows = second.for_channel("prog", "email", now=NOW)
+    assert sorted(r["listener_id"] for r in rows) == list(range(0, 60, 2))
+    assert second.count("prog", now=NOW) == 30
+    assert second.for_channel("prog", "email", marketplace="DE", now=NOW) == []
+    items = second.client().scan(TableName=name)["Items"]
+    assert len([i for i in items if "GSI1PK" in i]) == 30  # nothing of the first run is left behind

@@ -65,7 +65,7 @@ def _gsi1_pks(batch: dict, channel: str | None = None, marketplace: str | None =
             for s in range(batch["shards"])]
 
 
-def batch_rows(client, table: str, program_id: str, batch: dict, shards: int) -> dict[tuple[str, str], str]:
+def batch_rows(client, table: str, batch: dict) -> dict[tuple[str, str], str]:
     """Every (PK, SK) of a stored day with its status, read through its GSI1 partitions."""
     out = {}
     for gpk in _gsi1_pks(batch):

@@ -85,17 +85,19 @@ class DynamoDBCandidateStore(CandidateStore):
         client, table = self.client(), self.table_name
         started = time.perf_counter()
         old = next((b for b in self._registry(program_id) if b["batch_date"] == batch_date), None)
-        old_rows = reads.batch_rows(client, table, program_id, old, self.shards) if old else {}
+        old_rows = reads.batch_rows(client, table, old) if old else {}
         read_old_s = time.perf_counter() - started
         counts: dict[str, dict[str, int]] = {}
         for ch, t, n in df.group_by("channel", "track_id").len().iter_rows():
             counts.setdefault(ch, {})[str(t)] = n
-        partitions = sorted({(ch, m or "-") for ch, m in df.select("channel", "marketplace").unique().iter_rows()}
-                            | {tuple(p) for p in (old or {}).get("partitions", [])})
-        meta = {"partitions": partitions, "track_counts": counts, "rows": df.height, "shards": self.shards,
+        new_parts = sorted({(ch, m or "-") for ch, m in df.select("channel", "marketplace").unique().iter_rows()})
+        meta = {"partitions": new_parts, "track_counts": counts, "rows": df.height, "shards": self.shards,
                 "min_expires": int(df["expires_at"].min()) if df.height else 0,
                 "max_expires": int(df["expires_at"].max()) if df.height else 0}
-        reads.put_registry(client, table, program_id, batch_date, meta)  # first: a failed run is found again
+        # First, and covering what any earlier run wrote: a run that fails is found again by the next.
+        reads.put_registry(client, table, program_id, batch_date, {
+            **meta, "partitions": sorted(set(new_parts) | {tuple(p) for p in (old or {}).get("partitions", [])}),
+            "shards": max(self.shards, (old or {}).get("shards", 0))})
         new_keys: set[tuple[str, str]] = set()
 
         def requests():
@@ -110,9 +112,8 @@ class DynamoDBCandidateStore(CandidateStore):
         self._last_write = write_all(client, table, requests(), self.writers,
                                      Backoff(self.max_retries, self.backoff_base_s, self.backoff_cap_s))
         self._last_write.read_old_s = read_old_s
-        if df.height:  # partitions now exactly the new ones
-            reads.put_registry(client, table, program_id, batch_date,
-                               {**meta, "partitions": sorted({(ch, m) for ch, m in partitions if ch in counts})})
+        if df.height:  # now exactly the new rows' partitions
+            reads.put_registry(client, table, program_id, batch_date, meta)
         else:
             reads.delete_registry(client, table, program_id, batch_date)
         return df.height
