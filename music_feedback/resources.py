@@ -8,11 +8,20 @@ from music_feedback.store.sqlite_store import SQLiteCandidateStore
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 
+def candidate_store():
+    """The configured candidate store: MUSIC_FEEDBACK_CANDIDATE_STORE=sqlite (default) or dynamodb."""
+    kind = settings.candidate_store_kind()
+    if kind == "dynamodb":
+        from music_feedback.store.dynamodb import DynamoDBCandidateStore
+        return DynamoDBCandidateStore.from_env()
+    return SQLiteCandidateStore(path=str(settings.store_path()))
+
+
 def local_resources() -> dict:
     return {
         "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path())),
         "scorer": InProcessScorer(),
-        "candidate_store": SQLiteCandidateStore(path=str(settings.store_path())),
+        "candidate_store": candidate_store(),
         "io_manager": LocalParquetIOManager(base_dir=str(settings.io_root())),
     }
 

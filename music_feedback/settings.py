@@ -9,6 +9,7 @@ HOME_VAR = "MUSIC_FEEDBACK_HOME"
 PROGRAMS_DIR_VAR = "MUSIC_FEEDBACK_PROGRAMS_DIR"
 PROGRAM_VAR = "MUSIC_FEEDBACK_PROGRAM"
 WAREHOUSE_VAR = "MUSIC_FEEDBACK_WAREHOUSE"
+CANDIDATE_STORE_VAR = "MUSIC_FEEDBACK_CANDIDATE_STORE"
 
 
 def get_env() -> str:
@@ -39,3 +40,11 @@ def io_root() -> Path:
 
 def store_path() -> Path:
     return data_home() / "candidates.sqlite"
+
+
+def candidate_store_kind() -> str:
+    """`sqlite` (the embedded default) or `dynamodb`."""
+    kind = os.environ.get(CANDIDATE_STORE_VAR, "sqlite").strip().lower()
+    if kind not in ("sqlite", "dynamodb"):
+        raise ValueError(f"{CANDIDATE_STORE_VAR}={kind!r} is not supported: set it to 'sqlite' or 'dynamodb'")
+    return kind

@@ -1,8 +1,9 @@
-"""Contract suite for CandidateStore adapters: every adapter (SQLite now, DynamoDB later)
-must pass it unchanged, so tests use only the port's API. Add an adapter as a `store` param."""
+"""Contract suite for CandidateStore adapters: SQLite, DynamoDB on moto's server mode and DynamoDB on
+Amazon's DynamoDB Local all pass it unchanged, so tests use only the port's API."""
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import polars as pl
@@ -15,11 +16,24 @@ LIVE = int(NOW.timestamp()) + 86_400
 DEAD = int(NOW.timestamp()) - 1
 
 
-@pytest.fixture(params=["sqlite"])
+ADAPTERS = ["sqlite", "dynamodb-moto", "dynamodb-local"]
+
+
+def dynamodb_store(endpoint: str, **kw):
+    from music_feedback.store.dynamodb import DynamoDBCandidateStore
+    s = DynamoDBCandidateStore(table_name=f"candidates-{uuid.uuid4().hex[:10]}", endpoint_url=endpoint, **kw)
+    # The suite's clock is in 2025: with TTL on, DynamoDB Local would delete its rows as they are written.
+    s.create_table(ttl=False)
+    return s
+
+
+@pytest.fixture(params=ADAPTERS)
 def store(request, tmp_path) -> CandidateStore:
     if request.param == "sqlite":
         return SQLiteCandidateStore(path=str(tmp_path / "nested" / "candidates.sqlite"))
-    raise ValueError(request.param)
+    if request.param == "dynamodb-moto":
+        return dynamodb_store(request.getfixturevalue("moto_endpoint"))
+    return dynamodb_store(request.getfixturevalue("dynamodb_local_endpoint"))
 
 
 def row(listener_id: int, track_id: int, score: float, **kw) -> dict:
@@ -187,26 +201,131 @@ def test_bad_input_raises_and_writes_nothing(store, bad, message):
 
 
 def test_history_of_expired_batches_does_not_limit_reads(store):
-    """Reads union only live batches, so 600 days of history (past SQLite's 500-term limit) still work."""
+    """Reads union only live batches, so 600 days of history (past SQLite's 500-term limit) still work
+    (40 days on DynamoDB, which has no such limit and whose local servers are slow to write)."""
     day0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
-    for i in range(600):
+    days = 600 if isinstance(store, SQLiteCandidateStore) else 40
+    for i in range(days):
         expires = int((day0 + timedelta(days=i + 14)).timestamp())
         store.put_batch("p", (day0 + timedelta(days=i)).date().isoformat(), frame(row(1, i, 0.5, expires_at=expires)))
-    now = day0 + timedelta(days=599, hours=1)
+    now = day0 + timedelta(days=days - 1, hours=1)
     assert len(store.for_listener("p", 1, now=now)) == 14
     assert store.count("p", now=now) == 14
-    assert store.purge_expired(now=now) == 586
+    assert store.purge_expired(now=now) == days - 14
 
 
-def test_replacing_a_batch_keeps_delivery_status_of_rows_that_remain(tmp_path):
+def test_replacing_a_batch_keeps_delivery_status_of_rows_that_remain(store):
     """A re-run must not bring back, as pending, a candidate a channel already sent."""
-    import sqlite3
-    store = SQLiteCandidateStore(path=str(tmp_path / "c.sqlite"))
-    store.put_batch("prog", "2025-06-01", frame(row(1, 10, 0.9), row(2, 10, 0.8)))
-    with sqlite3.connect(store.path) as conn:  # what the delivery step will do
-        (bid,) = conn.execute("SELECT id FROM candidate_batches").fetchone()
-        conn.execute(f"UPDATE cand_{bid} SET status = 'sent' WHERE listener_id = 1")
+    store.put_batch("prog", "2025-06-01", frame(row(1, 10, 0.9), row(2, 10, 0.8), row(3, 10, 0.7)))
+    assert store.set_status("prog", "2025-06-01", [(1, 10, "email")], "sent") == 1
     store.put_batch("prog", "2025-06-01", frame(row(1, 10, 0.95), row(2, 10, 0.8)))
-    status = {r["listener_id"]: r["status"] for lid in (1, 2) for r in store.for_listener("prog", lid, now=NOW)}
+    status = {r["listener_id"]: r["status"] for lid in (1, 2, 3) for r in store.for_listener("prog", lid, now=NOW)}
     assert status == {1: "sent", 2: "pending"}
     assert store.count("prog", "2025-06-01", now=NOW) == 2
+
+
+def test_set_status_is_a_compare_and_set(store):
+    store.put_batch("prog", "2025-06-01", frame(row(1, 10, 0.9), row(2, 10, 0.8)))
+    assert store.set_status("prog", "2025-06-01", [(1, 10, "email"), (2, 10, "email")], "sending",
+                            expected="pending") == 2
+    assert store.set_status("prog", "2025-06-01", [(1, 10, "email")], "sending", expected="pending") == 0
+    assert store.set_status("prog", "2025-06-01", [(1, 10, "email")], "sent", expected="sending") == 1
+    assert store.set_status("prog", "2025-06-01", [(9, 10, "email")], "sent") == 0  # no such row
+    assert store.set_status("prog", "2025-06-02", [(1, 10, "email")], "sent") == 0  # no such batch
+    with pytest.raises(ValueError, match="unknown status"):
+        store.set_status("prog", "2025-06-01", [(1, 10, "email")], "lost")
+    assert {r["listener_id"]: r["status"] for r in everything(store, "prog")} == {1: "sent", 2: "sending"}
+
+
+def pages(store, q, size: int, now=NOW) -> list[list[dict]]:
+    from music_feedback.store.base import page_key
+    cut, after, out = store.track_cutoffs(q, now=now), None, []
+    while True:
+        page = store.channel_page(q, after, size, cut, now=now)
+        if not page:
+            return out
+        out.append(page)
+        after = page_key(page[-1])
+
+
+def test_channel_pages_walk_the_order_across_batches_with_ties(store):
+    from music_feedback.store.base import ChannelQuery
+    store.put_batch("prog", "2025-06-01", frame(
+        row(1, 10, 0.5), row(2, 11, 0.7), row(3, 12, 0.5), row(4, 10, 0.9), row(5, 13, 0.2)))
+    store.put_batch("prog", "2025-06-02", frame(row(1, 10, 0.5), row(6, 14, 0.7), row(7, 10, 1.0)))
+    got = pages(store, ChannelQuery("prog", "email", min_score=0.3), size=2)
+    assert [len(p) for p in got] == [2, 2, 2, 1]
+    flat = [(r["listener_id"], r["track_id"], r["batch_date"]) for p in got for r in p]
+    assert flat == [(7, 10, "2025-06-02"), (4, 10, "2025-06-01"), (2, 11, "2025-06-01"), (6, 14, "2025-06-02"),
+                    (1, 10, "2025-06-01"), (1, 10, "2025-06-02"), (3, 12, "2025-06-01")]
+    assert set(got[0][0]) >= {"listener_id", "score", "batch_date", "status", "program_id", "marketplace"}
+
+
+def test_channel_pages_cap_per_track_marketplace_and_pending_only(store):
+    from music_feedback.store.base import ChannelQuery
+    store.put_batch("prog", "2025-06-01", frame(
+        *(row(i, 10, 0.9 - i / 100) for i in range(1, 8)), row(20, 11, 0.95), row(21, 10, 0.99, marketplace="DE"),
+        row(22, 10, 0.98, expires_at=DEAD)))
+    store.put_batch("prog", "2025-06-02", frame(row(30, 10, 0.885)))
+    q = ChannelQuery("prog", "email", max_per_track=3)
+    assert store.track_cutoffs(q, now=NOW) == {10: (0.885, 30, 10, "2025-06-02")}
+    flat = [(r["listener_id"], r["track_id"]) for p in pages(store, q, size=2) for r in p]
+    assert flat == [(21, 10), (20, 11), (1, 10), (30, 10)]
+    us = ChannelQuery("prog", "email", marketplace="US", max_per_track=3)
+    assert [(r["listener_id"]) for p in pages(store, us, size=10) for r in p] == [20, 1, 30, 2]
+    store.set_status("prog", "2025-06-01", [(1, 10, "email")], "sent")  # it still counts towards the cap
+    assert [(r["listener_id"]) for p in pages(store, us, size=10) for r in p] == [20, 30, 2]
+    anything = ChannelQuery("prog", "email", marketplace="US", status=None)
+    assert len([r for p in pages(store, anything, size=3) for r in p]) == 9
+
+
+def test_channel_page_json_matches_channel_page(store):
+    """An adapter may serialise pages itself; what it returns must be serving_item of channel_page."""
+    import orjson
+
+    from music_feedback.store.base import ChannelQuery, page_key, serving_item
+    store.put_batch("prog", "2025-06-01", frame(
+        row(1, 10, 0.1 + 0.2), row(2, 11, 1.0, propensity_score=None), row(3, 12, 1e-7, marketplace=None),
+        row(4, 10, 0.9793882783398715, track_name='Quote " and \\ backslash é')))
+    q = ChannelQuery("prog", "email")
+    rows = store.channel_page(q, None, 3, {}, now=NOW)
+    items, last = store.channel_page_json(q, None, 3, {}, now=NOW)
+    assert [orjson.loads(i) for i in items] == [serving_item(r) for r in rows]
+    assert last == page_key(rows[-1])
+    more, end = store.channel_page_json(q, last, 3, {}, now=NOW)
+    assert [orjson.loads(i)["listener_id"] for i in more] == [3] and end == page_key(orjson.loads(more[0]))
+    assert store.channel_page_json(q, end, 3, {}, now=NOW) == ([], None)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_channel_pages_match_a_brute_force_oracle(store, seed):
+    """Random days with tied scores, caps and marketplaces: paging gives exactly the ranked, capped,
+    pending rows that sorting everything in Python gives."""
+    import random
+
+    from music_feedback.store.base import ChannelQuery, page_key
+    rnd = random.Random(seed)
+    days = {}
+    for d in ("2025-06-01", "2025-06-02"):
+        keys_ = {(rnd.randrange(40), rnd.randrange(6)) for _ in range(120)}
+        days[d] = [row(lid, tid, rnd.choice([0.2, 0.5, 0.5, 0.7, 0.9, rnd.random()]),
+                       marketplace=rnd.choice(["US", "DE"])) for lid, tid in sorted(keys_)]
+        store.put_batch("prog", d, frame(*days[d]))
+        sent = [(r["listener_id"], r["track_id"], "email") for r in days[d][::7]]
+        store.set_status("prog", d, sent, "sent")
+        for r in days[d][::7]:
+            r["status"] = "sent"
+    for min_score, market, cap, size in ((0.0, None, 9, 23), (0.5, "US", 4, 11), (0.3, None, None, 50)):
+        q = ChannelQuery("prog", "email", min_score, market, cap)
+        got = [page_key(r) for p in pages(store, q, size) for r in p]
+        ranked = sorted(((r["score"], r["listener_id"], r["track_id"], d, r.get("status", "pending"))
+                         for d, rows in days.items() for r in rows
+                         if r["score"] >= min_score and market in (None, r["marketplace"])),
+                        key=lambda k: (-k[0], k[1], k[2], k[3]))
+        seen: dict[int, int] = {}
+        want = []
+        for k in ranked:
+            seen[k[2]] = seen.get(k[2], 0) + 1
+            if (cap is None or seen[k[2]] <= cap) and k[4] == "pending":
+                want.append(k[:4])
+        assert got == want, (min_score, market, cap)

@@ -6,7 +6,9 @@ Adapters (SQLite now, DynamoDB later) must pass the same contract suite
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Iterable
 
 import polars as pl
 from dagster import ConfigurableResource
@@ -33,6 +35,40 @@ CANDIDATE_COLUMNS = tuple(CANDIDATE_SCHEMA)
 # Unique within one (program_id, batch_date); with them it forms the stored key.
 ROW_KEY = ("listener_id", "track_id", "channel")
 DEFAULT_STATUS = "pending"
+# A candidate's delivery state: channels read pending ones; delivery moves them on.
+STATUSES = ("pending", "sending", "sent", "failed", "consumed", "cancelled")
+# What the serving API returns of a row (the features JSON stays in the store, for training).
+SERVING_COLUMNS = ("listener_id", "track_id", "channel", "score", "propensity_score", "affinity_score",
+                   "marketplace", "genre", "time_zone", "track_name", "artist_id", "propensity_model_version",
+                   "affinity_model_version", "expires_at")
+# Position of a row in a channel's order: score descending, then listener, track, batch date ascending.
+PageKey = tuple[float, int, int, str]
+
+
+def serving_item(row: dict) -> dict:
+    """What the serving API returns for a row."""
+    return {**{c: row[c] for c in SERVING_COLUMNS}, "batch_date": row["batch_date"], "status": row["status"]}
+
+
+def page_key(row: dict) -> PageKey:
+    return (row["score"], row["listener_id"], row["track_id"], row["batch_date"])
+
+
+def order_key(key: PageKey) -> tuple:
+    """Sortable form of a PageKey: ascending order of this tuple is the channel's order."""
+    return (-key[0], key[1], key[2], key[3])
+
+
+@dataclass(frozen=True)
+class ChannelQuery:
+    """GetCandidatesForChannel: unexpired candidates of a channel with score >= min_score (optionally
+    of one marketplace), in channel order, at most max_per_track per track (the best ones)."""
+    program_id: str
+    channel: str
+    min_score: float = 0.0
+    marketplace: str | None = None
+    max_per_track: int | None = None
+    status: str | None = DEFAULT_STATUS  # None: any status
 
 
 def epoch_now(now: datetime | None = None) -> float:
@@ -69,6 +105,12 @@ class CandidateStore(ConfigurableResource):
     a backend's TTL delete may lag (DynamoDB's does); `now` defaults to current UTC time.
     Returned dicts hold CANDIDATE_COLUMNS plus program_id, batch_date and status."""
 
+    @property
+    def reads_block(self) -> bool:
+        """True if reads wait on the network (the service then runs them on its thread pool);
+        an embedded store's reads take a millisecond or so and run inline."""
+        return True
+
     @abc.abstractmethod
     def put_batch(self, program_id: str, batch_date: str, candidates: pl.DataFrame) -> int:
         """Atomically replace all rows of (program_id, batch_date) with `candidates`; idempotent.
@@ -101,6 +143,39 @@ class CandidateStore(ConfigurableResource):
     @abc.abstractmethod
     def count(self, program_id: str, batch_date: str | None = None, now: datetime | None = None) -> int:
         """Unexpired rows of a program (optionally of one batch_date)."""
+
+    @abc.abstractmethod
+    def track_cutoffs(self, query: ChannelQuery, now: datetime | None = None) -> dict[int, PageKey]:
+        """For each track with more than query.max_per_track matching rows, the key of its last row
+        within the cap; {} without a cap. The cap ranks a track's unexpired rows whatever their status
+        (a row sent earlier still uses its track's share, so re-reading never sends more than the cap),
+        and is computed once per query and passed to every page, so pages agree on it."""
+
+    @abc.abstractmethod
+    def channel_page(self, query: ChannelQuery, after: PageKey | None, size: int,
+                     cutoffs: dict[int, PageKey], now: datetime | None = None) -> list[dict]:
+        """The next `size` rows of the query strictly after `after` (None: from the start), leaving out
+        rows of a track in `cutoffs` that come after its cutoff. Rows hold SERVING_COLUMNS, program_id,
+        batch_date and status."""
+
+    def channel_page_json(self, query: ChannelQuery, after: PageKey | None, size: int,
+                          cutoffs: dict[int, PageKey], now: datetime | None = None) -> tuple[list[bytes], PageKey | None]:
+        """channel_page's rows as serving_item JSON objects, and the last row's key. An adapter may
+        override it to serialise in the database (a page is 1,000 rows)."""
+        import orjson
+        rows = self.channel_page(query, after, size, cutoffs, now)
+        return [orjson.dumps(serving_item(r)) for r in rows], (page_key(rows[-1]) if rows else None)
+
+    @abc.abstractmethod
+    def set_status(self, program_id: str, batch_date: str, keys: Iterable[tuple[int, int, str]], status: str,
+                   expected: str | None = None) -> int:
+        """Move rows (listener_id, track_id, channel) of one batch to `status` (one of STATUSES); with
+        `expected`, only rows currently in that status (a compare-and-set, for exactly-once delivery).
+        Returns how many rows changed."""
+
+    def ping(self) -> None:
+        """Raise if the backend does not answer (the service's readiness check)."""
+        self.count("__ping__")
 
     @abc.abstractmethod
     def purge_expired(self, now: datetime | None = None) -> int:

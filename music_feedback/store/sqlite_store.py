@@ -12,15 +12,19 @@ import sqlite3
 from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import polars as pl
 
+from music_feedback.store import sqlite_serving
 from music_feedback.store.base import (
     CANDIDATE_COLUMNS,
     CANDIDATE_SCHEMA,
     DEFAULT_STATUS,
+    STATUSES,
     CandidateStore,
+    ChannelQuery,
+    PageKey,
     epoch_now,
     validate_candidates,
 )
@@ -39,7 +43,9 @@ _TABLE_DDL = f"CREATE TABLE {{t}} ({_COL_DEFS}, status TEXT NOT NULL DEFAULT '{D
 _INDEX_DDL = (
     "CREATE UNIQUE INDEX {t}_key ON {t} (listener_id, track_id, channel)",
     "CREATE INDEX {t}_channel ON {t} (channel, score DESC)",
-    "CREATE INDEX {t}_track ON {t} (track_id)",
+    # (track_id, ...) serves the by-track pattern; the rest lets the per-track cap read a track's
+    # ranking from the index alone instead of fetching and sorting all its rows.
+    "CREATE INDEX {t}_track ON {t} (track_id, channel, score DESC, listener_id)",
 )
 _EMPTY = "SELECT NULL AS program_id, NULL AS batch_date, %s, NULL AS status WHERE 0" % ", ".join(
     f"NULL AS {c}" for c in CANDIDATE_COLUMNS
@@ -78,6 +84,10 @@ class SQLiteCandidateStore(CandidateStore):
 
     path: str
 
+    @property
+    def reads_block(self) -> bool:
+        return False
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -101,9 +111,21 @@ class SQLiteCandidateStore(CandidateStore):
                 conn.execute("ROLLBACK")
                 raise
 
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection kept per thread (serving reads skip the connect and schema set-up, a few
+        ms and a write lock), inside one read transaction: the batch list and the rows come from one
+        snapshot, so a batch replaced meanwhile is never half seen."""
+        conn = sqlite_serving.reader(self.path, self._connect)
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
     def _query(self, sql: str, params: tuple, program_id: str, ts: float) -> list[dict]:
         """`sql` reads FROM {candidates}: the program's live batches at `ts`."""
-        with self._connect() as conn:
+        with self._reader() as conn:
             cur = conn.execute(sql.format(candidates=_live_batches(conn, program_id, ts)), params)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
@@ -198,6 +220,48 @@ class SQLiteCandidateStore(CandidateStore):
             sql += " AND batch_date = ?"
             params.append(batch_date)
         return self._query(sql, tuple(params), program_id, params[1])[0]["n"]
+
+    @staticmethod
+    def _live(conn: sqlite3.Connection, program_id: str, ts: float) -> list[tuple[int, str]]:
+        return conn.execute("SELECT id, batch_date FROM candidate_batches WHERE program_id = ? AND max_expires_at > ? "
+                            "ORDER BY id", (program_id, ts)).fetchall()
+
+    def track_cutoffs(self, query: ChannelQuery, now: datetime | None = None) -> dict[int, PageKey]:
+        ts = epoch_now(now)
+        with self._reader() as conn:
+            return sqlite_serving.cutoffs(conn, self.path, self._live(conn, query.program_id, ts), query, ts)
+
+    def channel_page(self, query: ChannelQuery, after: PageKey | None, size: int,
+                     cutoffs: dict[int, PageKey], now: datetime | None = None) -> list[dict]:
+        ts = epoch_now(now)
+        with self._reader() as conn:
+            return sqlite_serving.page(conn, self._live(conn, query.program_id, ts), query, after, size, cutoffs, ts)
+
+    def channel_page_json(self, query: ChannelQuery, after: PageKey | None, size: int,
+                          cutoffs: dict[int, PageKey], now: datetime | None = None) -> tuple[list[bytes], PageKey | None]:
+        ts = epoch_now(now)
+        with self._reader() as conn:
+            return sqlite_serving.page_json(conn, self._live(conn, query.program_id, ts), query, after, size,
+                                            cutoffs, ts)
+
+    def set_status(self, program_id: str, batch_date: str, keys: Iterable[tuple[int, int, str]], status: str,
+                   expected: str | None = None) -> int:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; one of {STATUSES}")
+        with self._write() as conn:
+            found = conn.execute("SELECT id FROM candidate_batches WHERE program_id = ? AND batch_date = ?",
+                                 (program_id, batch_date)).fetchone()
+            if not found:
+                return 0
+            sql = f"UPDATE cand_{found[0]} SET status = ? WHERE listener_id = ? AND track_id = ? AND channel = ?"
+            if expected is not None:
+                sql += " AND status = ?"
+            tail = () if expected is None else (expected,)
+            return sum(conn.execute(sql, (status, lid, tid, ch, *tail)).rowcount for lid, tid, ch in keys)
+
+    def ping(self) -> None:
+        with self._connect() as conn:
+            conn.execute("SELECT COUNT(*) FROM candidate_batches").fetchone()
 
     def purge_expired(self, now: datetime | None = None) -> int:
         """Whole expired batches are dropped; partly expired ones get a DELETE."""

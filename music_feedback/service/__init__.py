@@ -1,0 +1,1 @@
+"""The online service: the serving API and, later, the feedback, voice, tracking and unsubscribe routes."""

@@ -1,0 +1,45 @@
+"""The app factory: settings, store and programs in, a FastAPI app with every router out."""
+from __future__ import annotations
+
+import importlib
+
+from fastapi import FastAPI
+
+from music_feedback.programs.model import Program
+from music_feedback.service import errors
+from music_feedback.service.config import ServiceConfig
+from music_feedback.service.cursor import CursorSigner
+from music_feedback.service.deps import ServiceState
+from music_feedback.service.metrics import Metrics, MetricsMiddleware
+from music_feedback.service.routers import ROUTERS
+from music_feedback.store.base import CandidateStore
+
+DESCRIPTION = """The online half of music_feedback: channels read their candidates here.
+
+Candidate endpoints need `Authorization: Bearer <API key>`; each key may read a set of programs.
+Errors answer JSON `{"error", "message", "parameter"}`: 401 without a valid key, 403 for a program the
+key may not read, 404 for an unknown program or channel, 422 naming the bad parameter.
+"""
+
+
+def create_app(config: ServiceConfig | None = None, store: CandidateStore | None = None,
+               programs: list[Program] | None = None) -> FastAPI:
+    """Called with no arguments (uvicorn's factory mode, one call per worker), everything comes from
+    the environment: the configured candidate store and the enabled programs."""
+    if config is None:
+        config = ServiceConfig.from_env()
+    if store is None:
+        from music_feedback.resources import candidate_store
+        store = candidate_store()
+    if programs is None:
+        from music_feedback.programs.loader import load_programs
+        programs = load_programs()
+    app = FastAPI(title="music_feedback service", version="1", description=DESCRIPTION)
+    metrics = Metrics()
+    app.state.service = ServiceState(config=config, store=store, programs={p.program_id: p for p in programs},
+                                     signer=CursorSigner(config.cursor_secret), metrics=metrics)
+    errors.install(app)
+    for name in ROUTERS:
+        app.include_router(importlib.import_module(name).router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

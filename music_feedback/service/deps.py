@@ -1,0 +1,50 @@
+"""What routes share: the service state on app.state, API-key checks and program lookup."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from music_feedback.programs.model import Program
+from music_feedback.service.auth import ApiKey
+from music_feedback.service.config import ServiceConfig
+from music_feedback.service.cursor import CursorSigner
+from music_feedback.service.errors import ApiError
+from music_feedback.service.metrics import Metrics
+from music_feedback.store.base import CandidateStore
+
+
+@dataclass
+class ServiceState:
+    config: ServiceConfig
+    store: CandidateStore
+    programs: dict[str, Program]
+    signer: CursorSigner
+    metrics: Metrics
+
+
+def state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+def require_key(request: Request) -> ApiKey:
+    """Router-level dependency: runs before parameter validation, so a caller without a key learns nothing."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    key = state(request).config.api_keys.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+    if key is None:
+        raise ApiError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                       headers={"WWW-Authenticate": "Bearer"})
+    request.state.api_key = key
+    return key
+
+
+def readable_program(request: Request, program: str) -> Program:
+    """The path's program: 404 if unknown, 403 if the caller's key may not read it."""
+    found = state(request).programs.get(program)
+    if found is None:
+        raise ApiError(404, f"unknown program {program!r}; known: {sorted(state(request).programs)}", "program")
+    key: ApiKey | None = getattr(request.state, "api_key", None)
+    if key is None or not key.may_read(program):
+        raise ApiError(403, f"this API key may not read program {program!r}", "program")
+    return found

@@ -1,0 +1,182 @@
+"""The SQLite adapter's serving reads: channel pages in keyset order and per-track cutoffs.
+
+Each live batch table is one arm of a UNION ALL; every arm walks its (channel, score DESC) index
+from the page position, and SQLite merges the ordered arms, so a page costs about `size` row reads
+whatever the depth. Per-track row counts of a batch never grow (batches are replaced, not appended),
+so they are counted once per process and only tracks that may pass the cap are looked at closely.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from dataclasses import replace
+
+from music_feedback.store.base import SERVING_COLUMNS, ChannelQuery, PageKey, order_key
+
+ORDER = "score DESC, listener_id, track_id, batch_date"
+_counts: dict[tuple, dict[tuple[str, int], int]] = {}
+_counts_lock = threading.Lock()
+_cutoffs: dict[tuple, dict[int, PageKey]] = {}
+_local = threading.local()
+
+
+def reader(path: str, init) -> sqlite3.Connection:
+    """This thread's read-only connection to `path` (`init()` creates the file and schema first)."""
+    conns = _local.__dict__.setdefault("conns", {})
+    key = (path, os.stat(path).st_ino if os.path.exists(path) else None)
+    conn = conns.get(key)
+    if conn is None:
+        with init():
+            pass
+        key = (path, os.stat(path).st_ino)
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=True)
+        conn.execute("PRAGMA query_only=ON")
+        conn.execute("PRAGMA cache_size=-65536")
+        conns[key] = conn
+    return conn
+
+
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _filters(q: ChannelQuery, params: dict) -> str:
+    where = "channel = :channel AND score >= :min_score AND expires_at > :now"
+    params.update(channel=q.channel, min_score=q.min_score)
+    if q.marketplace is not None:
+        where += " AND marketplace = :marketplace"
+        params["marketplace"] = q.marketplace
+    if q.status is not None:
+        where += " AND status = :status"
+        params["status"] = q.status
+    return where
+
+
+def _after(prefix: str, key: PageKey, date_sql: str, params: dict) -> str:
+    """Rows after `key` in channel order (score desc, then listener, track, batch date asc)."""
+    s, l, t, d = (f":{prefix}_{x}" for x in "sltd")
+    params.update({f"{prefix}_s": key[0], f"{prefix}_l": key[1], f"{prefix}_t": key[2], f"{prefix}_d": key[3]})
+    return f"(score < {s} OR (score = {s} AND (listener_id, track_id, {date_sql}) > ({l}, {t}, {d})))"
+
+
+def _json_value(col: str) -> str:
+    """A column as a JSON value; REALs with 17 significant digits (json_object's 15 would not round-trip)."""
+    if col in _REALS:
+        return f"CASE WHEN {col} IS NULL THEN NULL ELSE json(printf('%!.17g', {col})) END"
+    return col
+
+
+_REALS = {"score", "propensity_score", "affinity_score"}
+
+
+def page_json(conn: sqlite3.Connection, batches: list[tuple[int, str]], q: ChannelQuery, after: PageKey | None,
+              size: int, cutoffs: dict[int, PageKey], now: float) -> tuple[list[bytes], PageKey | None]:
+    """`page`, with each row serialised by SQLite itself (no per-row Python objects)."""
+    obj = "json_object(" + ", ".join(f"'{c}', {_json_value(c)}" for c in (*SERVING_COLUMNS, "batch_date", "status"))
+    rows = _capped(conn, batches, q, after, size, cutoffs, now, f"{obj})")
+    return [r[0].encode() for r in rows], (tuple(rows[-1][-4:]) if rows else None)
+
+
+def page(conn: sqlite3.Connection, batches: list[tuple[int, str]], q: ChannelQuery, after: PageKey | None,
+         size: int, cutoffs: dict[int, PageKey], now: float) -> list[dict]:
+    names = ("batch_date", *SERVING_COLUMNS, "status")
+    rows = _capped(conn, batches, q, after, size, cutoffs, now, ", ".join(names))
+    return [dict(zip(names, r), program_id=q.program_id) for r in rows]
+
+
+def _capped(conn: sqlite3.Connection, batches: list[tuple[int, str]], q: ChannelQuery, after: PageKey | None,
+            size: int, cutoffs: dict[int, PageKey], now: float, select: str) -> list[tuple]:
+    """Up to `size` rows (select's values, then score, listener_id, track_id, batch_date) after `after`,
+    none past its track's cutoff. A track whose cutoff lies before the position is left out in SQL;
+    rows of a track whose cutoff is still ahead are dropped here (cheaper than testing every row in
+    SQL), fetching on until the page is full."""
+    cut = {t: order_key(k) for t, k in cutoffs.items()}
+    out: list[tuple] = []
+    while len(out) < size:
+        pos = order_key(after) if after is not None else None
+        done = [t for t, k in cut.items() if pos is not None and k < pos]
+        want = size - len(out)
+        rows = _fetch(conn, batches, q, after, want, done, now, select)
+        for r in rows:
+            k = cut.get(r[-2])
+            if k is None or (-r[-4], r[-3], r[-2], r[-1]) <= k:
+                out.append(r)
+        if len(rows) < want:
+            break
+        after = tuple(rows[-1][-4:])
+    return out[:size]
+
+
+def _fetch(conn: sqlite3.Connection, batches: list[tuple[int, str]], q: ChannelQuery, after: PageKey | None,
+           size: int, left_out: list[int], now: float, select: str) -> list[tuple]:
+    params: dict = {"now": now, "size": size}
+    base = _filters(q, params)
+    if left_out:
+        params.update({f"x{i}": t for i, t in enumerate(left_out)})
+        base += f" AND track_id NOT IN ({', '.join(f':x{i}' for i in range(len(left_out)))})"
+    arms = []
+    for bid, date in batches:
+        where = base
+        if after is not None:
+            # `score <= :a_s` lets the index seek to the position; the rest resolves ties.
+            where += f" AND score <= :a_s AND {_after('a', after, _lit(date), params)}"
+        # The inner query is flattened by SQLite, so each arm still walks its own score index.
+        arms.append(f"SELECT {select}, score AS _s, listener_id AS _l, track_id AS _t, batch_date AS _d "
+                    f"FROM (SELECT {_lit(date)} AS batch_date, * FROM cand_{bid} WHERE {where})")
+    if not arms:
+        return []
+    sql = " UNION ALL ".join(arms) + " ORDER BY _s DESC, _l, _t, _d LIMIT :size"
+    return conn.execute(sql, params).fetchall()
+
+
+def _batch_counts(conn: sqlite3.Connection, path: str, bid: int) -> dict[tuple[str, int], int]:
+    key = (path, os.stat(path).st_ino, bid)
+    with _counts_lock:
+        found = _counts.get(key)
+    if found is None:
+        found = {(c, t): n for c, t, n in conn.execute(
+            f"SELECT channel, track_id, COUNT(*) FROM cand_{bid} GROUP BY channel, track_id")}
+        with _counts_lock:
+            _counts[key] = found
+    return found
+
+
+def cutoffs(conn: sqlite3.Connection, path: str, batches: list[tuple[int, str]], q: ChannelQuery,
+            now: float) -> dict[int, PageKey]:
+    """Cached per live batch set: batches are immutable and the cap ignores status, so the answer only
+    changes when a batch is stored or expires (a heavy track costs ~0.25 s to rank at default scale)."""
+    if q.max_per_track is None:
+        return {}
+    key = (path, os.stat(path).st_ino, tuple(batches), q.channel, q.min_score, q.marketplace, q.max_per_track)
+    with _counts_lock:
+        found = _cutoffs.get(key)
+    if found is None:
+        found = _compute_cutoffs(conn, path, batches, q, now)
+        with _counts_lock:
+            if len(_cutoffs) > 256:
+                _cutoffs.clear()
+            _cutoffs[key] = found
+    return dict(found)
+
+
+def _compute_cutoffs(conn: sqlite3.Connection, path: str, batches: list[tuple[int, str]], q: ChannelQuery,
+                     now: float) -> dict[int, PageKey]:
+    cap = q.max_per_track
+    totals: dict[int, int] = {}
+    for bid, _ in batches:
+        for (channel, track), n in _batch_counts(conn, path, bid).items():
+            if channel == q.channel:
+                totals[track] = totals.get(track, 0) + n
+    out: dict[int, PageKey] = {}
+    for track in sorted(t for t, n in totals.items() if n > cap):  # an upper bound: most tracks stop here
+        params: dict = {"now": now, "track": track, "offset": cap - 1}
+        where = _filters(replace(q, status=None), params) + " AND track_id = :track"
+        sql = " UNION ALL ".join(
+            f"SELECT score, listener_id, track_id, {_lit(d)} AS batch_date FROM cand_{b} "
+            f"INDEXED BY cand_{b}_track WHERE {where}"  # else the planner walks the score index for the ORDER BY
+            for b, d in batches) + f" ORDER BY {ORDER} LIMIT 1 OFFSET :offset"
+        row = conn.execute(sql, params).fetchone()
+        if row is not None:
+            out[track] = (row[0], row[1], row[2], row[3])
+    return out

@@ -1,0 +1,43 @@
+"""A small store and a configured app for the service tests (and for other routers' tests to reuse)."""
+from __future__ import annotations
+
+import time
+
+import polars as pl
+
+from music_feedback.programs.loader import load_programs
+from music_feedback.service.app import create_app
+from music_feedback.service.auth import ApiKeyRing
+from music_feedback.service.config import ServiceConfig
+from music_feedback.store import CANDIDATE_SCHEMA, SQLiteCandidateStore
+
+PROGRAM = "music-feedback"
+ALL_KEY = "all-programs-key-0123456789"
+OTHER_KEY = "other-program-key-0123456789"
+KEYS = ApiKeyRing.parse([{"name": "reader", "key": ALL_KEY, "programs": ["*"]},
+                         {"name": "podcast", "key": OTHER_KEY, "programs": ["podcast-feedback"]}], "test")
+
+
+def auth(key: str = ALL_KEY) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def candidate(listener_id: int, track_id: int, score: float, **kw) -> dict:
+    base = dict(channel="email", propensity_score=0.5, affinity_score=0.5, marketplace="US", genre="rock",
+                time_zone="UTC", track_name=f"Track {track_id}", artist_id=1, propensity_model_version="p1",
+                affinity_model_version="a1", features="{}", expires_at=int(time.time()) + 86_400)
+    return {**base, "listener_id": listener_id, "track_id": track_id, "score": score, **kw}
+
+
+def frame(rows: list[dict]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=CANDIDATE_SCHEMA)
+
+
+def make_app(store, page_size: int = 1_000, max_per_track: int = 10_000, keys: ApiKeyRing = KEYS):
+    config = ServiceConfig(page_size=page_size, max_per_track=max_per_track, api_keys=keys,
+                           cursor_secret=b"test-secret-0123456789")
+    return create_app(config, store=store, programs=load_programs())
+
+
+def sqlite_store(tmp_path) -> SQLiteCandidateStore:
+    return SQLiteCandidateStore(path=str(tmp_path / "candidates.sqlite"))
