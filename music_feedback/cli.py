@@ -185,10 +185,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from music_feedback.programs.loader import ProgramConfigError
+    from music_feedback.run_guard import RunInProgressError
     from music_feedback.warehouse.port import WarehouseError
     try:
         return args.func(args)
-    except (ProgramConfigError, WarehouseError, NotImplementedError, ValueError, RuntimeError) as exc:
+    except (ProgramConfigError, WarehouseError, RunInProgressError, NotImplementedError, ValueError,
+            RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -77,9 +77,11 @@ def ensure_models(defs, program: Program, inst: DagsterInstance, force: bool = F
     if not force and all(p.exists() for p in paths):
         return 0.0
     from music_feedback.definitions import training_job_name
+    from music_feedback.run_guard import partition_lock, run_tags
     started = time.perf_counter()
-    result = defs.resolve_job_def(training_job_name(program)).execute_in_process(
-        instance=inst, raise_on_error=False, run_config=QUIET)
+    with partition_lock(settings.data_home() / "locks", training_job_name(program), "all"):
+        result = defs.resolve_job_def(training_job_name(program)).execute_in_process(
+            instance=inst, raise_on_error=False, run_config=QUIET, tags=run_tags())
     if not result.success:
         raise RuntimeError(f"training the models of {program.program_id} failed: {_first_error(result)}")
     return time.perf_counter() - started
@@ -98,10 +100,13 @@ def _first_error(result) -> str:
 
 def run_batch(defs, program: Program, day: date, inst: DagsterInstance) -> BatchReport:
     from music_feedback.definitions import daily_job_name
+    from music_feedback.run_guard import partition_lock, run_tags, settle_in_progress
     job = defs.resolve_job_def(daily_job_name(program))
     started = time.perf_counter()
-    result = job.execute_in_process(partition_key=day.isoformat(), instance=inst, raise_on_error=False,
-                                    run_config=QUIET)
+    with partition_lock(settings.data_home() / "locks", job.name, day.isoformat()):
+        settle_in_progress(inst, job.name, day.isoformat())
+        result = job.execute_in_process(partition_key=day.isoformat(), instance=inst, raise_on_error=False,
+                                        run_config=QUIET, tags=run_tags())
     report = BatchReport(program.program_id, day.isoformat(), result.success, time.perf_counter() - started)
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
