@@ -6,6 +6,7 @@ from dagster import (AssetSelection, DefaultScheduleStatus, Definitions, Schedul
 
 from music_feedback.assets import daily_assets, model_assets
 from music_feedback.assets.common import daily_partitions
+from music_feedback.assets.warehouse_tables import warehouse_table_specs
 from music_feedback.programs.loader import load_programs
 from music_feedback.programs.model import Program, cron_fields
 from music_feedback.resources import get_resources
@@ -35,16 +36,22 @@ def program_definitions(program: Program) -> Definitions:
         assets=[*daily, *models],
         jobs=[daily_job, train_job],
         schedules=[
-            build_schedule_from_partitioned_job(daily_job, hour_of_day=hour, minute_of_hour=minute,
-                                                default_status=DefaultScheduleStatus.STOPPED),
-            ScheduleDefinition(name=f"{program.slug}_weekly_retrain", job=train_job, cron_schedule=TRAINING_CRON),
+            build_schedule_from_partitioned_job(
+                daily_job, hour_of_day=hour, minute_of_hour=minute, default_status=DefaultScheduleStatus.STOPPED,
+                description=f"{program.program_name}: every day at {hour:02d}:{minute:02d} UTC (batchSchedule), "
+                            "runs the batch for the day that just ended."),
+            ScheduleDefinition(name=f"{program.slug}_weekly_retrain", job=train_job, cron_schedule=TRAINING_CRON,
+                               description=f"{program.program_name}: retrain both models every Sunday at "
+                                           "04:00 UTC."),
         ],
     )
 
 
 def build_definitions() -> Definitions:
-    return Definitions.merge(*(program_definitions(p) for p in load_programs()),
-                             Definitions(resources=get_resources()))
+    programs = load_programs()
+    sources = {p.connector.config.table for p in programs}
+    return Definitions.merge(*(program_definitions(p) for p in programs),
+                             Definitions(assets=warehouse_table_specs(sources), resources=get_resources()))
 
 
 defs = build_definitions()

@@ -37,11 +37,13 @@ def latest_complete_day(meta: dict[str, str]) -> date:
 
 def check_batch_day(program: Program, day: date, meta: dict[str, str]) -> None:
     """Refuse, with the valid range, a day that is not a partition or that the warehouse has no plays for."""
-    first = date.fromisoformat(program.partitions_start_date)
+    from music_feedback.assets.common import partitions_start
+    first = partitions_start(program)
     last = datetime.now(timezone.utc).date() - timedelta(days=1)
     if not first <= day <= last:
         raise ValueError(f"batch day {day} is not a complete day of program {program.program_id}: choose a day "
-                         f"from {first} (partitionsStartDate) to {last} (yesterday, UTC)")
+                         f"from {first} (the first partition: partitionsStartDate, else the warehouse's first day) "
+                         f"to {last} (yesterday, UTC)")
     if meta.get("start_date") and meta.get("end_date"):
         start, end = date.fromisoformat(meta["start_date"]), date.fromisoformat(meta["end_date"])
         if not start <= day <= end:

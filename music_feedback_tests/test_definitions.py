@@ -22,7 +22,7 @@ def test_definitions_do_not_import_great_expectations():
             "assert 'great_expectations' not in sys.modules; print(len(list(defs.resolve_all_asset_keys())))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert int(proc.stdout.strip()) == 11
+    assert int(proc.stdout.strip()) == 11 + 7  # the program's assets and the warehouse tables it reads
 
 
 def test_jobs_and_schedules():
@@ -32,3 +32,26 @@ def test_jobs_and_schedules():
     schedule = defs.resolve_schedule_def("music_feedback_daily_batch_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert defs.resolve_schedule_def("music_feedback_weekly_retrain").cron_schedule == "0 4 * * 0"
+
+    for name in ("music_feedback_daily_batch_schedule", "music_feedback_weekly_retrain"):
+        assert defs.resolve_schedule_def(name).description
+
+
+def test_lineage_shows_the_warehouse_tables_each_stage_reads():
+    from dagster import AssetKey
+
+    from music_feedback.definitions import defs
+    graph = defs.resolve_asset_graph()
+    parents = graph.get(AssetKey(["music_feedback", "filtered_candidates"])).parent_keys
+    assert {AssetKey(["warehouse", "listeners"]), AssetKey(["warehouse", "feedback_requests"])} <= parents
+    assert AssetKey(["warehouse", "track_plays"]) in graph.get(AssetKey(["music_feedback", "raw_streams"])).parent_keys
+    spec = graph.get(AssetKey(["warehouse", "listeners"]))
+    assert not spec.is_materializable and "opted_out" in str(spec.metadata["dagster/column_schema"])
+
+
+def test_partitions_start_at_the_warehouse_first_day(data_home):
+    from music_feedback.assets.common import daily_partitions
+    from music_feedback.programs.loader import load_programs
+    from music_feedback_tests.conftest import SMALL
+    parts = daily_partitions(load_programs()[0])
+    assert parts.get_first_partition_key() == SMALL.start_date.isoformat()

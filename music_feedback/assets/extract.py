@@ -6,6 +6,7 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetOut, Output, multi_asset
 
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
+from music_feedback.assets.warehouse_tables import table_key
 from music_feedback.programs.model import Program
 from music_feedback.quality.checks import row_count_expectation, run_stats_suite, run_suite, zero
 from music_feedback.quality.expectations import Between
@@ -38,7 +39,7 @@ def build_extract(program: Program, partitions):
     connector = program.connector
 
     @multi_asset(
-        name=f"{program.slug}__extract",
+        name=f"{program.slug}__extract", deps=[table_key(connector.config.table)],
         outs={
             "raw_streams": AssetOut(
                 key=raw_key, group_name=program.slug, owners=[OWNER], kinds={"sql", "polars"},

@@ -1,12 +1,13 @@
 """filtered_candidates: the program's filter chain; candidate_decisions: every removal and its reason."""
 
 import polars as pl
-from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, AssetOut, Output, multi_asset
+from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, AssetOut, MetadataValue, Output, multi_asset
 
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
 from music_feedback.filters import FilterContext, build_chain, run_chain
 from music_feedback.policy import ContactPolicy, contact_signals
 from music_feedback.policy.contact import policy_frame
+from music_feedback.assets.warehouse_tables import reads
 from music_feedback.programs.model import Program
 from music_feedback.quality.checks import row_count_expectation, run_suite
 from music_feedback.quality.expectations import Between, InSet, NotNull
@@ -38,7 +39,7 @@ def build_filter(program: Program, partitions):
     order = " -> ".join(f"{f.name}{'' if f.enabled else ' (disabled)'}" for f in chain)
 
     @multi_asset(
-        name=f"{program.slug}__filter",
+        name=f"{program.slug}__filter", deps=reads("filter"),
         ins={"unified": AssetIn(key(program, "unified_candidates"))},
         outs={
             "filtered_candidates": AssetOut(
@@ -72,7 +73,10 @@ def build_filter(program: Program, partitions):
         reasons = dict(result.decisions.group_by("reason").len().sort("reason").iter_rows())
         yield Output(result.kept, "filtered_candidates", metadata=frame_metadata(
             result.kept, watch.total, input_rows=unified.height, removed_by_filter=result.removed_by_filter,
-            removed_share_by_filter=removed_share, removed_by_reason=reasons, stage_seconds=stages))
+            removed_share_by_filter=removed_share, removed_by_reason=reasons, stage_seconds=stages,
+            # One number per filter, so the UI plots each over the partitions.
+            **{f"removed:{name}": MetadataValue.int(n) for name, n in result.removed_by_filter.items()},
+            **{f"removed_share:{name}": MetadataValue.float(v) for name, v in removed_share.items()}))
         decisions = result.decisions.with_columns(pl.lit(day).alias("batch_date"))
         yield Output(decisions, "candidate_decisions", metadata=frame_metadata(decisions, watch.total))
         signals = contact_signals(warehouse, program.program_id, day)

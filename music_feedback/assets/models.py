@@ -3,6 +3,7 @@
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from music_feedback.assets.common import OWNER, Stopwatch, key
+from music_feedback.assets.warehouse_tables import reads
 from music_feedback.programs.model import Program
 from music_feedback.scoring.training import train_model
 from music_feedback.warehouse import queries as q
@@ -17,7 +18,7 @@ def build_model(program: Program, role: str):
     spec = program.model(role)
 
     @asset(key=key(program, ASSET_NAMES[role]), group_name=f"{program.slug}_models", owners=[OWNER],
-           kinds={"scikitlearn", "python"},
+           kinds={"scikitlearn", "python"}, deps=reads("models"),
            description=f"{spec.model_id}: {QUESTIONS[role]} Gradient-boosted trees on {', '.join(spec.features)}; "
                        "trained on past requests and their outcomes, evaluated on the newest 20%.")
     def model(context: AssetExecutionContext, warehouse: Warehouse):

@@ -3,7 +3,7 @@
 from datetime import date, datetime, time, timedelta, timezone
 
 import polars as pl
-from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, MaterializeResult, asset
+from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, MaterializeResult, MetadataValue, asset
 
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, key, preview
 from music_feedback.programs.model import Program
@@ -76,6 +76,6 @@ def build_store(program: Program, partitions):
             "dagster/row_count": written, "candidates": scored.height, "rows_by_channel": by_channel,
             "duration_s": round(watch.total, 3), "preview": preview(rows, ["listener_id", "track_id", "channel",
                                                                            "score", "marketplace"]),
-            "expires_at": expires_at(day, program.candidate_ttl_days)})
+            "expires_at": MetadataValue.timestamp(float(expires_at(day, program.candidate_ttl_days)))})
 
     return stored_candidates

@@ -4,6 +4,7 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, Output, asset
 
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
+from music_feedback.assets.warehouse_tables import reads
 from music_feedback.programs.model import Program
 from music_feedback.quality.checks import run_stats_suite, zero
 from music_feedback.transforms.unify import unify
@@ -38,7 +39,7 @@ def build_unify(program: Program, partitions):
 
     @asset(
         key=asset_key, group_name=program.slug, owners=[OWNER], kinds={"polars"},
-        partitions_def=partitions, ins={"raw": AssetIn(key(program, "raw_streams"))},
+        partitions_def=partitions, ins={"raw": AssetIn(key(program, "raw_streams"))}, deps=reads("unify"),
         description="The unified candidate model: raw plays deduplicated by listener+track, with "
                     "marketplace, time zone and genre context and event metadata.",
         check_specs=[AssetCheckSpec("unique_and_complete", asset=asset_key, blocking=True, partitions_def=partitions,

@@ -117,8 +117,9 @@ class Program(Strict):
     batch_schedule: str = Field(alias="batchSchedule")
     candidate_ttl_days: int = Field(alias="candidateTTLDays", gt=0, le=365)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
-    partitions_start_date: str = Field("2026-01-01", alias="partitionsStartDate",
-                                       pattern=r"^\d{4}-\d{2}-\d{2}$")
+    # None: the embedded warehouse's first day of plays (else yesterday), not a year of phantom partitions.
+    partitions_start_date: str | None = Field(None, alias="partitionsStartDate",
+                                              pattern=r"^\d{4}-\d{2}-\d{2}$")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Program":
