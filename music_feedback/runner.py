@@ -67,7 +67,10 @@ class BatchReport:
 
 
 def _value(v):
-    return getattr(v, "value", getattr(v, "data", v))
+    v = getattr(v, "value", getattr(v, "data", v))
+    if hasattr(v, "columns") and not isinstance(v, (dict, list)):  # a TableSchema: its column names
+        return [c.name for c in v.columns]
+    return v
 
 
 def ensure_models(defs, program: Program, inst: DagsterInstance, force: bool = False) -> float:

@@ -8,8 +8,10 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetOut, Output, mul
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
 from music_feedback.assets.warehouse_tables import table_key
 from music_feedback.programs.model import Program
-from music_feedback.quality.checks import row_count_expectation, run_stats_suite, run_suite, zero
+from music_feedback.quality.checks import (row_count_expectation, run_row_count_suite, run_stats_suite,
+                                           run_suite, zero)
 from music_feedback.quality.expectations import Between
+from music_feedback.quality.gx_runner import warm_up_in_background
 from music_feedback.transforms.validate import EXTRACT_COLUMNS, REQUIRED, malformed_rows_query, split_invalid
 from music_feedback.warehouse.port import Warehouse, WarehouseError, bind_batch_window, release_window_start
 
@@ -64,6 +66,7 @@ def build_extract(program: Program, partitions):
     def extract(context: AssetExecutionContext, warehouse: Warehouse):
         day = batch_date(context)
         watch = Stopwatch()
+        warm_up_in_background()
         with watch.stage("query"):
             warehouse.require_contract(connector.connector_id, connector.config.table)
             try:
@@ -91,8 +94,7 @@ def build_extract(program: Program, partitions):
             return int(warehouse.fetch(f"SELECT COUNT(*) AS n FROM ({sql}) q")["n"][0])
 
         expectations, meta = row_count_expectation(context.instance, raw_key, day, day_before_in_warehouse)
-        yield run_suite(raw_key, "row_count_vs_previous_day", valid.select("listener_id"), expectations,
-                        f"{valid.height:,} rows against {meta['previous_row_count']} ({meta['baseline']})", **meta)
+        yield run_row_count_suite(raw_key, valid.height, expectations, meta)
         share_value = rejected.height / max(raw.height, 1)
         yield run_suite(raw_key, "rejected_share_within_limit", pl.DataFrame({"rejected_share": [share_value]}),
                         [Between("rejected_share", 0.0, MAX_REJECTED_SHARE)],

@@ -9,7 +9,7 @@ from music_feedback.policy import ContactPolicy, contact_signals
 from music_feedback.policy.contact import policy_frame
 from music_feedback.assets.warehouse_tables import reads
 from music_feedback.programs.model import Program
-from music_feedback.quality.checks import row_count_expectation, run_suite
+from music_feedback.quality.checks import row_count_expectation, run_row_count_suite, run_suite
 from music_feedback.quality.expectations import Between, InSet, NotNull
 from music_feedback.warehouse import queries as q
 from music_feedback.warehouse.port import Warehouse
@@ -89,8 +89,6 @@ def build_filter(program: Program, partitions):
             return int(in_program.height * SEED_PASS_RATE)
 
         expectations, meta = row_count_expectation(context.instance, kept_key, day, seed_pass_rate)
-        yield run_suite(kept_key, "row_count_vs_previous_day", result.kept.select("listener_id"), expectations,
-                        f"{result.kept.height:,} eligible against {meta['previous_row_count']} ({meta['baseline']})",
-                        **meta)
+        yield run_row_count_suite(kept_key, result.kept.height, expectations, meta)
 
     return filter_candidates

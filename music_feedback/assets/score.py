@@ -6,12 +6,29 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, MetadataValu
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
 from music_feedback.assets.models import ASSET_NAMES
 from music_feedback.programs.model import Program
-from music_feedback.quality.checks import run_suite
-from music_feedback.quality.expectations import Between, NotNull, Unique
+from music_feedback.quality.checks import run_stats_suite, zero
 from music_feedback.scoring.combine import combined_score, score_distribution
 from music_feedback.scoring.features import candidate_features
 from music_feedback.scoring.model import TrainedModel, model_columns
 from music_feedback.scoring.scorer import Scorer
+
+
+SCORE_STATS = ("scores_outside_0_1", "scores_null", "rows_minus_candidates", "duplicate_pairs",
+               "model_versions_null")
+
+
+def score_stats(out: pl.DataFrame, candidates: int) -> dict:
+    """Every score in [0, 1] (NaN counts as outside), one row per eligible candidate, versions recorded."""
+    cols = ("score", "propensity_score", "affinity_score")
+    return out.select(
+        pl.sum_horizontal((~pl.col(c).is_between(0.0, 1.0)).fill_null(False) | pl.col(c).is_nan().fill_null(False)
+                          for c in cols).sum().alias("scores_outside_0_1"),
+        pl.sum_horizontal(pl.col(c).is_null() for c in cols).sum().alias("scores_null"),
+        (pl.len() - candidates).alias("rows_minus_candidates"),
+        (pl.len() - pl.struct("listener_id", "track_id").n_unique()).alias("duplicate_pairs"),
+        pl.sum_horizontal(pl.col(c).is_null() for c in ("propensity_model_version", "affinity_model_version"))
+        .sum().alias("model_versions_null"),
+    ).row(0, named=True)
 
 
 def feature_columns(program: Program) -> list[str]:
@@ -64,9 +81,7 @@ def build_score(program: Program, partitions):
             out, watch.total, score_distribution=MetadataValue.json(dist), batches=-(-out.height // settings.batch_size),
             mean_score=round(float(out["score"].mean() or 0), 4), stage_seconds=watch.stages,
             model_versions=MetadataValue.json([propensity_model.version, affinity_model.version])))
-        yield run_suite(asset_key, "scores_in_range", out, [
-            Unique(("listener_id", "track_id")), NotNull("score"),
-            Between("score", 0.0, 1.0), Between("propensity_score", 0.0, 1.0), Between("affinity_score", 0.0, 1.0),
-            NotNull("propensity_model_version"), NotNull("affinity_model_version")])
+        yield run_stats_suite(asset_key, "scores_in_range", score_stats(out, candidates.height),
+                              zero(*SCORE_STATS))
 
     return scored_candidates

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 import polars as pl
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, AssetRecordsFilter, MetadataValue
 
-from music_feedback.quality.expectations import Between, RowCountBetween, SuiteResult
+from music_feedback.quality.expectations import Between, SuiteResult
 from music_feedback.quality.gx_runner import validate
 
 ROW_COUNT_BOUNDS = (0.5, 2.0)  # today's rows / the previous partition's rows
@@ -69,9 +69,15 @@ def row_count_expectation(instance, asset_key: AssetKey, partition: date,
     baseline = first_baseline() if first_baseline else None
     if baseline:
         return bounds_around(baseline), {"previous_row_count": baseline, "baseline": first_baseline.__doc__}
-    return [RowCountBetween(1, None)], {"previous_row_count": "none", "baseline": "none: at least one row"}
+    return [Between("rows", 1, None)], {"previous_row_count": "none", "baseline": "none: at least one row"}
+
+
+def run_row_count_suite(asset_key: AssetKey, rows: int, expectations: list, meta: dict):
+    """The day's row count against its baseline, judged by GX on a one-row frame."""
+    return run_suite(asset_key, "row_count_vs_previous_day", pl.DataFrame({"rows": [rows]}), expectations,
+                     f"{rows:,} rows against {meta['previous_row_count']} ({meta['baseline']})", **meta)
 
 
 def bounds_around(baseline: int) -> list:
     lo, hi = int(baseline * ROW_COUNT_BOUNDS[0]), int(baseline * ROW_COUNT_BOUNDS[1]) + 1
-    return [RowCountBetween(lo, hi)]
+    return [Between("rows", lo, hi)]

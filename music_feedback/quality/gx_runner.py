@@ -84,6 +84,18 @@ def _gx_state() -> _GxState:
     return _STATE
 
 
+def warm_up_in_background() -> threading.Thread:
+    """Import GX and build its context on a thread while the first stages query and compute (DuckDB and
+    polars release the GIL), so the first check does not pay ~1.3 s of imports on the critical path."""
+    def build() -> None:
+        with _LOCK:
+            _gx_state()
+
+    thread = threading.Thread(target=build, name="gx-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def _release(state: _GxState) -> None:
     """Drop the engine's references to the last frame and its metric cache (memory)."""
     try:
