@@ -28,8 +28,9 @@ test: install dynamodb-local
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
+SCALE ?= 1
 bench: install dynamodb-local hey $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/music-feedback bench
+	$(BIN)/music-feedback bench --scale $(SCALE)
 
 warehouse: install
 	$(BIN)/music-feedback warehouse seed

@@ -131,6 +131,15 @@ def cmd_serve(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.limit:
+        from music_feedback.bench.limit import main as limit
+        if not args.date or not args.limit_out:
+            raise ValueError("bench --limit needs --date and --limit-out")
+        limit(_program(args.program), args.date, str(settings.data_home() / "limit_candidates.sqlite"),
+              args.limit_out)
+        return 0
+    if args.scale <= 0:
+        raise ValueError(f"--scale must be greater than 0, got {args.scale}")
     from music_feedback.bench import bench
     return bench(_program(args.program), args)
 
@@ -179,6 +188,12 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     bench = sub.add_parser("bench", help="run the default-scale day through Dagster and print figures")
     bench.add_argument("--program")
+    bench.add_argument("--scale", type=float, default=1.0,
+                       help="also run the day at this multiple of the default scale (e.g. 4), for the growth figures")
+    bench.add_argument("--limit", action="store_true",
+                       help="the same work as the batch in one plain process, no Dagster (the bench's comparison)")
+    bench.add_argument("--date", type=date.fromisoformat, help=argparse.SUPPRESS)
+    bench.add_argument("--limit-out", help=argparse.SUPPRESS)
     bench.set_defaults(func=cmd_bench)
     return p
 
@@ -200,7 +215,8 @@ def run_main() -> None:
     """The console entry point. A finished `run` exits without tearing the interpreter down: freeing
     millions of objects and Dagster's threads took over a second, and everything is already written."""
     code = main()
-    if len(sys.argv) > 1 and sys.argv[1] == "run":
+    command = sys.argv[1:2]
+    if command == ["run"] or (command == ["bench"] and "--limit" in sys.argv):  # the bench compares both alike
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

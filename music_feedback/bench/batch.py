@@ -26,37 +26,77 @@ STAGES = ("raw_streams", "unified_candidates", "filtered_candidates", "listener_
           "scored_candidates", "stored_candidates")
 
 
-def _warehouse() -> tuple[dict, float]:
+def _warehouse(spec: WarehouseSpec) -> tuple[dict, float]:
     path = settings.warehouse_path()
     started = time.perf_counter()
     meta = DuckDBWarehouse(path=str(path)).meta() if path.exists() else {}
-    if int(meta.get("listeners", 0)) != WarehouseSpec().listeners:
-        print(f"generating the default-scale warehouse at {path} (not counted)", file=sys.stderr)
-        generate(path, WarehouseSpec())
+    if int(meta.get("listeners", 0)) != spec.listeners:
+        print(f"generating the warehouse at {path} (not counted)", file=sys.stderr)
+        generate(path, spec)
         meta = DuckDBWarehouse(path=str(path)).meta()
     return meta, time.perf_counter() - started
 
 
-def run(program: Program, args) -> tuple[dict, bool]:
-    # A home of its own, so the bench neither replaces nor mixes with the data `make run` uses.
-    os.environ["MUSIC_FEEDBACK_HOME"] = str(settings.data_home() / "bench")
+def _child(cmd: list[str]) -> tuple[int, float, float]:
+    """Run a child process; (exit code, wall seconds, its peak RSS in MB). ru_maxrss of RUSAGE_CHILDREN is
+    the largest child so far, so each measured child runs in its own wrapper process."""
+    wrapper = [sys.executable, "-c", (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "rc = subprocess.run(sys.argv[1:]).returncode; "
+        "print('CHILD', rc, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
+    ), *cmd]
+    out = subprocess.run(wrapper, env=os.environ.copy(), stdout=subprocess.PIPE, text=True)
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("CHILD ")][-1].split()
+    return int(line[1]), float(line[2]), float(line[3])
+
+
+def _home(scale: float) -> None:
+    """A home of its own per scale, so the bench neither replaces nor mixes with the data `make run` uses."""
+    base = Path(os.environ.setdefault("MUSIC_FEEDBACK_BENCH_BASE", str(settings.data_home())))
+    os.environ["MUSIC_FEEDBACK_HOME"] = str(base / "bench" if scale == 1 else base / "bench" / f"scale{scale:g}")
     os.environ.pop("MUSIC_FEEDBACK_WAREHOUSE", None)
-    meta, gen_s = _warehouse()
+
+
+def measure(program: Program, scale: float) -> tuple[dict, bool]:
+    """The day at `scale` through Dagster, then the same work by `bench --limit`, each in a child process."""
+    _home(scale)
+    spec = WarehouseSpec.scaled(scale)
+    meta, gen_s = _warehouse(spec)
     day = runner.latest_complete_day(meta)
-    from music_feedback.definitions import defs
-    train_s = runner.ensure_models(defs, program, runner.instance(), force=True)
+    from music_feedback.definitions import build_definitions
+    train_s = runner.ensure_models(build_definitions(), program, runner.instance(), force=True)
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "report.json"
-        cmd = [sys.executable, "-m", "music_feedback.cli", "run", "--program", program.program_id,
-               "--date", day.isoformat(), "--report-json", str(out)]
-        started = time.perf_counter()
-        proc = subprocess.run(cmd, env=os.environ.copy())
-        process_s = time.perf_counter() - started
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        if proc.returncode != 0 or not out.exists():
+        out, limit_out = Path(tmp) / "report.json", Path(tmp) / "limit.json"
+        rc, process_s, peak_mb = _child([sys.executable, "-m", "music_feedback.cli", "run", "--program",
+                                         program.program_id, "--date", day.isoformat(), "--report-json", str(out)])
+        if rc != 0 or not out.exists():
             print("the batch failed; see above", file=sys.stderr)
             return {"batch_date": day.isoformat(), "batch_failed": True}, False
         report = json.loads(out.read_text())
+        limit_rc, limit_s, limit_mb = _child([sys.executable, "-m", "music_feedback.cli", "bench", "--limit",
+                                              "--program", program.program_id, "--date", day.isoformat(),
+                                              "--limit-out", str(limit_out)])
+        limit = json.loads(limit_out.read_text()) if limit_rc == 0 and limit_out.exists() else {}
+    return _figures(report, day, process_s, peak_mb, train_s, gen_s, limit, limit_s, limit_mb), bool(report["success"])
+
+
+def run(program: Program, args) -> tuple[dict, bool]:
+    figures, ok = measure(program, 1)
+    scale = getattr(args, "scale", None)
+    if ok and scale and scale != 1:
+        more, ok = measure(program, scale)
+        tag = f"scale{scale:g}"
+        figures.update({f"{tag}_batch_wall_s": more["batch_wall_s"], f"{tag}_peak_rss_mb": more["peak_rss_mb"],
+                        f"{tag}_process_wall_s": more["process_wall_s"], f"{tag}_raw_records": more["raw_records"],
+                        f"{tag}_limit_ratio": more["limit_ratio"],
+                        f"{tag}_wall_growth": round(more["batch_wall_s"] / figures["batch_wall_s"], 2),
+                        f"{tag}_rss_growth": round(more["peak_rss_mb"] / figures["peak_rss_mb"], 2)})
+    _home(1)
+    return figures, ok
+
+
+def _figures(report: dict, day, process_s: float, peak_mb: float, train_s: float, gen_s: float, limit: dict,
+             limit_s: float, limit_mb: float) -> dict:
     assets = report["assets"]
 
     def m(asset, name, default=None):
@@ -82,6 +122,11 @@ def run(program: Program, args) -> tuple[dict, bool]:
         "peak_rss_mb": round(peak_mb, 1),
         "train_models_s": round(train_s, 2),
         "warehouse_s": round(gen_s, 2),
+        "limit_process_wall_s": round(limit_s, 2),
+        "limit_peak_rss_mb": round(limit_mb, 1),
+        "limit_ratio": round(process_s / limit_s, 2) if limit_s else None,
+        "limit_stage_s": limit.get("limit_stage_s"),
+        "limit_stored_rows_match": limit.get("limit_stored_rows") == m("stored_candidates", "dagster/row_count"),
     }
     for name, share in (figures["removed_share_by_filter"] or {}).items():
         seed = SEED_SHARES.get(name)
@@ -89,6 +134,7 @@ def run(program: Program, args) -> tuple[dict, bool]:
             off = share / seed - 1
             print(f"{'filter ' + name:>22}: removed {share:.1%} (seed {seed:.1%}, {off:+.0%} relative)")
     for name, value in figures.items():
-        if name not in ("removed_by_filter", "removed_share_by_filter", "compute_s", "step_s", "score_distribution"):
+        if name not in ("removed_by_filter", "removed_share_by_filter", "compute_s", "step_s", "score_distribution",
+                        "limit_stage_s"):
             print(f"{name:>22}: {value}")
-    return figures, bool(report["success"])
+    return figures

@@ -39,6 +39,13 @@ class WarehouseSpec:
     def start_date(self) -> date:
         return self.end_date - timedelta(days=self.days - 1)
 
+    @classmethod
+    def scaled(cls, scale: float) -> "WarehouseSpec":
+        """The default day times `scale` (listeners, tracks and plays; the training history stays)."""
+        base = cls()
+        return cls(listeners=max(int(base.listeners * scale), 100), tracks=max(int(base.tracks * scale), 200),
+                   plays_per_day=max(int(base.plays_per_day * scale), 100))
+
 
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
