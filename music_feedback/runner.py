@@ -107,6 +107,11 @@ def run_batch(defs, program: Program, day: date, inst: DagsterInstance) -> Batch
     from music_feedback.definitions import daily_job_name
     from music_feedback.run_guard import partition_lock, run_tags, settle_in_progress
     job = defs.resolve_job_def(daily_job_name(program))
+    keys = job.partitions_def.get_partition_keys()
+    if day.isoformat() not in keys:
+        span = f"{keys[0]} to {keys[-1]}" if keys else "none yet"
+        raise ValueError(f"{day} is not a partition of {job.name} (partitions: {span}); pick a day in that "
+                         "range, or set the program's partitionsStartDate")
     started = time.perf_counter()
     with partition_lock(settings.data_home() / "locks", job.name, day.isoformat()):
         settle_in_progress(inst, job.name, day.isoformat())
