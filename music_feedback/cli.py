@@ -104,6 +104,11 @@ def cmd_purge(args) -> int:
     return 0
 
 
+def cmd_model_serve(args) -> int:
+    from music_feedback.serving.model_cli import serve
+    return serve(args)
+
+
 def cmd_bench(args) -> int:
     from music_feedback.bench import bench
     return bench(_program(args.program), args)
@@ -141,6 +146,8 @@ def parser() -> argparse.ArgumentParser:
     why.set_defaults(func=cmd_why)
     store = sub.add_parser("store", help="the candidate store").add_subparsers(dest="action", required=True)
     store.add_parser("purge", help="delete expired candidates").set_defaults(func=cmd_purge)
+    from music_feedback.serving.model_cli import add_model_commands
+    add_model_commands(sub, cmd_model_serve)
     bench = sub.add_parser("bench", help="run the default-scale day through Dagster and print figures")
     bench.add_argument("--program")
     bench.set_defaults(func=cmd_bench)

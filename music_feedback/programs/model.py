@@ -52,6 +52,11 @@ class ScoringModel(Strict):
             raise ValueError(f"unknown feature(s) {unknown}; known: {list(FEATURE_NAMES)}")
         return features
 
+    @property
+    def endpoint_name(self) -> str:
+        """The SageMaker endpoint name: `sagemaker://name` or a bare name."""
+        return self.endpoint.removeprefix("sagemaker://")
+
     @model_validator(mode="after")
     def _infer_role(self) -> "ScoringModel":
         if self.role is None:

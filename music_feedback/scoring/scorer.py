@@ -6,20 +6,26 @@ import polars as pl
 from dagster import ConfigurableResource
 
 from music_feedback.scoring.model import TrainedModel
+from music_feedback.scoring.wire import prepare_frame
+
+
+class ScoringError(RuntimeError):
+    """A model or endpoint that could not score; the message names it."""
 
 
 class Scorer(ConfigurableResource):
     def predict_batch(self, model: TrainedModel, batch: pl.DataFrame) -> np.ndarray:
         raise NotImplementedError
 
-    def predict(self, model: TrainedModel, frame: pl.DataFrame, batch_size: int) -> np.ndarray:
+    def predict(self, model: TrainedModel, frame: pl.DataFrame, batch_size: int,
+                endpoint: str | None = None) -> np.ndarray:
         """Score in batches of `batch_size` rows, as an endpoint is called."""
         parts = [self.predict_batch(model, frame.slice(i, batch_size)) for i in range(0, frame.height, batch_size)]
         return np.concatenate(parts) if parts else np.empty(0)
 
 
 class InProcessScorer(Scorer):
-    """Embedded adapter: the trained model runs in this process."""
+    """Embedded adapter: the trained model runs in this process, through the model server's own code."""
 
     def predict_batch(self, model: TrainedModel, batch: pl.DataFrame) -> np.ndarray:
-        return model.predict(batch)
+        return model.predict(prepare_frame(model, batch, "the candidates"))
