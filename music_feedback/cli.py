@@ -78,7 +78,7 @@ def cmd_run(args) -> int:
     day = args.date or runner.latest_complete_day(meta)
     runner.check_batch_day(program, day, meta)
     inst = runner.instance()
-    trained = runner.ensure_models(defs, program, inst, force=args.retrain)
+    trained = runner.ensure_models(defs, program, inst, force=args.retrain, day=day)
     if trained:
         print(f"trained the {program.program_id} models in {trained:.1f}s")
     report = runner.run_batch(defs, program, day, inst)

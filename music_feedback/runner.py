@@ -68,15 +68,20 @@ def _value(v):
     return getattr(v, "value", getattr(v, "data", v))
 
 
-def ensure_models(defs, program: Program, inst: DagsterInstance, force: bool = False) -> float:
-    """Train the models if they were never materialized; returns seconds spent."""
-    keys = [key(program, n) for n in ASSET_NAMES.values()]
-    if not force and all(inst.get_latest_materialization_event(k) for k in keys):
+def ensure_models(defs, program: Program, inst: DagsterInstance, force: bool = False,
+                  day: date | None = None) -> float:
+    """Run the weekly retrain of the latest week ending on or before `day` (default: today) unless both
+    models already have a champion for that day; returns seconds spent."""
+    from music_feedback.assets.models import week_for_day
+    from music_feedback.resources import get_resources
+    day = day or datetime.now(timezone.utc).date()
+    registry = get_resources()["model_registry"]
+    if not force and all(registry.champion_version(m.model_id, day) for m in program.scoring_models):
         return 0.0
     from music_feedback.definitions import training_job_name
     started = time.perf_counter()
     result = defs.resolve_job_def(training_job_name(program)).execute_in_process(
-        instance=inst, raise_on_error=False, run_config=QUIET)
+        instance=inst, raise_on_error=False, run_config=QUIET, partition_key=week_for_day(day))
     if not result.success:
         raise RuntimeError(f"training the models of {program.program_id} failed: {_first_error(result)}")
     return time.perf_counter() - started

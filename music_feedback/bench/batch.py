@@ -44,7 +44,7 @@ def run(program: Program, args) -> tuple[dict, bool]:
     meta, gen_s = _warehouse()
     day = runner.latest_complete_day(meta)
     from music_feedback.definitions import defs
-    train_s = runner.ensure_models(defs, program, runner.instance(), force=True)
+    train_s = runner.ensure_models(defs, program, runner.instance(), force=True, day=day)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "report.json"
         cmd = [sys.executable, "-m", "music_feedback.cli", "run", "--program", program.program_id,

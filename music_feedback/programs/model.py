@@ -108,6 +108,7 @@ class Channel(Strict):
 class ScoringSettings(Strict):
     batch_size: int = Field(2000, alias="batchSize", gt=0, le=100_000)
     propensity_weight: float = Field(0.5, alias="propensityWeight", ge=0.0, le=1.0)
+    promotion_margin: float = Field(0.005, alias="promotionMargin", ge=-1.0, le=1.0)  # AUC a challenger must gain
 
 
 class Program(Strict):
