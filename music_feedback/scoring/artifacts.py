@@ -40,7 +40,7 @@ def load_model(directory: Path, expected_model_id: str | None = None) -> Trained
         model = joblib.load(blob)
     except Exception as exc:  # joblib/pickle raise many types on a corrupt file
         raise ModelArtifactError(f"model {name}: artifact in {directory} is corrupt ({type(exc).__name__}: "
-                                 f"{exc}); retrain the model") from exc
+                                 f"{exc}); retrain the model") from None  # named above
     if not isinstance(model, TrainedModel) or model.version != manifest.get("version"):
         raise ModelArtifactError(f"model {name}: {ESTIMATOR_FILE} does not match {MANIFEST_FILE} in {directory} "
                                  f"(manifest says {manifest.get('version')!r}); retrain the model")

@@ -71,14 +71,14 @@ class SageMakerScorer(Scorer):
             err = exc.response.get("Error", {})
             detail = exc.response.get("OriginalMessage") or err.get("Message", "")
             raise ScoringError(f"endpoint {endpoint} ({model.model_id}): {err.get('Code', 'error')}: "
-                               f"{detail}".strip()) from exc
+                               f"{detail}".strip()) from None  # named above
         except BotoCoreError as exc:
             raise ScoringError(f"endpoint {endpoint} ({model.model_id}) is not reachable after "
-                               f"{self.max_attempts} attempts: {exc}") from exc
+                               f"{self.max_attempts} attempts: {exc}") from None  # named above
         try:
             proba, version = decode_predictions(payload, rows, f"endpoint {endpoint}")
         except ValueError as exc:
-            raise ScoringError(str(exc)) from exc
+            raise ScoringError(str(exc)) from None  # named above
         if version != model.version:
             raise ScoringError(f"endpoint {endpoint} serves {version}, but the model to score with is "
                                f"{model.version}: deploy that version to the endpoint")
