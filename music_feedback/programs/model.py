@@ -6,10 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-FEATURE_NAMES = (
-    "engagement_score", "feedback_history", "music_taste_profile", "listening_frequency",
-    "genre", "artist_popularity", "release_date", "similar_track_ratings",
-)
+from music_feedback.scoring.features import LISTENER_FEATURES, TRACK_FEATURES
+
+FEATURE_NAMES = LISTENER_FEATURES + TRACK_FEATURES  # one definition for config, training and scoring
 QUERY_PARAMS = (":batch_start", ":batch_end", ":release_window_start")
 
 

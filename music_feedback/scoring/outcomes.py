@@ -9,6 +9,7 @@ and training falls back to feedback_outcomes.
 """
 from __future__ import annotations
 
+import io
 from datetime import date
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def logged_features(scored_dir: Path, end: date) -> pl.DataFrame:
     frames = [pl.read_parquet(p, columns=["listener_id", "track_id", "features"])
               .with_columns(pl.lit(date.fromisoformat(p.stem)).alias("batch_date")) for p in files]
     logged = pl.concat(frames)
-    return logged.with_columns(pl.col("features").str.json_decode(infer_schema_length=None)).unnest("features")
+    values = pl.read_ndjson(io.BytesIO("\n".join(logged["features"].to_list()).encode()),
+                            infer_schema_length=None)
+    return pl.concat([logged.drop("features"), values], how="horizontal")
 
 
 def training_rows(wh: Warehouse, program_id: str, scored_dir: Path, end: date) -> tuple[pl.DataFrame, str]:

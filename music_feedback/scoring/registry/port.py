@@ -86,7 +86,7 @@ class ModelRegistry(ConfigurableResource):
             try:
                 return load_model(Path(tmp), model_id)
             except ModelArtifactError as exc:
-                raise ModelArtifactError(f"{exc} (registry {self.describe()}, version {version})") from None  # named above
+                raise ModelArtifactError(f"{exc} (registry {self.describe()}, version {version})") from None
 
     def champion_on(self, model_id: str, day: date) -> TrainedModel:
         version = self.champion_version(model_id, day)
