@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 import pytest
 from dagster import instance_for_test
+from fastapi import FastAPI
 
 from music_feedback import runner
 from music_feedback.definitions import build_definitions
@@ -92,7 +93,7 @@ def test_the_endpoint_path_scores_the_same_and_failures_store_nothing(data_home,
         store, now = get_resources()["candidate_store"], datetime(2026, 11, 24, 3, tzinfo=timezone.utc)
         before = store.count(program.program_id, BACKFILL_DAY.isoformat(), now=now)
         assert before > 0
-        with serving(__import__("fastapi").FastAPI()) as down:
+        with serving(FastAPI()) as down:
             pass
         monkeypatch.setenv("MUSIC_FEEDBACK_SAGEMAKER_URL", down)
         failed = run(program, BATCH_DAY, instance)

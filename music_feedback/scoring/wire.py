@@ -89,6 +89,8 @@ def decode_predictions(body: bytes, rows: int, source: str) -> tuple[np.ndarray,
 
 def predict_body(model: TrainedModel, body: bytes, content_type: str) -> bytes:
     """What the model server does for one request, and the in-process scorer for one batch."""
+    from music_feedback.scoring.scorer import one_thread
     frame = decode_body(model, body, content_type)
-    proba = model.predict(frame) if frame.height else np.empty(0)
+    with one_thread():
+        proba = model.predict(frame) if frame.height else np.empty(0)
     return encode_predictions(model, proba)

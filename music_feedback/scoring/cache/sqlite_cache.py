@@ -31,11 +31,14 @@ class SQLiteScoreCache(ScoreCache):
         if pairs.height == 0:
             return self.empty()
         with closing(self._connect()) as con:
-            con.execute("CREATE TEMP TABLE wanted (listener_id INTEGER, track_id INTEGER)")
-            con.executemany("INSERT INTO wanted VALUES (?, ?)", pairs.select("listener_id", "track_id").iter_rows())
+            con.execute("CREATE TEMP TABLE wanted (listener_id INTEGER, track_id INTEGER, "
+                        "PRIMARY KEY (listener_id, track_id)) WITHOUT ROWID")
+            con.executemany("INSERT OR IGNORE INTO wanted VALUES (?, ?)",
+                            pairs.select("listener_id", "track_id").iter_rows())
+            # CROSS JOIN keeps `wanted` outside: one primary-key probe of the cache per wanted pair
             rows = con.execute(
                 "SELECT c.listener_id, c.track_id, c.propensity_score, c.affinity_score FROM wanted w "
-                "JOIN score_cache c ON c.program_id = ? AND c.versions = ? AND c.listener_id = w.listener_id "
+                "CROSS JOIN score_cache c ON c.program_id = ? AND c.versions = ? AND c.listener_id = w.listener_id "
                 "AND c.track_id = w.track_id WHERE c.expires_at > ?", (program_id, versions, epoch(now))).fetchall()
         return pl.DataFrame(rows, schema=SCHEMA, orient="row").unique(["listener_id", "track_id"])
 
