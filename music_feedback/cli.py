@@ -83,7 +83,7 @@ def cmd_run(args) -> int:
     day = args.date or runner.latest_complete_day(meta)
     runner.check_batch_day(program, day, meta)
     inst = runner.instance()
-    trained = runner.ensure_models(defs, program, inst, force=args.retrain)
+    trained = runner.ensure_models(defs, program, inst, force=args.retrain, day=day)
     if trained:
         print(f"trained the {program.program_id} models in {trained:.1f}s")
     report = runner.run_batch(defs, program, day, inst)
@@ -128,6 +128,11 @@ def cmd_serve(args) -> int:
     from music_feedback.service.server import serve
     serve(args.host, args.port, args.workers, args.log_level)
     return 0
+
+
+def cmd_model_serve(args) -> int:
+    from music_feedback.serving.model_cli import serve
+    return serve(args)
 
 
 def cmd_bench(args) -> int:
@@ -186,6 +191,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes (default 1, or MUSIC_FEEDBACK_SERVICE_WORKERS)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(func=cmd_serve)
+
+
+    from music_feedback.serving.model_cli import add_model_commands
+    add_model_commands(sub, cmd_model_serve)
     bench = sub.add_parser("bench", help="run the default-scale day through Dagster and print figures")
     bench.add_argument("--program")
     bench.add_argument("--scale", type=float, default=1.0,

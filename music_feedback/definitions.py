@@ -1,17 +1,18 @@
 """Dagster definitions: the assets, jobs and schedules of every program found."""
 from __future__ import annotations
 
-from dagster import (AssetSelection, DefaultScheduleStatus, Definitions, ScheduleDefinition,
+from dagster import (AssetSelection, DefaultScheduleStatus, Definitions,
                      build_schedule_from_partitioned_job, define_asset_job, in_process_executor)
 
 from music_feedback.assets import daily_assets, model_assets
 from music_feedback.assets.common import daily_partitions
+from music_feedback.assets.models import weekly_partitions
 from music_feedback.assets.warehouse_tables import warehouse_table_specs
 from music_feedback.programs.loader import load_programs
 from music_feedback.programs.model import Program, cron_fields
 from music_feedback.resources import get_resources
 
-TRAINING_CRON = "0 4 * * 0"  # Sunday 04:00, as the seed's weekly retrain
+TRAINING_CRON = "0 4 * * 0"  # Sunday 04:00 UTC, as the seed's weekly retrain
 
 
 def daily_job_name(program: Program) -> str:
@@ -30,7 +31,9 @@ def program_definitions(program: Program) -> Definitions:
         description=f"{program.program_name}: extract, unify, filter, score and store day D's candidates.")
     train_job = define_asset_job(
         training_job_name(program), selection=AssetSelection.assets(*models), executor_def=in_process_executor,
-        description=f"{program.program_name}: retrain the propensity and affinity models.")
+        partitions_def=weekly_partitions(program),
+        description=f"{program.program_name}: retrain the propensity and affinity models on the week's "
+                    "outcomes; promote a challenger only when it beats the champion.")
     minute, hour = cron_fields(program.batch_schedule)
     return Definitions(
         assets=[*daily, *models],
@@ -40,9 +43,11 @@ def program_definitions(program: Program) -> Definitions:
                 daily_job, hour_of_day=hour, minute_of_hour=minute, default_status=DefaultScheduleStatus.STOPPED,
                 description=f"{program.program_name}: every day at {hour:02d}:{minute:02d} UTC (batchSchedule), "
                             "runs the batch for the day that just ended."),
-            ScheduleDefinition(name=f"{program.slug}_weekly_retrain", job=train_job, cron_schedule=TRAINING_CRON,
-                               description=f"{program.program_name}: retrain both models every Sunday at "
-                                           "04:00 UTC."),
+            build_schedule_from_partitioned_job(
+                train_job, name=f"{program.slug}_weekly_retrain", day_of_week=0, hour_of_day=4, minute_of_hour=0,
+                default_status=DefaultScheduleStatus.STOPPED,
+                description=f"{program.program_name}: retrain both models every Sunday at 04:00 UTC on the "
+                            "week's outcomes; a challenger replaces the champion only if it beats it."),
         ],
     )
 

@@ -73,20 +73,24 @@ def _value(v):
     return v
 
 
-def ensure_models(defs, program: Program, inst: DagsterInstance, force: bool = False) -> float:
-    """Train the models unless their artifacts exist; returns seconds spent. Decided from the files,
-    not run history: a shared DAGSTER_HOME with a new data home has history but no models."""
-    from music_feedback.io.parquet_io_manager import LocalParquetIOManager
-    io = LocalParquetIOManager(base_dir=str(settings.io_root()))
-    paths = [io.artifact_path(key(program, n).path) for n in ASSET_NAMES.values()]
-    if not force and all(p.exists() for p in paths):
+def ensure_models(defs, program: Program, inst: DagsterInstance, force: bool = False,
+                  day: date | None = None) -> float:
+    """Run the weekly retrain of the latest week ending on or before `day` (default: today) unless both
+    models already have a champion for that day; returns seconds spent. Decided from the model registry
+    (what exists), not run history: a shared DAGSTER_HOME with a new data home has history but no models."""
+    from music_feedback.assets.models import week_for_day
+    from music_feedback.resources import get_resources
+    day = day or datetime.now(timezone.utc).date()
+    registry = get_resources()["model_registry"]
+    if not force and all(registry.champion_version(m.model_id, day) for m in program.scoring_models):
         return 0.0
     from music_feedback.definitions import training_job_name
     from music_feedback.run_guard import partition_lock, run_tags
     started = time.perf_counter()
-    with partition_lock(settings.data_home() / "locks", training_job_name(program), "all"):
+    week = week_for_day(day)
+    with partition_lock(settings.data_home() / "locks", training_job_name(program), week):
         result = defs.resolve_job_def(training_job_name(program)).execute_in_process(
-            instance=inst, raise_on_error=False, run_config=QUIET, tags=run_tags())
+            instance=inst, raise_on_error=False, run_config=QUIET, partition_key=week, tags=run_tags())
     if not result.success:
         raise RuntimeError(f"training the models of {program.program_id} failed: {_first_error(result)}")
     return time.perf_counter() - started

@@ -7,7 +7,8 @@ import pytest
 
 from music_feedback.warehouse.generator import WarehouseSpec, generate
 
-pytest_plugins = ["music_feedback_tests.servers.fixtures"]
+pytest_plugins = ["music_feedback_tests.servers.fixtures", "music_feedback_tests.model_fixtures",
+                  "music_feedback_tests.aws_fixtures"]
 
 BATCH_DAY = date(2026, 11, 23)
 SMALL = WarehouseSpec(listeners=8_000, tracks=400, plays_per_day=16_000, outcomes=3_000, days=2, end_date=BATCH_DAY)

@@ -1,12 +1,16 @@
-"""feedback_propensity_model and music_affinity_model: trained on the warehouse's outcome history."""
+"""feedback_propensity_model and music_affinity_model: retrained weekly (Sunday 04:00 UTC) on the week's
+partition, registered, and promoted only when they beat the champion by scoring.promotionMargin."""
+from datetime import date, timedelta
 
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, MetadataValue, Output, WeeklyPartitionsDefinition, asset
 
-from music_feedback.assets.common import OWNER, Stopwatch, key
+from music_feedback import settings
+from music_feedback.assets.common import OWNER, Stopwatch, key, partitions_start
 from music_feedback.assets.warehouse_tables import reads
 from music_feedback.programs.model import Program
-from music_feedback.scoring.training import train_model
-from music_feedback.warehouse import queries as q
+from music_feedback.scoring.outcomes import training_rows
+from music_feedback.scoring.registry.port import ModelRegistry
+from music_feedback.scoring.retrain import retrain
 from music_feedback.warehouse.port import Warehouse
 
 ASSET_NAMES = {"propensity": "feedback_propensity_model", "affinity": "music_affinity_model"}
@@ -14,21 +18,50 @@ QUESTIONS = {"propensity": "will the listener answer a feedback request?",
              "affinity": "will the listener like the track (thumbs up), given they answer?"}
 
 
+def weekly_partitions(program: Program) -> WeeklyPartitionsDefinition:
+    """Week partitions start on Sunday; week W is retrained at the Sunday 04:00 that ends it. They start two
+    weeks before the first daily partition, so its day has a week that ended before it (week_for_day)."""
+    start = partitions_start(program) - timedelta(days=14)
+    return WeeklyPartitionsDefinition(start_date=start.isoformat(), day_offset=0)
+
+
+def week_for_day(day: date) -> str:
+    """The partition key of the latest week that ended on or before `day` (its champion scores `day`)."""
+    end = day - timedelta(days=(day.weekday() + 1) % 7)
+    return (end - timedelta(days=7)).isoformat()
+
+
+def _table(decision: dict) -> str:
+    ev = decision["evaluation"]
+    rows = [(name, ev[name]) for name in ("challenger", "champion", "popularity_baseline") if ev[name]]
+    return ("| model | AUC | log loss | calibration error |\n|---|---|---|---|\n"
+            + "".join(f"| {n} | {m['auc']} | {m['log_loss']} | {m['calibration_error']} |\n" for n, m in rows))
+
+
 def build_model(program: Program, role: str):
     spec = program.model(role)
 
     @asset(key=key(program, ASSET_NAMES[role]), group_name=f"{program.slug}_models", owners=[OWNER],
-           kinds={"scikitlearn", "python"}, deps=reads("models"),
+           kinds={"scikitlearn", "python"}, partitions_def=weekly_partitions(program), deps=reads("models"),
            description=f"{spec.model_id}: {QUESTIONS[role]} Gradient-boosted trees on {', '.join(spec.features)}; "
-                       "trained on past requests and their outcomes, evaluated on the newest 20%.")
-    def model(context: AssetExecutionContext, warehouse: Warehouse):
+                       "trained weekly on outcomes up to the week's end, evaluated on the newest 20% against the "
+                       "champion and a popularity baseline, promoted only by margin.")
+    def model(context: AssetExecutionContext, warehouse: Warehouse, model_registry: ModelRegistry):
         watch = Stopwatch()
-        trained = train_model(spec, q.training_outcomes(warehouse, program.program_id))
-        table = "| metric | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in trained.metrics.items())
-        return Output(trained, metadata={
-            "dagster/row_count": trained.training_rows, "version": trained.version,
-            "features": MetadataValue.json(trained.features), **trained.metrics,
-            "duration_s": round(watch.total, 3), "preview": MetadataValue.md(table)})
+        end = date.fromisoformat(context.partition_key) + timedelta(days=7)
+        scored_dir = settings.io_root().joinpath(*key(program, "scored_candidates").path)
+        rows, source = training_rows(warehouse, program.program_id, scored_dir, end)
+        decision = retrain(spec, rows, model_registry, end, program.scoring.promotion_margin,
+                           lineage={"source": source, "warehouse": warehouse.describe(),
+                                    "week": context.partition_key, "run_id": context.run_id})
+        context.log.info(f"{spec.model_id}: {decision['reason']}")
+        return Output(decision, metadata={
+            "dagster/row_count": decision["training_rows"], "challenger_version": decision["challenger_version"],
+            "champion_version": decision["champion_after"] or "none", "promoted": decision["promoted"],
+            "reason": decision["reason"], "training_source": source,
+            "training_window": MetadataValue.json(decision["training_window"]),
+            "evaluation": MetadataValue.md(_table(decision)), "registry": model_registry.describe(),
+            "duration_s": round(watch.total, 3)})
 
     return model
 

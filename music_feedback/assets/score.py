@@ -1,15 +1,19 @@
 """scored_candidates: both models over the hydrated features, in batches, and the combined score."""
 
 import polars as pl
+from datetime import datetime, time, timedelta, timezone
+
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
-from music_feedback.assets.models import ASSET_NAMES
 from music_feedback.programs.model import Program
 from music_feedback.quality.checks import run_stats_suite, zero
+from music_feedback.scoring.cache.port import ScoreCache
+from music_feedback.scoring.cached_scoring import score_with_cache
 from music_feedback.scoring.combine import combined_score, score_distribution
 from music_feedback.scoring.features import candidate_features
-from music_feedback.scoring.model import TrainedModel, model_columns
+from music_feedback.scoring.model import model_columns
+from music_feedback.scoring.registry.port import ModelRegistry
 from music_feedback.scoring.scorer import Scorer
 
 
@@ -47,28 +51,31 @@ def build_score(program: Program, partitions):
         partitions_def=partitions,
         ins={"candidates": AssetIn(key(program, "filtered_candidates")),
              "listeners": AssetIn(key(program, "listener_features")),
-             "tracks": AssetIn(key(program, "track_features")),
-             "propensity_model": AssetIn(key(program, ASSET_NAMES["propensity"])),
-             "affinity_model": AssetIn(key(program, ASSET_NAMES["affinity"]))},
+             "tracks": AssetIn(key(program, "track_features"))},
         description=f"Candidates scored by both models in batches of {settings.batch_size}; score = "
                     f"propensity^{settings.propensity_weight} * affinity^{1 - settings.propensity_weight:g} "
-                    "in [0, 1]. Each row keeps the feature values and model versions used.",
+                    "in [0, 1], with the champions of the day from the model registry; cached pairs are not scored "
+                    "again. Each row keeps the feature values and model versions used.",
         check_specs=[AssetCheckSpec("scores_in_range", asset=asset_key, blocking=True, partitions_def=partitions,
                                     description="Scores in [0, 1], non-null; listener+track unique.")],
     )
-    def scored_candidates(context: AssetExecutionContext, scorer: Scorer, candidates: pl.DataFrame,
-                          listeners: pl.DataFrame, tracks: pl.DataFrame, propensity_model: TrainedModel,
-                          affinity_model: TrainedModel):
+    def scored_candidates(context: AssetExecutionContext, scorer: Scorer, score_cache: ScoreCache,
+                          model_registry: ModelRegistry, candidates: pl.DataFrame,
+                          listeners: pl.DataFrame, tracks: pl.DataFrame):
         watch = Stopwatch()
+        day = batch_date(context)
+        with watch.stage("champions"):  # the models that were champion on `day`, never later ones
+            models = {role: model_registry.champion_on(program.model(role).model_id, day)
+                      for role in ("propensity", "affinity")}
+        propensity_model, affinity_model = models["propensity"], models["affinity"]
         with watch.stage("features"):
-            frame = candidate_features(candidates, listeners, tracks, batch_date(context))
-        with watch.stage("propensity"):
-            p = scorer.predict(propensity_model, frame, settings.batch_size)
-        with watch.stage("affinity"):
-            a = scorer.predict(affinity_model, frame, settings.batch_size)
+            frame = candidate_features(candidates, listeners, tracks, day)
+        with watch.stage("scoring"):
+            # the batch's own moment (D+1 02:00 UTC) as "now", so a backfill ages the cache as the day did
+            now = datetime.combine(day + timedelta(days=1), time(2), tzinfo=timezone.utc)
+            frame, cache_stats = score_with_cache(program, scorer, score_cache, frame, models, now)
         features = feature_columns(program)
         out = frame.with_columns(
-            pl.Series("propensity_score", p, dtype=pl.Float64), pl.Series("affinity_score", a, dtype=pl.Float64),
             pl.lit(propensity_model.version).alias("propensity_model_version"),
             pl.lit(affinity_model.version).alias("affinity_model_version"),
         ).with_columns(
@@ -80,7 +87,7 @@ def build_score(program: Program, partitions):
         yield Output(out, metadata=frame_metadata(
             out, watch.total, score_distribution=MetadataValue.json(dist), batches=-(-out.height // settings.batch_size),
             mean_score=round(float(out["score"].mean() or 0), 4), stage_seconds=watch.stages,
-            model_versions=MetadataValue.json([propensity_model.version, affinity_model.version])))
+            model_versions=MetadataValue.json([propensity_model.version, affinity_model.version]), **cache_stats))
         yield run_stats_suite(asset_key, "scores_in_range", score_stats(out, candidates.height),
                               zero(*SCORE_STATS))
 

@@ -12,6 +12,7 @@ from music_feedback.programs.model import Program
 
 SECTIONS = (
     "music_feedback.bench.batch",
+    "music_feedback.bench.scoring",
     "music_feedback.bench.serving",
 )
 

@@ -64,7 +64,7 @@ def measure(program: Program, scale: float) -> tuple[dict, bool]:
     meta, gen_s = _warehouse(spec)
     day = runner.latest_complete_day(meta)
     from music_feedback.definitions import build_definitions
-    train_s = runner.ensure_models(build_definitions(), program, runner.instance(), force=True)
+    train_s = runner.ensure_models(build_definitions(), program, runner.instance(), force=True, day=day)
     with tempfile.TemporaryDirectory() as tmp:
         out, limit_out = Path(tmp) / "report.json", Path(tmp) / "limit.json"
         rc, process_s, peak_mb = _child([sys.executable, "-m", "music_feedback.cli", "run", "--program",

@@ -7,17 +7,14 @@ import json
 import time
 from datetime import date
 
-import joblib
 import polars as pl
 
 from music_feedback import settings
-from music_feedback.assets.common import key
-from music_feedback.assets.models import ASSET_NAMES
 from music_feedback.assets.score import feature_columns
 from music_feedback.assets.store import channel_rows
 from music_feedback.filters import FilterContext, build_chain, run_chain
-from music_feedback.io.parquet_io_manager import LocalParquetIOManager
 from music_feedback.programs.model import Program
+from music_feedback.resources import get_resources
 from music_feedback.scoring import features as f
 from music_feedback.scoring.combine import combined_score
 from music_feedback.scoring.scorer import InProcessScorer
@@ -52,8 +49,8 @@ def run_limit(program: Program, day: date, store_path: str) -> dict:
     lf = f.listener_features(wh, program.program_id, day, kept["listener_id"])
     tf = f.track_features(wh, program.program_id, day, kept["track_id"])
     lap("features")
-    io = LocalParquetIOManager(base_dir=str(settings.io_root()))
-    models = {role: joblib.load(io.artifact_path(key(program, name).path)) for role, name in ASSET_NAMES.items()}
+    registry = get_resources()["model_registry"]
+    models = {role: registry.champion_on(program.model(role).model_id, day) for role in ("propensity", "affinity")}
     frame = f.candidate_features(kept, lf, tf, day)
     scorer, size = InProcessScorer(), program.scoring.batch_size
     scored = frame.with_columns(

@@ -6,10 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-FEATURE_NAMES = (
-    "engagement_score", "feedback_history", "music_taste_profile", "listening_frequency",
-    "genre", "artist_popularity", "release_date", "similar_track_ratings",
-)
+from music_feedback.scoring.features import LISTENER_FEATURES, TRACK_FEATURES
+
+FEATURE_NAMES = LISTENER_FEATURES + TRACK_FEATURES  # one definition for config, training and scoring
 QUERY_PARAMS = (":batch_start", ":batch_end", ":release_window_start")
 
 
@@ -51,6 +50,11 @@ class ScoringModel(Strict):
         if unknown:
             raise ValueError(f"unknown feature(s) {unknown}; known: {list(FEATURE_NAMES)}")
         return features
+
+    @property
+    def endpoint_name(self) -> str:
+        """The SageMaker endpoint name: `sagemaker://name` or a bare name."""
+        return self.endpoint.removeprefix("sagemaker://")
 
     @model_validator(mode="after")
     def _infer_role(self) -> "ScoringModel":
@@ -103,6 +107,7 @@ class Channel(Strict):
 class ScoringSettings(Strict):
     batch_size: int = Field(2000, alias="batchSize", gt=0, le=100_000)
     propensity_weight: float = Field(0.5, alias="propensityWeight", ge=0.0, le=1.0)
+    promotion_margin: float = Field(0.005, alias="promotionMargin", ge=-1.0, le=1.0)  # AUC a challenger must gain
 
 
 class Program(Strict):

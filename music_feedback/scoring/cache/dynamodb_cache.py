@@ -1,0 +1,101 @@
+"""AWS adapter of the score cache: a DynamoDB table keyed by pair and model versions, with TTL.
+
+Keys: pk = PAIR#<program>#<listener>#<track>, sk = <versions>. TTL deletion lags, so reads filter
+expired items. BatchGetItem (100 keys) and BatchWriteItem (25 items) resend what DynamoDB leaves
+unprocessed, with exponential backoff and jitter.
+"""
+from __future__ import annotations
+
+import random
+import time
+from datetime import datetime
+from decimal import Decimal
+from typing import Optional
+
+import polars as pl
+from pydantic import PrivateAttr
+
+from music_feedback.scoring.cache.port import SCHEMA, ScoreCache, epoch
+
+GET_CHUNK, PUT_CHUNK, MAX_TRIES = 100, 25, 8
+
+
+def _pk(program_id: str, listener_id: int, track_id: int) -> str:
+    return f"PAIR#{program_id}#{listener_id}#{track_id}"
+
+
+class DynamoDBScoreCache(ScoreCache):
+    table_name: str = "music-feedback-score-cache"
+    region_name: str = "us-east-1"
+    endpoint_url: Optional[str] = None
+    _client = PrivateAttr(default=None)
+
+    def client(self):
+        if self._client is None:
+            import boto3
+            self._client = boto3.client("dynamodb", region_name=self.region_name, endpoint_url=self.endpoint_url)
+        return self._client
+
+    def ensure_table(self) -> None:
+        """Create the table (on-demand, TTL on expires_at) if it does not exist."""
+        c = self.client()
+        if self.table_name in c.list_tables().get("TableNames", []):
+            return
+        c.create_table(TableName=self.table_name, BillingMode="PAY_PER_REQUEST",
+                       AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                             {"AttributeName": "sk", "AttributeType": "S"}],
+                       KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                  {"AttributeName": "sk", "KeyType": "RANGE"}])
+        c.get_waiter("table_exists").wait(TableName=self.table_name)
+        c.update_time_to_live(TableName=self.table_name,
+                              TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+
+    @staticmethod
+    def _backoff(attempt: int) -> None:
+        time.sleep(min(2.0, 0.05 * 2 ** attempt) * random.random())
+
+    def lookup(self, program_id: str, versions: str, pairs: pl.DataFrame, now: datetime) -> pl.DataFrame:
+        keys = [{"pk": {"S": _pk(program_id, lid, tid)}, "sk": {"S": versions}}
+                for lid, tid in pairs.select("listener_id", "track_id").unique().iter_rows()]
+        rows, cutoff = [], epoch(now)
+        for i in range(0, len(keys), GET_CHUNK):
+            request = {self.table_name: {"Keys": keys[i:i + GET_CHUNK], "ConsistentRead": True}}
+            for attempt in range(MAX_TRIES):
+                answer = self.client().batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self.table_name, []):
+                    if int(item["expires_at"]["N"]) > cutoff:
+                        rows.append((int(item["listener_id"]["N"]), int(item["track_id"]["N"]),
+                                     float(item["propensity_score"]["N"]), float(item["affinity_score"]["N"])))
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                self._backoff(attempt)
+            else:
+                raise RuntimeError(f"score cache {self.table_name}: DynamoDB left keys unprocessed after "
+                                   f"{MAX_TRIES} tries")
+        return pl.DataFrame(rows, schema=SCHEMA, orient="row")
+
+    def store(self, program_id: str, versions: str, scores: pl.DataFrame, now: datetime) -> int:
+        expires = str(self.expires_at(now))
+        items = [{"PutRequest": {"Item": {
+            "pk": {"S": _pk(program_id, lid, tid)}, "sk": {"S": versions},
+            "listener_id": {"N": str(lid)}, "track_id": {"N": str(tid)},
+            "propensity_score": {"N": str(Decimal(repr(p)))}, "affinity_score": {"N": str(Decimal(repr(a)))},
+            "expires_at": {"N": expires}}}}
+            for lid, tid, p, a in scores.select("listener_id", "track_id", "propensity_score",
+                                                "affinity_score").unique(["listener_id", "track_id"]).iter_rows()]
+        for i in range(0, len(items), PUT_CHUNK):
+            request = {self.table_name: items[i:i + PUT_CHUNK]}
+            for attempt in range(MAX_TRIES):
+                request = self.client().batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+                if not request:
+                    break
+                self._backoff(attempt)
+            else:
+                raise RuntimeError(f"score cache {self.table_name}: DynamoDB left writes unprocessed after "
+                                   f"{MAX_TRIES} tries")
+        return len(items)
+
+    def purge_expired(self, now: datetime) -> int:
+        """DynamoDB's TTL deletes expired items itself (within about two days); reads skip them meanwhile."""
+        return 0

@@ -1,0 +1,40 @@
+"""AWS adapter of the model registry: objects under an S3 prefix."""
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import PrivateAttr
+
+from music_feedback.scoring.registry.port import ModelRegistry
+
+
+class S3ModelRegistry(ModelRegistry):
+    bucket: str
+    prefix: str = "model-registry"
+    region_name: str = "us-east-1"
+    endpoint_url: Optional[str] = None
+    _client = PrivateAttr(default=None)
+
+    def client(self):
+        if self._client is None:
+            import boto3
+            self._client = boto3.client("s3", region_name=self.region_name, endpoint_url=self.endpoint_url)
+        return self._client
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix.strip('/')}/{key}" if self.prefix else key
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.client().put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+        try:
+            return self.client().get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
