@@ -35,12 +35,5 @@ class Scorer(ConfigurableResource):
 class InProcessScorer(Scorer):
     """Embedded adapter: the trained model runs in this process, through the model server's own code."""
 
-    def predict(self, model: TrainedModel, frame: pl.DataFrame, batch_size: int) -> np.ndarray:
-        # One OpenMP thread: on 2,000-row batches sklearn's thread team spins against polars' pool
-        # (measured on 2 cores: 200K rows took 36 s with the default, 1.5 s with one thread).
-        from threadpoolctl import threadpool_limits
-        with threadpool_limits(limits=1, user_api="openmp"):
-            return super().predict(model, frame.rechunk(), batch_size)
-
     def predict_batch(self, model: TrainedModel, batch: pl.DataFrame) -> np.ndarray:
         return model.predict(prepare_frame(model, batch, "the candidates"))
