@@ -38,7 +38,7 @@ def _endpoint_s(program: Program, registry, models: dict, frame: pl.DataFrame, t
     from music_feedback.scoring.sagemaker_scorer import SageMakerScorer
     from music_feedback.serving.threaded import sagemaker_stack
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        os.environ.setdefault(var, "local")  # boto3 signs; the local front does not check (DynamoDB Local wants letters and digits)
+        os.environ.setdefault(var, "local")  # boto3 signs; the front does not check; DynamoDB Local wants [A-Za-z0-9]
     dirs = {program.model(r).endpoint_name: registry.export(models[r].model_id, models[r].version, f"{tmp}/{r}")
             for r in ROLES}
     with sagemaker_stack(dirs) as url:
