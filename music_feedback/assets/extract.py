@@ -89,11 +89,12 @@ def build_extract(program: Program, partitions):
         yield run_stats_suite(raw_key, "extract_fields_valid", window_stats(valid, rejected, raw.height, day),
                               zero(*WINDOW_STATS))
         def day_before_in_warehouse() -> int:
-            """the connector's rows for the day before, counted in the warehouse"""
             sql = bind_batch_window(connector.config.query, day - timedelta(days=1))
             return int(warehouse.fetch(f"SELECT COUNT(*) AS n FROM ({sql}) q")["n"][0])
 
-        expectations, meta = row_count_expectation(context.instance, raw_key, day, day_before_in_warehouse)
+        expectations, meta = row_count_expectation(
+            context.instance, raw_key, day, day_before_in_warehouse,
+            "the connector's rows for the day before, counted in the warehouse")
         yield run_row_count_suite(raw_key, valid.height, expectations, meta)
         share_value = rejected.height / max(raw.height, 1)
         yield run_suite(raw_key, "rejected_share_within_limit", pl.DataFrame({"rejected_share": [share_value]}),

@@ -83,12 +83,13 @@ def build_filter(program: Program, partitions):
         yield run_suite(kept_key, "no_ineligible_listener_passes", guard_frame(result.kept, signals),
                         guard_expectations(ContactPolicy.of_chain(chain)))
         def seed_pass_rate() -> int:
-            """the seed's filter pass rate (13.3%) of today's candidates in the program's marketplaces"""
             in_program = unified.filter(pl.col("marketplace").is_in(list(program.marketplaces))) \
                 if program.marketplaces else unified
             return int(in_program.height * SEED_PASS_RATE)
 
-        expectations, meta = row_count_expectation(context.instance, kept_key, day, seed_pass_rate)
+        expectations, meta = row_count_expectation(
+            context.instance, kept_key, day, seed_pass_rate,
+            "the seed's filter pass rate (13.3%) of today's candidates in the program's marketplaces")
         yield run_row_count_suite(kept_key, result.kept.height, expectations, meta)
 
     return filter_candidates

@@ -59,16 +59,16 @@ def previous_row_count(instance, asset_key: AssetKey, partition: date) -> int | 
 
 
 def row_count_expectation(instance, asset_key: AssetKey, partition: date,
-                          first_baseline=None) -> tuple[list, dict]:
+                          first_baseline=None, baseline_label: str = "") -> tuple[list, dict]:
     """Within ROW_COUNT_BOUNDS of the previous partition. On a program's first partition there is none:
-    `first_baseline()` gives a count to compare with instead (e.g. the warehouse's count for the day
-    before), so the first day is checked too; only with no baseline at all is one row enough."""
+    `first_baseline()` gives a count to compare with instead (`baseline_label` says what it is), so the
+    first day is checked too; only with no baseline at all is one row enough."""
     prev = previous_row_count(instance, asset_key, partition)
     if prev is not None:
         return bounds_around(prev), {"previous_row_count": prev, "baseline": "previous partition"}
     baseline = first_baseline() if first_baseline else None
     if baseline:
-        return bounds_around(baseline), {"previous_row_count": baseline, "baseline": first_baseline.__doc__}
+        return bounds_around(baseline), {"previous_row_count": baseline, "baseline": baseline_label}
     return [Between("rows", 1, None)], {"previous_row_count": "none", "baseline": "none: at least one row"}
 
 
