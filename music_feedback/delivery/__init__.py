@@ -1,0 +1,1 @@
+"""Delivery: the channels that ask listeners for feedback, and the ledger that makes each ask happen once."""
