@@ -6,6 +6,7 @@ from dagster import (AssetSelection, DefaultScheduleStatus, Definitions,
 
 from music_feedback.assets import daily_assets, model_assets
 from music_feedback.assets.common import daily_partitions
+from music_feedback.assets.email import build_email, email_job, email_schedules
 from music_feedback.assets.models import weekly_partitions
 from music_feedback.assets.warehouse_tables import warehouse_table_specs
 from music_feedback.programs.loader import load_programs
@@ -35,10 +36,16 @@ def program_definitions(program: Program) -> Definitions:
         description=f"{program.program_name}: retrain the propensity and affinity models on the week's "
                     "outcomes; promote a challenger only when it beats the champion.")
     minute, hour = cron_fields(program.batch_schedule)
+    channel_assets, channel_jobs, channel_schedules = [], [], []
+    if program.channel("email"):
+        email = build_email(program, daily_partitions(program))
+        channel_assets.append(email)
+        channel_jobs.append(email_job(program, email))
+        channel_schedules += email_schedules(program, channel_jobs[-1])
     return Definitions(
-        assets=[*daily, *models],
-        jobs=[daily_job, train_job],
-        schedules=[
+        assets=[*daily, *models, *channel_assets],
+        jobs=[daily_job, train_job, *channel_jobs],
+        schedules=[*channel_schedules,
             build_schedule_from_partitioned_job(
                 daily_job, hour_of_day=hour, minute_of_hour=minute, default_status=DefaultScheduleStatus.STOPPED,
                 description=f"{program.program_name}: every day at {hour:02d}:{minute:02d} UTC (batchSchedule), "

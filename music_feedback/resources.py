@@ -8,6 +8,7 @@ from music_feedback.scoring.registry.local import LocalModelRegistry
 from music_feedback.scoring.select import scorer_resource
 from music_feedback.store.sqlite_store import SQLiteCandidateStore
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
+from music_feedback.feedback.sqlite_store import SQLiteFeedbackStore
 
 
 def candidate_store():
@@ -27,7 +28,18 @@ def local_resources() -> dict:
         "model_registry": LocalModelRegistry(root=str(settings.data_home() / "lake" / "model_registry")),
         "candidate_store": candidate_store(),
         "io_manager": LocalParquetIOManager(base_dir=str(settings.io_root())),
+        "feedback_store": feedback_store(),
+        "email_sender": email_sender(),
     }
+
+
+def feedback_store():
+    return SQLiteFeedbackStore(path=str(settings.feedback_store_path()))
+
+
+def email_sender():
+    from music_feedback.delivery.settings import email_sender as configured
+    return configured()
 
 
 def get_resources() -> dict:

@@ -48,3 +48,12 @@ def candidate_store_kind() -> str:
     if kind not in ("sqlite", "dynamodb"):
         raise ValueError(f"{CANDIDATE_STORE_VAR}={kind!r} is not supported: set it to 'sqlite' or 'dynamodb'")
     return kind
+
+
+def feedback_store_path() -> Path:
+    return data_home() / "feedback.sqlite"
+
+
+def outbox_dir() -> Path:
+    """The local Maildir the email channel writes to when no SMTP server is configured."""
+    return data_home() / "outbox"

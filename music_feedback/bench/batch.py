@@ -68,7 +68,8 @@ def measure(program: Program, scale: float) -> tuple[dict, bool]:
     with tempfile.TemporaryDirectory() as tmp:
         out, limit_out = Path(tmp) / "report.json", Path(tmp) / "limit.json"
         rc, process_s, peak_mb = _child([sys.executable, "-m", "music_feedback.cli", "run", "--program",
-                                         program.program_id, "--date", day.isoformat(), "--report-json", str(out)])
+                                         program.program_id, "--date", day.isoformat(), "--report-json", str(out),
+                                         "--no-email"])
         if rc != 0 or not out.exists():
             print("the batch failed; see above", file=sys.stderr)
             return {"batch_date": day.isoformat(), "batch_failed": True}, False

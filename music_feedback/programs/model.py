@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from music_feedback.scoring.features import LISTENER_FEATURES, TRACK_FEATURES
+from music_feedback.warehouse.schema import GENRES, MARKETPLACE_TIMEZONES
 
 FEATURE_NAMES = LISTENER_FEATURES + TRACK_FEATURES  # one definition for config, training and scoring
 QUERY_PARAMS = (":batch_start", ":batch_end", ":release_window_start")
@@ -82,14 +84,41 @@ class FilterSpec(Strict):
 
 
 class EmailChannelConfig(Strict):
-    template_id: str = Field(alias="templateId")
+    template_id: Literal["track-feedback-v2"] = Field(alias="templateId")
     send_time: str = Field(alias="sendTime", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    # "local": each marketplace's time zone (the program's marketplaceTimeZones); else one IANA zone.
     timezone: str
+    min_score: float = Field(0.6, alias="minScore", ge=0.0, le=1.0)
+    limit: int = Field(100_000, gt=0, le=1_000_000)
+    max_per_track: int = Field(10_000, alias="maxPerTrack", gt=0)
+    # A request not sent this long after its send time is recorded as expired, never sent late.
+    max_lateness_hours: float = Field(4.0, alias="maxLatenessHours", gt=0, le=48)
+    from_address: str = Field("Music Feedback <feedback@music-feedback.example>", alias="fromAddress")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        if zone != "local":
+            _zone(zone)
+        return zone
 
 
 class VoiceChannelConfig(Strict):
-    prompt: str
-    response_options: list[str] = Field(alias="responseOptions", min_length=2)
+    prompt: str = Field(pattern=r"\{trackName\}")
+    response_options: list[Literal["yes", "no"]] = Field(alias="responseOptions", min_length=2)
+
+
+class FeedbackSettings(Strict):
+    """The feedback form: the genre tags a listener may pick, and how long a link stays valid."""
+    tags: list[str] = Field(default_factory=lambda: list(GENRES), alias="tags", min_length=1)
+    comment_max_length: int = Field(200, alias="commentMaxLength", gt=0, le=2000)
+    link_ttl_days: int = Field(14, alias="linkTTLDays", gt=0, le=90)
+
+
+class HoldoutSettings(Strict):
+    """Listeners held out (never asked) so the program's effect can be measured against them."""
+    share: float = Field(0.05, ge=0.0, lt=1.0)
+    salt: str = Field("holdout-v1", min_length=1)  # change it to draw a new holdout
 
 
 class Channel(Strict):
@@ -123,6 +152,10 @@ class Program(Strict):
     candidate_ttl_days: int = Field(alias="candidateTTLDays", gt=0, le=365)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     # None: the embedded warehouse's first day of plays (else yesterday), not a year of phantom partitions.
+    # Each marketplace's time zone for local send times; defaults to the warehouse's main zone of each.
+    marketplace_time_zones: dict[str, str] = Field(default_factory=dict, alias="marketplaceTimeZones")
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    holdout: HoldoutSettings = Field(default_factory=HoldoutSettings)
     partitions_start_date: str | None = Field(None, alias="partitionsStartDate",
                                               pattern=r"^\d{4}-\d{2}-\d{2}$")
 
@@ -138,7 +171,19 @@ class Program(Strict):
         if len(set(ids)) != len(ids):
             raise ValueError(f"filterChain filterIds must be distinct, got {ids}")
         cron_fields(self.batch_schedule)
+        for market, zone in self.marketplace_time_zones.items():
+            if market not in self.marketplaces:
+                raise ValueError(f"marketplaceTimeZones names {market!r}, which is not in marketplaces")
+            _zone(zone)
         return self
+
+    def time_zone(self, marketplace: str) -> str:
+        """The IANA zone of a marketplace's local send time."""
+        return self.marketplace_time_zones.get(marketplace) or MARKETPLACE_TIMEZONES.get(marketplace, ("UTC",))[0]
+
+    def channel(self, channel_type: str) -> Channel | None:
+        """The first enabled channel of a type (email, voice), if any."""
+        return next((c for c in self.enabled_channels() if c.type == channel_type), None)
 
     @property
     def slug(self) -> str:
@@ -157,6 +202,13 @@ class Program(Strict):
 
     def enabled_channels(self) -> list[Channel]:
         return [c for c in self.channels if c.enabled]
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin'") from None
 
 
 _AWS_CRON = re.compile(r"^cron\((.+)\)$")

@@ -69,6 +69,7 @@ class ChannelQuery:
     marketplace: str | None = None
     max_per_track: int | None = None
     status: str | None = DEFAULT_STATUS  # None: any status
+    batch_date: str | None = None  # None: every live batch; a date: that day's batch only (a channel's day)
 
 
 def epoch_now(now: datetime | None = None) -> float:

@@ -222,26 +222,28 @@ class SQLiteCandidateStore(CandidateStore):
         return self._query(sql, tuple(params), program_id, params[1])[0]["n"]
 
     @staticmethod
-    def _live(conn: sqlite3.Connection, program_id: str, ts: float) -> list[tuple[int, str]]:
-        return conn.execute("SELECT id, batch_date FROM candidate_batches WHERE program_id = ? AND max_expires_at > ? "
+    def _live(conn: sqlite3.Connection, program_id: str, ts: float, batch_date: str | None = None
+              ) -> list[tuple[int, str]]:
+        rows = conn.execute("SELECT id, batch_date FROM candidate_batches WHERE program_id = ? AND max_expires_at > ? "
                             "ORDER BY id", (program_id, ts)).fetchall()
+        return [r for r in rows if batch_date in (None, r[1])]
 
     def track_cutoffs(self, query: ChannelQuery, now: datetime | None = None) -> dict[int, PageKey]:
         ts = epoch_now(now)
         with self._reader() as conn:
-            return sqlite_serving.cutoffs(conn, self.path, self._live(conn, query.program_id, ts), query, ts)
+            return sqlite_serving.cutoffs(conn, self.path, self._live(conn, query.program_id, ts, query.batch_date), query, ts)
 
     def channel_page(self, query: ChannelQuery, after: PageKey | None, size: int,
                      cutoffs: dict[int, PageKey], now: datetime | None = None) -> list[dict]:
         ts = epoch_now(now)
         with self._reader() as conn:
-            return sqlite_serving.page(conn, self._live(conn, query.program_id, ts), query, after, size, cutoffs, ts)
+            return sqlite_serving.page(conn, self._live(conn, query.program_id, ts, query.batch_date), query, after, size, cutoffs, ts)
 
     def channel_page_json(self, query: ChannelQuery, after: PageKey | None, size: int,
                           cutoffs: dict[int, PageKey], now: datetime | None = None) -> tuple[list[bytes], PageKey | None]:
         ts = epoch_now(now)
         with self._reader() as conn:
-            return sqlite_serving.page_json(conn, self._live(conn, query.program_id, ts), query, after, size,
+            return sqlite_serving.page_json(conn, self._live(conn, query.program_id, ts, query.batch_date), query, after, size,
                                             cutoffs, ts)
 
     def set_status(self, program_id: str, batch_date: str, keys: Iterable[tuple[int, int, str]], status: str,

@@ -125,8 +125,9 @@ class DynamoDBCandidateStore(CandidateStore):
         return reads.set_status(self.client(), self.table_name, program_id, batch_date, keys_, status, expected)
 
     # -- reads --------------------------------------------------------------------------------------------
-    def _live(self, program_id: str, ts: float) -> list[dict]:
-        return [b for b in self._registry(program_id) if b["max_expires"] > ts]
+    def _live(self, program_id: str, ts: float, batch_date: str | None = None) -> list[dict]:
+        return [b for b in self._registry(program_id)
+                if b["max_expires"] > ts and batch_date in (None, b["batch_date"])]
 
     def for_listener(self, program_id: str, listener_id: int, now: datetime | None = None) -> list[dict]:
         rows = reads.listener_rows(self.client(), self.table_name, program_id, listener_id, epoch_now(now))
@@ -149,12 +150,12 @@ class DynamoDBCandidateStore(CandidateStore):
 
     def track_cutoffs(self, query: ChannelQuery, now: datetime | None = None) -> dict[int, PageKey]:
         ts = epoch_now(now)
-        return reads.cutoffs(self.client(), self.table_name, self._live(query.program_id, ts), query, ts)
+        return reads.cutoffs(self.client(), self.table_name, self._live(query.program_id, ts, query.batch_date), query, ts)
 
     def channel_page(self, query: ChannelQuery, after: PageKey | None, size: int, cutoffs: dict[int, PageKey],
                      now: datetime | None = None, full: bool = False) -> list[dict]:
         ts = epoch_now(now)
-        return reads.channel_page(self.client(), self.table_name, self._live(query.program_id, ts), query, after,
+        return reads.channel_page(self.client(), self.table_name, self._live(query.program_id, ts, query.batch_date), query, after,
                                   size, cutoffs, ts, full=full)
 
     def count(self, program_id: str, batch_date: str | None = None, now: datetime | None = None) -> int:

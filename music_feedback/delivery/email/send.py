@@ -1,0 +1,176 @@
+"""Sending one marketplace's planned email, exactly once.
+
+Each chunk is claimed in the ledger (pending -> sending) before it is sent and settled after it
+(sent | failed | back to pending for a retry). A run that finds rows still `sending` was preceded by a
+process that died mid-send: the outbox settles them from what it holds (the Maildir can tell; SMTP and SES
+cannot, so those few are sent again, with the same Message-ID). Nothing goes out past the lateness window.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Callable
+
+import polars as pl
+
+from music_feedback.delivery.email.port import EmailSender
+from music_feedback.delivery.email.render import Renderer, message_id
+from music_feedback.feedback.port import FeedbackStore
+from music_feedback.filters import build_chain
+from music_feedback.policy.contact import CAP_DAYS, ContactPolicy, contact_signals, policy_violations
+from music_feedback.programs.model import Program
+from music_feedback.store.base import CandidateStore
+from music_feedback.warehouse.port import Warehouse
+
+
+@dataclass
+class SendOptions:
+    workers: int = 4
+    max_attempts: int = 3
+    retry_delay_s: float = 2.0  # doubled after each round of retries
+    clock: Callable[[], float] = time.time  # epoch seconds; a simulated day passes its own
+
+
+@dataclass
+class SendReport:
+    counts: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def add(self, state: str, reason: str = "", n: int = 1) -> None:
+        self.counts[state] += n
+        if reason:
+            self.reasons[reason[:120]] += n
+
+
+class EmailDelivery:
+    def __init__(self, program: Program, candidates: CandidateStore, feedback: FeedbackStore, sender: EmailSender,
+                 renderer: Renderer, warehouse: Warehouse, options: SendOptions | None = None):
+        self.program, self.candidates, self.feedback, self.sender = program, candidates, feedback, sender
+        self.renderer, self.warehouse = renderer, warehouse
+        self.options = options or SendOptions()
+        self.channel = program.channel("email").channel_id
+        self.policy = ContactPolicy.of_chain(build_chain(program.filter_chain))
+
+    def run(self, batch_day: date, marketplace: str) -> SendReport:
+        started, report = time.perf_counter(), SendReport()
+        day = batch_day.isoformat()
+        self._settle_in_flight(day, marketplace, report)
+        for attempt in range(self.options.max_attempts):
+            due = self.feedback.due(self.program.program_id, day, self.channel, marketplace)
+            due = due.filter(pl.col("attempts") < self.options.max_attempts)
+            if due.is_empty():
+                break
+            if attempt:
+                time.sleep(min(self.options.retry_delay_s * 2 ** (attempt - 1),
+                               max(due["send_before"].min() - self.options.clock(), 0)))
+            due = self._drop_late(day, due, report)
+            due = self._drop_forbidden(batch_day, due, report)
+            self._send_all(day, due, report)
+        self._give_up(day, marketplace, report)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _settle_in_flight(self, day: str, marketplace: str, report: SendReport) -> None:
+        stuck = self.feedback.due(self.program.program_id, day, self.channel, marketplace).filter(
+            pl.col("state") == "sending")
+        if stuck.is_empty():
+            return
+        ids = {self._mid(day, r): (r["listener_id"], r["track_id"]) for r in stuck.iter_rows(named=True)}
+        held = self.sender.delivered(list(ids)) or set()
+        now = self.options.clock()
+        outcomes = [(key, "sent" if mid in held else "pending", "" if mid in held else "in flight when a run died",
+                     mid) for mid, key in ids.items()]
+        self.feedback.settle(self.program.program_id, day, self.channel, outcomes, now)
+        self._mark_candidates(day, [k for mid, k in ids.items() if mid in held])
+        report.add("recovered_sent", n=len(held & ids.keys()))
+        report.add("recovered_resend", n=len(ids.keys() - held))
+
+    def _drop_late(self, day: str, due: pl.DataFrame, report: SendReport) -> pl.DataFrame:
+        now = self.options.clock()
+        late = due.filter(pl.col("send_before") <= now)
+        if late.height:
+            reason = "past the maximum lateness: not sent"
+            self.feedback.expire(self.program.program_id, day, self.channel, late.select("listener_id", "track_id")
+                                 .iter_rows(), reason, now)
+            report.add("expired", reason, late.height)
+        return due.filter(pl.col("send_before") > now)
+
+    def _drop_forbidden(self, batch_day: date, due: pl.DataFrame, report: SendReport) -> pl.DataFrame:
+        """Opt-out, suppression and the weekly cap, checked again now: a listener may have unsubscribed or
+        been asked elsewhere since the batch ran."""
+        if due.is_empty():
+            return due
+        now = self.options.clock()
+        send_day = datetime.fromtimestamp(now, timezone.utc).date()
+        signals = contact_signals(self.warehouse, self.program.program_id, batch_day)
+        since = datetime.combine(send_day - timedelta(days=CAP_DAYS - 1), datetime.min.time(), timezone.utc)
+        contacts = self.feedback.contacts(self.program.program_id, since.timestamp(), now + 1)
+        answered = self.feedback.answered_pairs(self.program.program_id, now + 1)
+        bad = policy_violations(due, signals, self.policy, contacts)
+        suppressed = self.feedback.suppressed(due["listener_id"].unique().to_list())
+        blocked = pl.concat([
+            bad.select("listener_id", "track_id", "reason"),
+            due.filter(pl.col("listener_id").is_in(list(suppressed))).select(
+                "listener_id", "track_id", pl.lit("unsubscribed").alias("reason")),
+            due.join(answered, on=["listener_id", "track_id"], how="semi").select(
+                "listener_id", "track_id", pl.lit("already_answered").alias("reason")),
+        ]).unique(subset=["listener_id", "track_id"], keep="first")
+        for reason, keys in blocked.group_by("reason"):
+            self.feedback.expire(self.program.program_id, batch_day.isoformat(), self.channel,
+                                 keys.select("listener_id", "track_id").iter_rows(), f"at send time: {reason[0]}",
+                                 now, state="cancelled")
+            report.add("cancelled", f"at send time: {reason[0]}", keys.height)
+        return due.join(blocked, on=["listener_id", "track_id"], how="anti")
+
+    def _send_all(self, day: str, due: pl.DataFrame, report: SendReport) -> None:
+        rows = due.to_dicts()
+        size = self.sender.batch_size
+        chunks = [rows[i:i + size] for i in range(0, len(rows), size)]
+        with ThreadPoolExecutor(max_workers=self.options.workers) as pool:
+            for outcome in pool.map(lambda chunk: self._send_chunk(day, chunk), chunks):
+                for state, reason in outcome:
+                    report.add(state, reason if state != "sent" else "")
+
+    def _send_chunk(self, day: str, chunk: list[dict]) -> list[tuple[str, str]]:
+        pid = self.program.program_id
+        claimed = set(self.feedback.claim(pid, day, self.channel, [(r["listener_id"], r["track_id"]) for r in chunk],
+                                          self.options.clock()))
+        rows = [r for r in chunk if (r["listener_id"], r["track_id"]) in claimed]
+        if not rows:
+            return []
+        expires = int(self.options.clock() + timedelta(days=self.program.feedback.link_ttl_days).total_seconds())
+        messages = [self.renderer.message(r, day, self.channel, expires) for r in rows]
+        results = self.sender.send(messages)
+        outcomes = []
+        for row, result in zip(rows, results):
+            state = {"sent": "sent", "failed": "failed", "retry": "pending"}[result.status]
+            outcomes.append(((row["listener_id"], row["track_id"]), state, result.reason, result.message_id))
+        self.feedback.settle(pid, day, self.channel, outcomes, self.options.clock())
+        self._mark_candidates(day, [key for key, state, _, _ in outcomes if state == "sent"])
+        return [("retried" if state == "pending" else state, reason) for _, state, reason, _ in outcomes]
+
+    def _mark_candidates(self, day: str, keys: list[tuple[int, int]]) -> None:
+        if keys:
+            self.candidates.set_status(self.program.program_id, day, [(lid, tid, self.channel) for lid, tid in keys],
+                                       "sent")
+
+    def _give_up(self, day: str, marketplace: str, report: SendReport) -> None:
+        """Rows still pending after the last attempt failed for good: record the last reason."""
+        left = self.feedback.due(self.program.program_id, day, self.channel, marketplace).filter(
+            pl.col("state") == "pending")
+        if left.height:
+            ledger = [self.feedback.ledger_row(self.program.program_id, day, r["listener_id"], r["track_id"],
+                                               self.channel) for r in left.iter_rows(named=True)]
+            for row in ledger:
+                reason = f"gave up after {row['attempts']} attempt(s): {row['reason'] or 'not sent'}"
+                self.feedback.expire(self.program.program_id, day, self.channel, [(row["listener_id"],
+                                     row["track_id"])], reason, self.options.clock(), state="failed")
+                report.add("failed", reason)
+
+    def _mid(self, day: str, row: dict) -> str:
+        return message_id(self.program.program_id, day, row["listener_id"], row["track_id"], self.channel,
+                          self.renderer.domain)

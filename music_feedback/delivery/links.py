@@ -1,0 +1,123 @@
+"""Signed, expiring links: feedback, open pixel, click and unsubscribe.
+
+A token is `kid.payload.mac`: base64url JSON naming its purpose, program, listener, track, batch day,
+channel and expiry, and an HMAC-SHA256 by the key `kid`. Keys rotate by adding a new kid and making it
+active; tokens signed by an older kid verify while that key stays configured.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+KEYS_VAR = "MUSIC_FEEDBACK_LINK_KEYS"  # JSON {"kid": "secret", ...}
+ACTIVE_VAR = "MUSIC_FEEDBACK_LINK_KEY_ID"
+PURPOSES = {"feedback": "f", "open": "o", "click": "c", "unsubscribe": "u"}
+_NAMES = {v: k for k, v in PURPOSES.items()}
+MIN_SECRET = 16
+
+
+class TokenError(ValueError):
+    """A token that is malformed, forged, expired or used for another purpose; the message says which."""
+
+
+@dataclass(frozen=True)
+class LinkClaims:
+    purpose: str
+    program_id: str
+    listener_id: int
+    track_id: int
+    batch_date: str
+    channel: str
+    expires_at: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class LinkSigner:
+    MAX_LENGTH = 1024
+
+    def __init__(self, keys: dict[str, bytes], active: str):
+        if active not in keys:
+            raise ValueError(f"{ACTIVE_VAR}={active!r} is not one of the keys in {KEYS_VAR} ({sorted(keys)})")
+        for kid, secret in keys.items():
+            if not kid.isalnum():
+                raise ValueError(f"{KEYS_VAR}: key id {kid!r} must be letters and digits only")
+            if len(secret) < MIN_SECRET:
+                raise ValueError(f"{KEYS_VAR}: the secret of key {kid!r} must be at least {MIN_SECRET} characters")
+        self._keys, self.active = dict(keys), active
+
+    def sign(self, purpose: str, program_id: str, listener_id: int, track_id: int, batch_date: str,
+             channel: str, expires_at: int) -> str:
+        claims = [PURPOSES[purpose], program_id, int(listener_id), int(track_id), batch_date, channel,
+                  int(expires_at)]
+        body = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        signed = f"{self.active}.{body}"
+        return f"{signed}.{_b64(hmac.new(self._keys[self.active], signed.encode(), hashlib.sha256).digest())}"
+
+    def verify(self, token: str, purpose: str, now: float | None = None) -> LinkClaims:
+        parts = token.split(".") if len(token) <= self.MAX_LENGTH else []
+        if len(parts) != 3:
+            raise TokenError("the link is malformed: open the link from the message again")
+        kid, body, mac = parts
+        key = self._keys.get(kid)
+        try:
+            given = _unb64(mac)
+        except ValueError:
+            given = b""
+        expected = hmac.new(key or b"unknown", f"{kid}.{body}".encode(), hashlib.sha256).digest()
+        if not hmac.compare_digest(given, expected) or key is None:
+            raise TokenError("the link's signature is invalid: it was altered or not issued by this service")
+        try:
+            code, program_id, listener_id, track_id, batch_date, channel, expires_at = json.loads(_unb64(body))
+        except (ValueError, TypeError):
+            raise TokenError("the link is malformed: open the link from the message again") from None
+        if _NAMES.get(code) != purpose:
+            raise TokenError(f"this is a {_NAMES.get(code, 'unknown')} link, not a {purpose} link")
+        if expires_at <= (time.time() if now is None else now):
+            raise TokenError("the link has expired")
+        return LinkClaims(purpose, program_id, listener_id, track_id, batch_date, channel, expires_at)
+
+    @classmethod
+    def from_env(cls, home: Path | None = None) -> "LinkSigner":
+        """Keys from MUSIC_FEEDBACK_LINK_KEYS; on the embedded default without it, a key file made once in
+        the data home (mode 600), so delivery and the service sign and verify with the same key."""
+        raw = os.environ.get(KEYS_VAR)
+        if raw:
+            try:
+                keys = json.loads(raw)
+                assert isinstance(keys, dict) and all(isinstance(v, str) for v in keys.values())
+            except (ValueError, AssertionError):
+                raise ValueError(f'{KEYS_VAR} must be a JSON object {{"kid": "secret", ...}}') from None
+            active = os.environ.get(ACTIVE_VAR) or sorted(keys)[-1]
+            return cls({k: v.encode() for k, v in keys.items()}, active)
+        if home is None:
+            from music_feedback.settings import data_home
+            home = data_home()
+        path = home / "link_keys.json"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".link_keys.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"k1": secrets.token_urlsafe(32)}, f)
+            try:
+                os.link(tmp, path)  # atomic, and fails if another process made it first: theirs wins
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        keys = json.loads(path.read_text())
+        return cls({k: v.encode() for k, v in keys.items()}, os.environ.get(ACTIVE_VAR) or sorted(keys)[-1])

@@ -1,0 +1,42 @@
+"""Run a day's email delivery in-process, every marketplace as at its send time (make run, backfills)."""
+from __future__ import annotations
+
+from datetime import date
+
+from dagster import DagsterInstance, MultiPartitionKey
+
+from music_feedback.programs.model import Program
+
+
+def run_email(defs, program: Program, day: date, inst: DagsterInstance, at_send_time: bool = True) -> list[dict]:
+    from music_feedback.assets.email import job_name
+    from music_feedback.runner import QUIET, _first_error
+    from music_feedback.run_guard import run_tags
+    job = defs.resolve_job_def(job_name(program))
+    out = []
+    for marketplace in program.marketplaces:
+        partition = MultiPartitionKey({"date": day.isoformat(), "marketplace": marketplace})
+        config = {**QUIET, "ops": {f"{program.slug}__email_deliveries": {"config": {"at_send_time": at_send_time}}}}
+        result = job.execute_in_process(partition_key=partition, instance=inst, raise_on_error=False,
+                                        run_config=config, tags=run_tags())
+        meta = {}
+        for event in result.get_asset_materialization_events():
+            meta = {k: getattr(v, "value", v) for k, v in event.event_specific_data.materialization.metadata.items()}
+        out.append({"marketplace": marketplace, "success": result.success, "meta": meta,
+                    "error": None if result.success else _first_error(result)})
+    return out
+
+
+def email_summary(results: list[dict]) -> str:
+    lines = ["email, each marketplace as at its 10:00 local send time:"]
+    for r in results:
+        m = r["meta"]
+        if not r["success"]:
+            lines.append(f"  {r['marketplace']:<3} FAILED: {r['error']}")
+            continue
+        lines.append(f"  {r['marketplace']:<3} sent {m.get('sent', 0):>6,}  failed {m.get('failed', 0):>4,}  "
+                     f"expired {m.get('expired', 0):>4,}  cancelled at send time {m.get('cancelled_at_send_time', 0):>4,}"
+                     f"  {m.get('duration_s', 0):.1f}s")
+    if results and results[0]["meta"].get("email_service"):
+        lines.append(f"  delivered to: {results[0]['meta']['email_service']}")
+    return "\n".join(lines)

@@ -1,0 +1,54 @@
+"""Delivery settings from the environment: where links point, how addresses are formed, which email
+service sends."""
+from __future__ import annotations
+
+import os
+
+from music_feedback import settings
+from music_feedback.delivery.email.port import EmailSender
+
+PUBLIC_URL_VAR = "MUSIC_FEEDBACK_PUBLIC_URL"
+ADDRESS_VAR = "MUSIC_FEEDBACK_EMAIL_ADDRESS_TEMPLATE"
+EMAIL_SERVICE_VAR = "MUSIC_FEEDBACK_EMAIL_SERVICE"
+SMTP_VARS = ("MUSIC_FEEDBACK_SMTP_HOST", "MUSIC_FEEDBACK_SMTP_PORT", "MUSIC_FEEDBACK_SMTP_USER",
+             "MUSIC_FEEDBACK_SMTP_PASSWORD", "MUSIC_FEEDBACK_SMTP_STARTTLS")
+# The warehouse has no contact details; a real deployment points this at its mail alias domain.
+DEFAULT_ADDRESS = "listener-{listener_id}@listeners.music-feedback.example"
+
+
+def public_url() -> str:
+    url = os.environ.get(PUBLIC_URL_VAR, "http://127.0.0.1:8080").rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"{PUBLIC_URL_VAR}={url!r} must start with https:// (or http:// for a local service)")
+    return url
+
+
+def address_template() -> str:
+    template = os.environ.get(ADDRESS_VAR, DEFAULT_ADDRESS)
+    if "{listener_id}" not in template or "@" not in template:
+        raise ValueError(f"{ADDRESS_VAR} must be an address containing {{listener_id}}, e.g. {DEFAULT_ADDRESS}")
+    return template
+
+
+def email_sender() -> EmailSender:
+    """SES v2 when MUSIC_FEEDBACK_EMAIL_SERVICE=ses; SMTP when MUSIC_FEEDBACK_SMTP_HOST is set; else the local
+    Maildir outbox."""
+    service = os.environ.get(EMAIL_SERVICE_VAR, "").strip().lower()
+    if service == "ses":
+        from music_feedback.delivery.email.ses import SESv2Sender
+        return SESv2Sender.from_env()
+    if service not in ("", "smtp", "maildir"):
+        raise ValueError(f"{EMAIL_SERVICE_VAR}={service!r} is not supported: use maildir, smtp or ses")
+    host = os.environ.get("MUSIC_FEEDBACK_SMTP_HOST")
+    if host:
+        from music_feedback.delivery.email.smtp import SMTPSender
+        port = os.environ.get("MUSIC_FEEDBACK_SMTP_PORT", "25")
+        if not port.isdigit():
+            raise ValueError(f"MUSIC_FEEDBACK_SMTP_PORT must be a port number, got {port!r}")
+        return SMTPSender(host=host, port=int(port), username=os.environ.get("MUSIC_FEEDBACK_SMTP_USER"),
+                          password=os.environ.get("MUSIC_FEEDBACK_SMTP_PASSWORD"),
+                          starttls=os.environ.get("MUSIC_FEEDBACK_SMTP_STARTTLS", "").lower() in ("1", "true", "yes"))
+    if service == "smtp":
+        raise ValueError(f"{EMAIL_SERVICE_VAR}=smtp needs MUSIC_FEEDBACK_SMTP_HOST")
+    from music_feedback.delivery.email.maildir import MaildirSender
+    return MaildirSender(path=str(settings.outbox_dir()))
