@@ -24,7 +24,11 @@ MIN_SECRET = 16
 
 
 class TokenError(ValueError):
-    """A token that is malformed, forged, expired or used for another purpose; the message says which."""
+    """A token that is malformed (400), forged or used for another purpose (403), or expired (410)."""
+
+    def __init__(self, message: str, status: int = 403):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ class LinkSigner:
     def verify(self, token: str, purpose: str, now: float | None = None) -> LinkClaims:
         parts = token.split(".") if len(token) <= self.MAX_LENGTH else []
         if len(parts) != 3:
-            raise TokenError("the link is malformed: open the link from the message again")
+            raise TokenError("the link is malformed: open the link from the message again", 400)
         kid, body, mac = parts
         key = self._keys.get(kid)
         try:
@@ -83,11 +87,11 @@ class LinkSigner:
         try:
             code, program_id, listener_id, track_id, batch_date, channel, expires_at = json.loads(_unb64(body))
         except (ValueError, TypeError):
-            raise TokenError("the link is malformed: open the link from the message again") from None
+            raise TokenError("the link is malformed: open the link from the message again", 400) from None
         if _NAMES.get(code) != purpose:
             raise TokenError(f"this is a {_NAMES.get(code, 'unknown')} link, not a {purpose} link")
         if expires_at <= (time.time() if now is None else now):
-            raise TokenError("the link has expired")
+            raise TokenError("the link has expired", 410)
         return LinkClaims(purpose, program_id, listener_id, track_id, batch_date, channel, expires_at)
 
     @classmethod

@@ -5,6 +5,8 @@ import importlib
 
 from fastapi import FastAPI
 
+from music_feedback.delivery.links import LinkSigner
+from music_feedback.feedback.port import FeedbackStore
 from music_feedback.programs.model import Program
 from music_feedback.service import errors
 from music_feedback.service.config import ServiceConfig
@@ -16,14 +18,16 @@ from music_feedback.store.base import CandidateStore
 
 DESCRIPTION = """The online half of music_feedback: channels read their candidates here.
 
-Candidate endpoints need `Authorization: Bearer <API key>`; each key may read a set of programs.
+Listeners reach the feedback page (`/f/{token}`), tracking (`/o`, `/c`) and unsubscribe (`/u`) through
+signed links from their messages; the voice API and candidate endpoints need `Authorization: Bearer <API key>`; each key may read a set of programs.
 Errors answer JSON `{"error", "message", "parameter"}`: 401 without a valid key, 403 for a program the
 key may not read, 404 for an unknown program or channel, 422 naming the bad parameter.
 """
 
 
 def create_app(config: ServiceConfig | None = None, store: CandidateStore | None = None,
-               programs: list[Program] | None = None) -> FastAPI:
+               programs: list[Program] | None = None, feedback: FeedbackStore | None = None,
+               links: LinkSigner | None = None) -> FastAPI:
     """Called with no arguments (uvicorn's factory mode, one call per worker), everything comes from
     the environment: the configured candidate store and the enabled programs."""
     if config is None:
@@ -34,10 +38,15 @@ def create_app(config: ServiceConfig | None = None, store: CandidateStore | None
     if programs is None:
         from music_feedback.programs.loader import load_programs
         programs = load_programs()
+    if feedback is None:
+        from music_feedback.resources import feedback_store
+        feedback = feedback_store()
+    links = links or LinkSigner.from_env()
     app = FastAPI(title="music_feedback service", version="1", description=DESCRIPTION)
     metrics = Metrics()
     app.state.service = ServiceState(config=config, store=store, programs={p.program_id: p for p in programs},
-                                     signer=CursorSigner(config.cursor_secret), metrics=metrics)
+                                     signer=CursorSigner(config.cursor_secret), metrics=metrics,
+                                     feedback=feedback, links=links)
     errors.install(app)
     for name in ROUTERS:
         app.include_router(importlib.import_module(name).router)

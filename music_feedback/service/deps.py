@@ -5,6 +5,9 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from music_feedback.delivery.links import LinkSigner
+from music_feedback.feedback.port import FeedbackStore
+
 from music_feedback.programs.model import Program
 from music_feedback.service.auth import ApiKey
 from music_feedback.service.config import ServiceConfig
@@ -21,6 +24,8 @@ class ServiceState:
     programs: dict[str, Program]
     signer: CursorSigner
     metrics: Metrics
+    feedback: "FeedbackStore"
+    links: "LinkSigner"
 
 
 def state(request: Request) -> ServiceState:

@@ -1,0 +1,74 @@
+"""Validating and recording an answer, shared by the feedback page, the JSON API and the voice API."""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from music_feedback.feedback.port import OptedOutError, Submission, SubmissionConflict, SubmitResult
+from music_feedback.programs.model import Program
+from music_feedback.service.deps import ServiceState
+from music_feedback.service.errors import ApiError
+
+FIELDS = ("rating", "comment", "tags", "submissionId")
+RATINGS = {"up": 1, "down": -1}
+SUBMISSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+@dataclass(frozen=True)
+class Answer:
+    rating: int
+    comment: str
+    tags: tuple[str, ...]
+    submission_id: str
+
+
+def parse(fields: dict[str, list[str]], program: Program) -> Answer:
+    """Form or JSON fields (each a list of values) -> an Answer, or a 422 naming the field at fault."""
+    extra = sorted(set(fields) - set(FIELDS))
+    if extra:
+        raise ApiError(422, f"unknown field(s) {extra}: send only {list(FIELDS)}", extra[0])
+    for name in ("rating", "submissionId"):
+        if not fields.get(name):
+            raise ApiError(422, f"{name} is required", name)
+        if len(fields[name]) > 1:
+            raise ApiError(422, f"{name} was sent more than once", name)
+    rating = fields["rating"][0]
+    if rating not in RATINGS:
+        raise ApiError(422, f"rating must be 'up' or 'down', got {rating[:20]!r}", "rating")
+    comments = fields.get("comment") or [""]
+    if len(comments) > 1:
+        raise ApiError(422, "comment was sent more than once", "comment")
+    comment, limit = comments[0].strip(), program.feedback.comment_max_length
+    if len(comment) > limit:
+        raise ApiError(422, f"comment is {len(comment)} characters; at most {limit} are allowed", "comment")
+    tags = fields.get("tags") or []
+    unknown = [t for t in tags if t not in program.feedback.tags]
+    if unknown:
+        raise ApiError(422, f"unknown tag(s) {unknown[:5]}; choose from {program.feedback.tags}", "tags")
+    if len(set(tags)) != len(tags):
+        raise ApiError(422, "a tag was sent more than once", "tags")
+    submission_id = fields["submissionId"][0]
+    if not SUBMISSION_ID.match(submission_id):
+        raise ApiError(422, "submissionId must be 8-64 letters, digits, '-' or '_'", "submissionId")
+    return Answer(RATINGS[rating], comment, tuple(sorted(tags)), submission_id)
+
+
+def record(st: ServiceState, program: Program, listener_id: int, track_id: int, batch_date: str, channel: str,
+           answer: Answer) -> SubmitResult:
+    """Store the answer (feedback, event, metrics, ledger in one transaction), then move the candidates: this
+    channel's to consumed, other channels' pending ones to cancelled."""
+    sub = Submission(program.program_id, listener_id, track_id, answer.rating, channel, batch_date,
+                     answer.submission_id, time.time(), answer.comment, answer.tags)
+    try:
+        result = st.feedback.submit(sub)
+    except OptedOutError as exc:
+        raise ApiError(403, f"{exc}: nothing was stored", "listener") from None
+    except SubmissionConflict as exc:
+        raise ApiError(409, str(exc), "submissionId") from None
+    if result.outcome == "created":
+        st.store.set_status(program.program_id, batch_date, [(listener_id, track_id, channel)], "consumed")
+        others = [(listener_id, track_id, c.channel_id) for c in program.enabled_channels() if c.channel_id != channel]
+        if others:
+            st.store.set_status(program.program_id, batch_date, others, "cancelled", expected="pending")
+    return result

@@ -1,0 +1,24 @@
+"""HTML pages for listeners (feedback form, confirmations, errors): Jinja2 with autoescape, so a comment
+with markup is shown as text."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+
+@lru_cache(maxsize=1)
+def _env() -> Environment:
+    return Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")),
+                       autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default=True))
+
+
+def page(template: str, status: int = 200, headers: dict | None = None, **context) -> HTMLResponse:
+    html = _env().get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+def message(title: str, text: str, status: int = 200, **context) -> HTMLResponse:
+    return page("message.html.j2", status, title=title, message=text, **context)

@@ -1,0 +1,42 @@
+"""Unsubscribe: GET shows a confirmation page; POST (the page's button, or a mail client's RFC 8058
+one-click POST with List-Unsubscribe=One-Click) opts the listener out of every program at once."""
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+
+from music_feedback.delivery.links import TokenError
+from music_feedback.service import pages
+from music_feedback.service.deps import state
+
+router = APIRouter(tags=["unsubscribe"])
+Token = Annotated[str, Path(min_length=10, max_length=1024)]
+
+
+@router.get("/u/{token}", summary="Unsubscribe confirmation page (changes nothing)", response_class=Response)
+async def unsubscribe_page(request: Request, token: Token) -> Response:
+    try:
+        state(request).links.verify(token, "unsubscribe")
+    except TokenError as exc:
+        return pages.message("This link does not work", str(exc), exc.status)
+    return pages.message("Unsubscribe from feedback requests?",
+                         "You will get no more requests for feedback on new tracks, from any of our programs.",
+                         form_action=f"/u/{token}", button="Unsubscribe")
+
+
+@router.post("/u/{token}", summary="Unsubscribe now (RFC 8058 one-click)", response_class=Response)
+async def unsubscribe(request: Request, token: Token) -> Response:
+    st = state(request)
+    try:
+        claims = st.links.verify(token, "unsubscribe")
+    except TokenError as exc:
+        return pages.message("This link does not work", str(exc), exc.status)
+    now = time.time()
+    if st.feedback.opt_out(claims.listener_id, f"unsubscribe link ({claims.program_id}, {claims.channel})", now):
+        st.feedback.record_event(claims.program_id, "unsubscribe", {"listener_id": claims.listener_id,
+                                                                  "channel": claims.channel}, now)
+    return pages.message("You are unsubscribed", "You will get no more requests for feedback. Thank you for "
+                         "listening with us.")

@@ -1,0 +1,98 @@
+"""The voice assistant's API. After a track ends the assistant asks whether to prompt the listener; the
+answer is yes when a pending voice candidate exists, the listener is not held out or opted out, and the
+weekly cap allows. The spoken yes/no is recorded at once as thumbs up/down."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from music_feedback.delivery.holdout import is_held_out
+from music_feedback.filters import build_chain
+from music_feedback.policy.contact import CAP_DAYS, ContactPolicy
+from music_feedback.service import answers
+from music_feedback.service.deps import readable_program, require_key, state
+from music_feedback.service.errors import ApiError
+from music_feedback.service.schemas import ErrorBody
+
+router = APIRouter(prefix="/v1/programs/{program}/listeners/{listener}", tags=["voice"],
+                   dependencies=[Depends(require_key)],
+                   responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody},
+                              422: {"model": ErrorBody}})
+Listener = Annotated[int, Path(ge=1, le=2**62, description="listener id")]
+
+
+class VoicePrompt(BaseModel):
+    ask: bool
+    reason: str
+    prompt: str | None = None
+    responseOptions: list[str] = []
+    batchDate: str | None = None
+
+
+class VoiceAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    trackId: int = Field(ge=1, le=2**62)
+    answer: Literal["yes", "no"]
+    submissionId: str = Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")
+
+
+def _voice(program):
+    channel = program.channel("voice")
+    if channel is None:
+        raise ApiError(404, f"program {program.program_id!r} has no enabled voice channel", "program")
+    return channel
+
+
+@router.get("/voice-prompt", response_model=VoicePrompt, summary="Should the assistant ask about this track?")
+async def voice_prompt(request: Request, program: str, listener: Listener,
+                       track: Annotated[int, Query(ge=1, le=2**62, description="the track that just ended")]
+                       ) -> VoicePrompt:
+    st, prog = state(request), readable_program(request, program)
+    channel = _voice(prog)
+    now = time.time()
+    pending = [r for r in st.store.for_listener(prog.program_id, listener)
+               if r["track_id"] == track and r["channel"] == channel.channel_id and r["status"] == "pending"]
+    if not pending:
+        return VoicePrompt(ask=False, reason="no pending request for this track")
+    row = pending[0]
+    if st.feedback.suppressed([listener]):
+        return VoicePrompt(ask=False, reason="listener opted out")
+    if is_held_out(prog, listener):
+        st.feedback.record_contact(prog.program_id, row["batch_date"], channel.channel_id, row, "held_out", now)
+        return VoicePrompt(ask=False, reason="listener is in the holdout")
+    existing = st.feedback.ledger_row(prog.program_id, row["batch_date"], listener, track, channel.channel_id)
+    if existing is not None and existing["state"] != "sent":
+        return VoicePrompt(ask=False, reason=f"request is {existing['state']}")
+    if existing is None:
+        policy = ContactPolicy.of_chain(build_chain(prog.filter_chain))
+        since = datetime.now(timezone.utc).date() - timedelta(days=CAP_DAYS - 1)
+        start = datetime.combine(since, datetime.min.time(), timezone.utc).timestamp()
+        made = st.feedback.contacts(prog.program_id, start, now + 1).filter(listener_id=listener)
+        if made.height and int(made["requests"].sum()) >= policy.max_requests_per_week:
+            return VoicePrompt(ask=False, reason="weekly request cap reached")
+        st.feedback.record_contact(prog.program_id, row["batch_date"], channel.channel_id, row, "sent", now)
+    config = channel.typed_config()
+    return VoicePrompt(ask=True, reason="pending request", prompt=config.prompt.replace("{trackName}", row["track_name"]
+                                                                                      or f"track {track}"),
+                       responseOptions=config.response_options, batchDate=row["batch_date"])
+
+
+@router.post("/voice-answers", summary="Record the listener's spoken yes (thumbs up) or no (thumbs down)")
+async def voice_answer(request: Request, program: str, listener: Listener, body: VoiceAnswer) -> dict:
+    st, prog = state(request), readable_program(request, program)
+    channel = _voice(prog)
+    asked = [r for r in st.store.for_listener(prog.program_id, listener)
+             if r["track_id"] == body.trackId and r["channel"] == channel.channel_id]
+    row = next((r for r in asked if st.feedback.ledger_row(prog.program_id, r["batch_date"], listener, body.trackId,
+                                                           channel.channel_id)), None)
+    if row is None:
+        raise ApiError(409, f"listener {listener} was not prompted about track {body.trackId}: ask "
+                            "GET .../voice-prompt first", "trackId")
+    answer = answers.Answer(1 if body.answer == "yes" else -1, "", (), body.submissionId)
+    result = answers.record(st, prog, listener, body.trackId, row["batch_date"], channel.channel_id, answer)
+    return {"outcome": result.outcome, "rating": "up" if body.answer == "yes" else "down",
+            "batchDate": row["batch_date"]}
