@@ -7,6 +7,8 @@ from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_met
 from music_feedback.filters import FilterContext, build_chain, run_chain
 from music_feedback.policy import ContactPolicy, contact_signals
 from music_feedback.policy.contact import policy_frame
+from music_feedback.policy.history import add_contacts, own_history, with_suppressions
+from music_feedback.feedback.port import FeedbackStore
 from music_feedback.assets.warehouse_tables import reads
 from music_feedback.programs.model import Program
 from music_feedback.quality.checks import row_count_expectation, run_row_count_suite, run_suite
@@ -18,10 +20,10 @@ from music_feedback.warehouse.port import Warehouse
 SEED_PASS_RATE = 200_000 / 1_500_000  # first partition only: no previous day to compare with
 
 
-def guard_frame(kept: pl.DataFrame, signals: pl.DataFrame) -> pl.DataFrame:
-    """The kept candidates joined to contact signals read afresh from the warehouse, so the check does not
-    trust the frames the filters loaded."""
-    return policy_frame(kept, signals)
+def guard_frame(kept: pl.DataFrame, signals: pl.DataFrame, contacts: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The kept candidates joined to contact signals read afresh from the warehouse (and the program's own
+    ledger), so the check does not trust the frames the filters loaded."""
+    return policy_frame(kept, signals, contacts)
 
 
 def guard_expectations(policy: ContactPolicy) -> list:
@@ -58,13 +60,17 @@ def build_filter(program: Program, partitions):
                            description="Eligible candidates within 0.5x-2x of the previous partition's."),
         ],
     )
-    def filter_candidates(context: AssetExecutionContext, warehouse: Warehouse, unified: pl.DataFrame):
+    def filter_candidates(context: AssetExecutionContext, warehouse: Warehouse, feedback_store: FeedbackStore,
+                          unified: pl.DataFrame):
         day = batch_date(context)
         watch = Stopwatch()
         with watch.stage("context"):
-            ctx = FilterContext(program.program_id, day, q.listener_context(warehouse), q.track_context(warehouse),
-                                q.prior_feedback_pairs(warehouse, program.program_id, day),
-                                q.recent_request_counts(warehouse, program.program_id, day),
+            own = own_history(feedback_store, program.program_id, day)
+            ctx = FilterContext(program.program_id, day,
+                                with_suppressions(q.listener_context(warehouse), own.suppressed),
+                                q.track_context(warehouse),
+                                pl.concat([q.prior_feedback_pairs(warehouse, program.program_id, day), own.answered]),
+                                add_contacts(q.recent_request_counts(warehouse, program.program_id, day), own.contacts),
                                 tuple(program.marketplaces))
         with watch.stage("chain"):
             result = run_chain(chain, unified, ctx)
@@ -79,8 +85,8 @@ def build_filter(program: Program, partitions):
             **{f"removed_share:{name}": MetadataValue.float(v) for name, v in removed_share.items()}))
         decisions = result.decisions.with_columns(pl.lit(day).alias("batch_date"))
         yield Output(decisions, "candidate_decisions", metadata=frame_metadata(decisions, watch.total))
-        signals = contact_signals(warehouse, program.program_id, day)
-        yield run_suite(kept_key, "no_ineligible_listener_passes", guard_frame(result.kept, signals),
+        signals = with_suppressions(contact_signals(warehouse, program.program_id, day), own.suppressed)
+        yield run_suite(kept_key, "no_ineligible_listener_passes", guard_frame(result.kept, signals, own.contacts),
                         guard_expectations(ContactPolicy.of_chain(chain)))
         def seed_pass_rate() -> int:
             in_program = unified.filter(pl.col("marketplace").is_in(list(program.marketplaces))) \

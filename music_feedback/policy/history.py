@@ -1,0 +1,43 @@
+"""The program's own history, which the warehouse does not hold yet: what was sent and answered, and who
+unsubscribed. Tomorrow's batch reads it, so the weekly cap counts today's sends on every channel and
+answered pairs are not asked again."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+
+import polars as pl
+
+from music_feedback.feedback.port import FeedbackStore
+from music_feedback.policy.contact import CAP_DAYS
+
+
+@dataclass(frozen=True)
+class OwnHistory:
+    contacts: pl.DataFrame  # listener_id, requests
+    answered: pl.DataFrame  # listener_id, track_id
+    suppressed: set[int]
+
+
+def own_history(feedback: FeedbackStore, program_id: str, day: date) -> OwnHistory:
+    """Contacts in the 7 days ending on D (the email of D-1's batch goes out on D); answers and opt-outs
+    whenever they came, because an answered pair or an unsubscribed listener is never asked again."""
+    until = datetime.combine(day + timedelta(days=1), time(), timezone.utc).timestamp()
+    since = datetime.combine(day - timedelta(days=CAP_DAYS - 1), time(), timezone.utc).timestamp()
+    return OwnHistory(feedback.contacts(program_id, since, until), feedback.answered_pairs(program_id, float("inf")),
+                      feedback.suppressed())
+
+
+def add_contacts(prior: pl.DataFrame, contacts: pl.DataFrame) -> pl.DataFrame:
+    """listener_id, prior_requests: the warehouse's counts plus the ledger's."""
+    extra = contacts.select("listener_id", pl.col("requests").alias("prior_requests"))
+    return (pl.concat([prior.select("listener_id", pl.col("prior_requests").cast(pl.Int64)), extra])
+            .group_by("listener_id").agg(pl.col("prior_requests").sum()))
+
+
+def with_suppressions(listeners: pl.DataFrame, suppressed: set[int]) -> pl.DataFrame:
+    """An unsubscribed listener counts as opted out, whatever the warehouse says."""
+    if not suppressed:
+        return listeners
+    return listeners.with_columns(
+        (pl.col("opted_out") | pl.col("listener_id").is_in(list(suppressed))).alias("opted_out"))
