@@ -1,10 +1,14 @@
 """A small store and a configured app for the service tests (and for other routers' tests to reuse)."""
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 import polars as pl
 
+from music_feedback.delivery.links import LinkSigner
+from music_feedback.feedback.sqlite_store import SQLiteFeedbackStore
 from music_feedback.programs.loader import load_programs
 from music_feedback.service.app import create_app
 from music_feedback.service.auth import ApiKeyRing
@@ -33,10 +37,18 @@ def frame(rows: list[dict]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=CANDIDATE_SCHEMA)
 
 
-def make_app(store, page_size: int = 1_000, max_per_track: int = 10_000, keys: ApiKeyRing = KEYS):
+LINKS = LinkSigner({"t1": b"test-link-secret-0123456789"}, "t1")
+
+
+def make_app(store, page_size: int = 1_000, max_per_track: int = 10_000, keys: ApiKeyRing = KEYS,
+             feedback=None, links: LinkSigner = LINKS, programs=None):
+    """`feedback` defaults to a SQLite feedback store beside a SQLite candidate store (else in memory)."""
     config = ServiceConfig(page_size=page_size, max_per_track=max_per_track, api_keys=keys,
                            cursor_secret=b"test-secret-0123456789")
-    return create_app(config, store=store, programs=load_programs())
+    if feedback is None:
+        folder = Path(getattr(store, "path", "")).parent if getattr(store, "path", None) else Path(tempfile.mkdtemp())
+        feedback = SQLiteFeedbackStore(path=str(folder / "feedback.sqlite"))
+    return create_app(config, store=store, programs=programs or load_programs(), feedback=feedback, links=links)
 
 
 def sqlite_store(tmp_path) -> SQLiteCandidateStore:
