@@ -22,7 +22,7 @@ def test_definitions_do_not_import_great_expectations():
             "assert 'great_expectations' not in sys.modules; print(len(list(defs.resolve_all_asset_keys())))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert int(proc.stdout.strip()) == 11 + 7  # the program's assets and the warehouse tables it reads
+    assert int(proc.stdout.strip()) == 11 + 1 + 7  # the batch and model assets, email, the warehouse tables
 
 
 def test_jobs_and_schedules():
@@ -35,6 +35,10 @@ def test_jobs_and_schedules():
 
     for name in ("music_feedback_daily_batch_schedule", "music_feedback_weekly_retrain"):
         assert defs.resolve_schedule_def(name).description
+    # email at 10:00 local time, one schedule per marketplace in its own zone
+    berlin = defs.resolve_schedule_def("music_feedback_email_de")
+    assert (berlin.cron_schedule, berlin.execution_timezone) == ("0 10 * * *", "Europe/Berlin")
+    assert defs.resolve_schedule_def("music_feedback_email_jp").execution_timezone == "Asia/Tokyo"
 
 
 def test_lineage_shows_the_warehouse_tables_each_stage_reads():

@@ -1,0 +1,110 @@
+"""The feedback store's contract: every adapter passes it (SQLite is the embedded one)."""
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from music_feedback.feedback import OptedOutError, Submission, SubmissionConflict
+from music_feedback.feedback.port import LEDGER_SCHEMA
+from music_feedback.feedback.sqlite_store import SQLiteFeedbackStore
+
+P, DAY = "music-feedback", "2026-11-23"
+
+
+@pytest.fixture(params=["sqlite"])
+def store(request, tmp_path):
+    return SQLiteFeedbackStore(path=str(tmp_path / "feedback.sqlite"))
+
+
+def ledger(rows: list[tuple[int, int, str]], channel: str = "email") -> pl.DataFrame:
+    return pl.DataFrame([{"batch_date": DAY, "listener_id": l, "track_id": t, "channel": channel, "state": s,
+                          "campaign": "US-rock", "marketplace": "US", "genre": "rock", "track_name": f"T{t}",
+                          "artist_id": 1, "score": 0.9, "send_at": 100.0, "send_before": 200.0}
+                         for l, t, s in rows], schema=LEDGER_SCHEMA)
+
+
+def sub(listener=1, track=10, rating=1, sid="sub-00001", channel="email", **kw) -> Submission:
+    return Submission(P, listener, track, rating, channel, DAY, sid, kw.pop("at", 150.0), **kw)
+
+
+def test_plan_is_idempotent_and_keeps_states(store):
+    assert store.plan(P, ledger([(1, 10, "pending"), (2, 10, "held_out")])) == 2
+    assert store.claim(P, DAY, "email", [(1, 10)], 120.0) == [(1, 10)]
+    assert store.plan(P, ledger([(1, 10, "pending"), (2, 10, "held_out"), (3, 10, "pending")])) == 1
+    assert store.ledger_counts(P) == {"held_out": 1, "pending": 1, "sending": 1}
+    with pytest.raises(ValueError, match="pending or held_out"):
+        store.plan(P, ledger([(4, 10, "sent")]))
+
+
+def test_claim_is_a_compare_and_set(store):
+    store.plan(P, ledger([(1, 10, "pending"), (2, 10, "pending")]))
+    assert store.claim(P, DAY, "email", [(1, 10), (2, 10)], 120.0) == [(1, 10), (2, 10)]
+    assert store.claim(P, DAY, "email", [(1, 10), (2, 10)], 121.0) == []  # a second sender gets nothing
+
+
+def test_settle_and_retry_and_contacts(store):
+    store.plan(P, ledger([(1, 10, "pending"), (2, 10, "pending"), (3, 10, "pending")]))
+    store.claim(P, DAY, "email", [(1, 10), (2, 10), (3, 10)], 120.0)
+    store.settle(P, DAY, "email", [((1, 10), "sent", "", "<m1@x>"), ((2, 10), "pending", "SMTP 451 busy", None),
+                                   ((3, 10), "failed", "SMTP 550 no such user", None)], 121.0)
+    row = store.ledger_row(P, DAY, 3, 10, "email")
+    assert row["state"] == "failed" and row["reason"] == "SMTP 550 no such user" and row["attempts"] == 1
+    assert sorted(store.due(P, DAY, "email")["listener_id"].to_list()) == [2]
+    contacts = store.contacts(P, 0, 1_000)
+    assert contacts.to_dicts() == [{"listener_id": 1, "requests": 1}]  # a retry or failure is no contact
+    assert store.contacts(P, 122, 1_000).is_empty()
+
+
+def test_expire_records_the_reason(store):
+    store.plan(P, ledger([(1, 10, "pending")]))
+    assert store.expire(P, DAY, "email", [(1, 10)], "too late", 300.0) == 1
+    assert store.ledger_row(P, DAY, 1, 10, "email")["state"] == "expired"
+    assert store.due(P, DAY, "email").is_empty()
+
+
+def test_one_answer_per_pair_retries_idempotent_conflicts_refused(store):
+    store.plan(P, ledger([(1, 10, "pending")]) .vstack(ledger([(1, 10, "pending")], "voice-assistant")))
+    store.claim(P, DAY, "email", [(1, 10)], 120.0)
+    store.settle(P, DAY, "email", [((1, 10), "sent", "", "<m@x>")], 121.0)
+    first = store.submit(sub(tags=("rock",), comment="great"))
+    assert first.outcome == "created" and first.feedback["delivered_at"] == 121.0
+    assert store.submit(sub(tags=("rock",), comment="great")).outcome == "unchanged"
+    with pytest.raises(SubmissionConflict):
+        store.submit(sub(rating=-1))
+    again = store.submit(sub(rating=-1, sid="sub-00002", at=160.0))
+    assert again.outcome == "updated" and again.feedback["revisions"] == 2
+    assert store.track_metrics(P, 10) == {"thumbs_up": 0, "thumbs_down": 1, "responses": 1}
+    assert store.ledger_row(P, DAY, 1, 10, "voice-assistant")["state"] == "cancelled"
+    assert store.ledger_row(P, DAY, 1, 10, "email")["answered_at"] == 150.0
+    kinds = [e["kind"] for e in store.events(P)]
+    assert kinds == ["feedback.submitted", "feedback.updated"]
+    assert store.answered_pairs(P, 155.0).to_dicts() == [{"listener_id": 1, "track_id": 10}]
+    assert store.answered_pairs(P, 149.0).is_empty()
+
+
+def test_opted_out_listener_stores_nothing(store):
+    store.plan(P, ledger([(1, 10, "pending")]))
+    assert store.opt_out(1, "unsubscribe link", 100.0) is True
+    assert store.opt_out(1, "again", 101.0) is False
+    assert store.ledger_row(P, DAY, 1, 10, "email")["state"] == "cancelled"
+    with pytest.raises(OptedOutError):
+        store.submit(sub())
+    assert store.feedback(P, 1, 10) is None and store.events(P) == []
+    assert store.suppressed([1, 2]) == {1} and store.suppressed() == {1}
+
+
+def test_outbox_publishing(store):
+    store.record_event(P, "open", {"listener_id": 1}, 100.0)
+    store.record_event(P, "click", {"listener_id": 1}, 101.0)
+    pending = store.unpublished_events()
+    assert [e["kind"] for e in pending] == ["open", "click"] and pending[0]["detail"] == {"listener_id": 1}
+    assert store.mark_published([pending[0]["id"]], 102.0) == 1
+    assert [e["kind"] for e in store.unpublished_events()] == ["click"]
+
+
+def test_voice_contact_recorded_once(store):
+    row = {"listener_id": 5, "track_id": 50, "track_name": "T", "genre": "pop", "marketplace": "US", "score": 0.8,
+           "artist_id": 1}
+    assert store.record_contact(P, DAY, "voice-assistant", row, "sent", 100.0) == "sent"
+    assert store.record_contact(P, DAY, "voice-assistant", row, "held_out", 101.0) == "sent"
+    assert store.contacts(P, 0, 1_000).to_dicts() == [{"listener_id": 5, "requests": 1}]
