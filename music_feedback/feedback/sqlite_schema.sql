@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS delivery_ledger (
   PRIMARY KEY (program_id, batch_date, channel, listener_id, track_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ledger_contacts ON delivery_ledger (program_id, contacted_at, listener_id);
-CREATE INDEX IF NOT EXISTS ledger_pair ON delivery_ledger (program_id, listener_id, track_id);
+CREATE INDEX IF NOT EXISTS ledger_listener ON delivery_ledger (listener_id, track_id, program_id);
 CREATE INDEX IF NOT EXISTS ledger_due ON delivery_ledger (program_id, batch_date, channel, state);
 
 CREATE TABLE IF NOT EXISTS feedback (

@@ -224,8 +224,9 @@ class SQLiteFeedbackStore(FeedbackStore):
                      "WHERE program_id = ? AND listener_id = ? AND track_id = ? AND channel = ? AND batch_date = ?",
                      (sub.submitted_at, sub.submitted_at, sub.program_id, sub.listener_id, sub.track_id,
                       sub.channel, sub.batch_date))
-        conn.execute("UPDATE delivery_ledger SET state = 'cancelled', reason = 'answered on ' || ?, updated_at = ? "
-                     "WHERE program_id = ? AND listener_id = ? AND track_id = ? AND state = 'pending'",
+        # INDEXED BY: without statistics the planner prefers the due index and scans a program's ledger.
+        conn.execute("UPDATE delivery_ledger INDEXED BY ledger_listener SET state = 'cancelled', "
+                     "reason = 'answered on ' || ?, updated_at = ? WHERE program_id = ? AND listener_id = ? AND track_id = ? AND state = 'pending'",
                      (sub.channel, sub.submitted_at, sub.program_id, sub.listener_id, sub.track_id))
 
     def _feedback(self, conn: sqlite3.Connection, program_id: str, listener_id: int, track_id: int) -> dict | None:
@@ -257,8 +258,9 @@ class SQLiteFeedbackStore(FeedbackStore):
             added = conn.execute("INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?)",
                                  (listener_id, reason, now)).rowcount
             if added:  # nothing more goes out to them, in any program
-                conn.execute("UPDATE delivery_ledger SET state = 'cancelled', reason = 'opted out', updated_at = ? "
-                             "WHERE listener_id = ? AND state = 'pending'", (now, listener_id))
+                conn.execute("UPDATE delivery_ledger INDEXED BY ledger_listener SET state = 'cancelled', "
+                             "reason = 'opted out', updated_at = ? WHERE listener_id = ? AND state = 'pending'",
+                             (now, listener_id))
             return bool(added)
 
     def suppressed(self, listener_ids: Iterable[int] | None = None) -> set[int]:
