@@ -94,16 +94,19 @@ class SQLiteFeedbackStore(FeedbackStore):
 
     def claim(self, program_id: str, batch_date: str, channel: str, keys: Iterable[LedgerKey], now: float
               ) -> list[LedgerKey]:
-        claimed = []
+        keys, claimed = list(keys), []
         with self._tx() as conn:
-            for lid, tid in keys:
-                cur = conn.execute(
+            for i in range(0, len(keys), 400):  # one statement per 400 keys (SQLite's parameter limit)
+                part = keys[i:i + 400]
+                rows = conn.execute(
                     "UPDATE delivery_ledger SET state = 'sending', attempts = attempts + 1, updated_at = ?, "
-                    f"contacted_at = ? WHERE {self._KEY} AND state = 'pending'",
-                    (now, now, program_id, batch_date, channel, lid, tid))
-                if cur.rowcount:
-                    claimed.append((lid, tid))
-        return claimed
+                    "contacted_at = ? WHERE program_id = ? AND batch_date = ? AND channel = ? AND state = 'pending' "
+                    f"AND (listener_id, track_id) IN (VALUES {', '.join(['(?, ?)'] * len(part))}) "
+                    "RETURNING listener_id, track_id",
+                    (now, now, program_id, batch_date, channel, *(v for k in part for v in k))).fetchall()
+                claimed += [tuple(r) for r in rows]
+        order = {k: n for n, k in enumerate(keys)}
+        return sorted(claimed, key=order.__getitem__)
 
     def settle(self, program_id: str, batch_date: str, channel: str,
                outcomes: Iterable[tuple[LedgerKey, str, str, str | None]], now: float) -> int:

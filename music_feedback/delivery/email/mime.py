@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+from functools import lru_cache
 from email.header import Header
 from email.utils import formatdate, parseaddr, formataddr
 
@@ -18,7 +19,9 @@ def _header_value(value: str) -> str:
     return Header(value, "utf-8").encode(maxlinelen=998)
 
 
+@lru_cache(maxsize=64)
 def _address(value: str) -> str:
+    """Cached: the sender is the same on every message, and parsing costs more than rendering."""
     name, addr = parseaddr(value)
     return formataddr((name, addr), charset="utf-8") if name else addr
 
@@ -29,7 +32,8 @@ def _qp(text: str) -> bytes:
 
 def to_bytes(message: EmailMessage, date: str | None = None) -> bytes:
     boundary = "=_" + hashlib.sha1(message.message_id.encode()).hexdigest()
-    headers = [("From", _address(message.sender)), ("To", _address(message.to)),
+    to = message.to if "<" not in message.to and message.to.isascii() else _address(message.to)
+    headers = [("From", _address(message.sender)), ("To", to),
                ("Subject", _header_value(message.subject)),
                ("Date", date or formatdate(usegmt=True)), ("Message-ID", message.message_id),
                *((k, _header_value(v)) for k, v in message.headers.items()),
