@@ -62,8 +62,10 @@ def program_definitions(program: Program) -> Definitions:
 def build_definitions() -> Definitions:
     programs = load_programs()
     sources = {p.connector.config.table for p in programs}
+    from music_feedback.feedback.relay_job import feedback_events_relay, relay_schedule
     return Definitions.merge(*(program_definitions(p) for p in programs),
-                             Definitions(assets=warehouse_table_specs(sources), resources=get_resources()))
+                             Definitions(assets=warehouse_table_specs(sources), jobs=[feedback_events_relay],
+                                         schedules=[relay_schedule], resources=get_resources()))
 
 
 defs = build_definitions()

@@ -30,7 +30,21 @@ def local_resources() -> dict:
         "io_manager": LocalParquetIOManager(base_dir=str(settings.io_root())),
         "feedback_store": feedback_store(),
         "email_sender": email_sender(),
+        "event_publisher": event_publisher(),
     }
+
+
+def event_publisher():
+    """The outbox table itself by default; EventBridge when MUSIC_FEEDBACK_EVENT_BUS names a bus."""
+    import os
+    bus = os.environ.get("MUSIC_FEEDBACK_EVENT_BUS")
+    if bus:
+        from music_feedback.feedback.events import EventBridgePublisher
+        return EventBridgePublisher(bus_name=bus, endpoint_url=os.environ.get("MUSIC_FEEDBACK_EVENTS_ENDPOINT"),
+                                    region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+                                    or "us-east-1")
+    from music_feedback.feedback.events import OutboxLog
+    return OutboxLog()
 
 
 def feedback_store():
