@@ -1,16 +1,16 @@
 """The Dagster job that relays the feedback outbox to the event publisher, every five minutes."""
-from dagster import DefaultScheduleStatus, OpExecutionContext, ScheduleDefinition, job, op
+from dagster import DefaultScheduleStatus, Nothing, OpExecutionContext, Out, ScheduleDefinition, job, op
 
 from music_feedback.feedback.events import EventPublisher, relay
 from music_feedback.feedback.port import FeedbackStore
 
 
-@op(description="Publish every unpublished feedback event, oldest first; what fails stays for the next run.")
+@op(out=Out(Nothing),
+    description="Publish every unpublished feedback event, oldest first; what fails stays for the next run.")
 def publish_feedback_events(context: OpExecutionContext, feedback_store: FeedbackStore,
-                            event_publisher: EventPublisher) -> int:
+                            event_publisher: EventPublisher) -> None:
     published = relay(feedback_store, event_publisher)
     context.log.info(f"published {published} event(s) to {event_publisher.describe()}")
-    return published
 
 
 @job(description="Relay feedback events from the outbox table to the event bus (EventBridge on AWS).")
