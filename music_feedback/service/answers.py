@@ -63,7 +63,7 @@ def record(st: ServiceState, program: Program, listener_id: int, track_id: int, 
     try:
         result = st.feedback.submit(sub)
     except OptedOutError as exc:
-        raise ApiError(403, f"{exc}: nothing was stored", "listener") from None
+        raise ApiError(403, str(exc), "listener") from None
     except SubmissionConflict as exc:
         raise ApiError(409, str(exc), "submissionId") from None
     if result.outcome == "created":
