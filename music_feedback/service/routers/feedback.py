@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from music_feedback.delivery.links import LinkClaims, TokenError
 from music_feedback.programs.model import Program
@@ -97,7 +98,18 @@ async def submit_form(request: Request, token: Token) -> Response:
                          comment=answer.comment)
 
 
+class FeedbackBody(BaseModel):
+    """Documents the JSON body; the handler parses it itself to name every problem in its own words."""
+    token: str = Field(min_length=10, max_length=1024, description="the token of the feedback link")
+    rating: Literal["up", "down"]
+    submissionId: str = Field(pattern=r"^[A-Za-z0-9_-]{8,64}$", description="the client's id: a retry is a no-op")
+    comment: str = Field("", max_length=200)
+    tags: list[str] = Field(default_factory=list, description="genre tags from the program's vocabulary")
+
+
 @router.post("/v1/feedback", summary="Submit feedback as JSON with the link's token",
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": FeedbackBody.model_json_schema()}}}},
              responses={200: {"description": "stored"}, 409: {"description": "submissionId reused"}})
 async def submit_json(request: Request) -> dict:
     st = state(request)
