@@ -86,18 +86,17 @@ def cmd_run(args) -> int:
     trained = runner.ensure_models(defs, program, inst, force=args.retrain, day=day)
     if trained:
         print(f"trained the {program.program_id} models in {trained:.1f}s")
+    if not args.no_email:  # the whole day: the same jobs the schedules run, and simulated listeners
+        from music_feedback.simulate.day import run_day
+        day_report = run_day(defs, program, day, inst)
+        print("\n".join(day_report.lines))
+        print("steps (s): " + ", ".join(f"{k} {v}" for k, v in day_report.steps.items()))
+        return 0 if day_report.success else 1
     report = runner.run_batch(defs, program, day, inst)
     print(runner.summary(report))
     if args.report_json:
         Path(args.report_json).write_text(json.dumps(report.__dict__, default=str))
-    if not report.success:
-        return 1
-    if args.no_email or not program.channel("email"):
-        return 0
-    from music_feedback.delivery.runner import run_email, email_summary
-    results = run_email(defs, program, day, inst)
-    print(email_summary(results))
-    return 0 if all(r["success"] for r in results) else 1
+    return 0 if report.success else 1
 
 
 def cmd_why(args) -> int:
@@ -179,8 +178,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--date", type=date.fromisoformat, help="batch day D (processes D's plays)")
     run.add_argument("--retrain", action="store_true", help="retrain the models first")
     run.add_argument("--report-json", help=argparse.SUPPRESS)
-    run.add_argument("--no-email", action="store_true",
-                     help="run only the batch, not the day's email (which runs as at each marketplace's send time)")
+    run.add_argument("--no-email", "--batch-only", dest="no_email", action="store_true",
+                     help="run only the batch, not the rest of the day (export, email, listeners, playlists, metrics)")
     run.set_defaults(func=cmd_run)
     why = sub.add_parser("why", help="why was a listener (not) asked about a track on a day")
     why.add_argument("--listener", type=int, required=True)

@@ -6,7 +6,12 @@ from dagster import (AssetSelection, DefaultScheduleStatus, Definitions,
 
 from music_feedback.assets import daily_assets, model_assets
 from music_feedback.assets.common import daily_partitions
+from music_feedback.assets.cleanup import build_cleanup
 from music_feedback.assets.email import build_email, email_job, email_schedules
+from music_feedback.assets.export import build_export
+from music_feedback.assets.metrics import build_metrics
+from music_feedback.assets.playlists import build_playlists, feedback_spec
+from music_feedback.operations import alert_on_run_failure, feedback_sensor, operation_jobs, operation_schedules
 from music_feedback.assets.models import weekly_partitions
 from music_feedback.assets.warehouse_tables import warehouse_table_specs
 from music_feedback.programs.loader import load_programs
@@ -37,14 +42,22 @@ def program_definitions(program: Program) -> Definitions:
                     "outcomes; promote a challenger only when it beats the champion.")
     minute, hour = cron_fields(program.batch_schedule)
     channel_assets, channel_jobs, channel_schedules = [], [], []
+    parts = daily_partitions(program)
     if program.channel("email"):
-        email = build_email(program, daily_partitions(program))
+        email = build_email(program, parts)
         channel_assets.append(email)
         channel_jobs.append(email_job(program, email))
         channel_schedules += email_schedules(program, channel_jobs[-1])
+    channel_assets += [build_export(program, parts), feedback_spec(program), *build_playlists(program, parts),
+                       build_metrics(program, parts), build_cleanup(program)]
+    ops = operation_jobs(program, parts)
+    channel_jobs += list(ops.values())
+    channel_schedules += operation_schedules(program, ops)
+    sensors = [feedback_sensor(program, ops["playlists"])]
     return Definitions(
         assets=[*daily, *models, *channel_assets],
         jobs=[daily_job, train_job, *channel_jobs],
+        sensors=sensors,
         schedules=[*channel_schedules,
             build_schedule_from_partitioned_job(
                 daily_job, hour_of_day=hour, minute_of_hour=minute, default_status=DefaultScheduleStatus.STOPPED,
@@ -65,7 +78,8 @@ def build_definitions() -> Definitions:
     from music_feedback.feedback.relay_job import feedback_events_relay, relay_schedule
     return Definitions.merge(*(program_definitions(p) for p in programs),
                              Definitions(assets=warehouse_table_specs(sources), jobs=[feedback_events_relay],
-                                         schedules=[relay_schedule], resources=get_resources()))
+                                         schedules=[relay_schedule], sensors=[alert_on_run_failure],
+                                         resources=get_resources()))
 
 
 defs = build_definitions()

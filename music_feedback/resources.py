@@ -9,6 +9,9 @@ from music_feedback.scoring.select import scorer_resource
 from music_feedback.store.sqlite_store import SQLiteCandidateStore
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 from music_feedback.feedback.sqlite_store import SQLiteFeedbackStore
+from music_feedback.lake.local import LocalLake
+from music_feedback.playlists.store import SQLitePlaylistStore
+from music_feedback.metrics.sink import SQLiteMetricsSink
 
 
 def candidate_store():
@@ -31,6 +34,9 @@ def local_resources() -> dict:
         "feedback_store": feedback_store(),
         "email_sender": email_sender(),
         "event_publisher": event_publisher(),
+        "lake": LocalLake(root=str(settings.data_home() / "lake")),
+        "playlist_store": SQLitePlaylistStore(path=str(settings.data_home() / "playlists.sqlite")),
+        "metrics_sink": SQLiteMetricsSink(path=str(settings.data_home() / "metrics.sqlite")),
     }
 
 

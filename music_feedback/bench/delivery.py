@@ -12,7 +12,7 @@ from datetime import datetime, time as dtime, timedelta, timezone
 from pathlib import Path
 
 from music_feedback import runner, settings
-from music_feedback.bench.serving import service
+from music_feedback.service.process import service
 from music_feedback.delivery.email.maildir import MaildirSender
 from music_feedback.delivery.email.plan import plan, send_window
 from music_feedback.delivery.email.render import Renderer

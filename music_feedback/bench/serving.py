@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from datetime import date
 from urllib.parse import quote
 
@@ -17,39 +14,13 @@ import httpx
 from music_feedback import runner, settings
 from music_feedback.bench import loadgen
 from music_feedback.bench.history import day_rows, fill_history
+from music_feedback.service.process import service
 from music_feedback.programs.model import Program
 from music_feedback.store import SQLiteCandidateStore
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 RATE, SECONDS = 200, 10
 EMAIL_QUERY = {"minScore": "0.6", "limit": "100000"}  # the seed's email read
-
-
-@contextmanager
-def service(workers: int = 2):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    key = secrets.token_urlsafe(32)
-    env = {**os.environ, "MUSIC_FEEDBACK_API_KEYS": f'[{{"name": "bench", "key": "{key}", "programs": ["*"]}}]'}
-    proc = subprocess.Popen([sys.executable, "-m", "music_feedback.cli", "serve", "--port", str(port), "--workers",
-                             str(workers), "--log-level", "warning"], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the service did not start")
-            time.sleep(0.2)
-        yield url, {"Authorization": f"Bearer {key}"}
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def full_retrieval(client: httpx.Client, path: str) -> tuple[dict, list[str]]:

@@ -99,6 +99,10 @@ class FeedbackStore(ConfigurableResource):
         """Rows by state."""
 
     @abc.abstractmethod
+    def ledger_frame(self, program_id: str, batch_date: str) -> pl.DataFrame:
+        """A batch day's ledger: listener_id, track_id, channel, marketplace, genre, state, score."""
+
+    @abc.abstractmethod
     def ledger_row(self, program_id: str, batch_date: str, listener_id: int, track_id: int, channel: str
                    ) -> dict | None:
         ...
@@ -118,6 +122,11 @@ class FeedbackStore(ConfigurableResource):
     @abc.abstractmethod
     def answered_pairs(self, program_id: str, until: float) -> pl.DataFrame:
         """listener_id, track_id answered before `until` (tomorrow's batch leaves them out)."""
+
+    @abc.abstractmethod
+    def answers(self, program_id: str, until: float) -> pl.DataFrame:
+        """Every answer submitted before `until`: listener_id, track_id, rating, submitted_at, channel,
+        batch_date, marketplace, genre, track_name (the last three from the request that was answered)."""
 
     @abc.abstractmethod
     def track_metrics(self, program_id: str, track_id: int) -> dict:
@@ -144,6 +153,10 @@ class FeedbackStore(ConfigurableResource):
     @abc.abstractmethod
     def mark_published(self, ids: Iterable[int], now: float) -> int:
         ...
+
+    @abc.abstractmethod
+    def events_since(self, program_id: str, kind_prefix: str, after_id: int) -> tuple[int, int]:
+        """(how many events of kinds starting with `kind_prefix` came after `after_id`, the newest id)."""
 
     @abc.abstractmethod
     def events(self, program_id: str, kind: str | None = None) -> list[dict]:

@@ -160,6 +160,14 @@ class SQLiteFeedbackStore(FeedbackStore):
                 params.append(value)
         return dict(self._conn().execute(sql + " GROUP BY state ORDER BY state", params).fetchall())
 
+    def ledger_frame(self, program_id: str, batch_date: str) -> pl.DataFrame:
+        rows = self._conn().execute(
+            "SELECT listener_id, track_id, channel, marketplace, genre, state, score FROM delivery_ledger "
+            "WHERE program_id = ? AND batch_date = ?", (program_id, batch_date)).fetchall()
+        return pl.DataFrame(rows, orient="row", schema={
+            "listener_id": pl.Int64, "track_id": pl.Int64, "channel": pl.Utf8, "marketplace": pl.Utf8,
+            "genre": pl.Utf8, "state": pl.Utf8, "score": pl.Float64})
+
     def ledger_row(self, program_id: str, batch_date: str, listener_id: int, track_id: int, channel: str
                    ) -> dict | None:
         rows = self._rows(f"SELECT * FROM delivery_ledger WHERE {self._KEY}",
@@ -250,6 +258,16 @@ class SQLiteFeedbackStore(FeedbackStore):
                                     "AND first_submitted_at < ?", (program_id, until)).fetchall()
         return pl.DataFrame(rows, schema={"listener_id": pl.Int64, "track_id": pl.Int64}, orient="row")
 
+    def answers(self, program_id: str, until: float) -> pl.DataFrame:
+        rows = self._conn().execute(
+            "SELECT f.listener_id, f.track_id, f.rating, f.submitted_at, f.channel, f.batch_date, l.marketplace, "
+            "l.genre, l.track_name FROM feedback f LEFT JOIN delivery_ledger l ON l.program_id = f.program_id "
+            "AND l.batch_date = f.batch_date AND l.channel = f.channel AND l.listener_id = f.listener_id "
+            "AND l.track_id = f.track_id WHERE f.program_id = ? AND f.submitted_at < ?", (program_id, until)).fetchall()
+        return pl.DataFrame(rows, orient="row", schema={
+            "listener_id": pl.Int64, "track_id": pl.Int64, "rating": pl.Int64, "submitted_at": pl.Float64,
+            "channel": pl.Utf8, "batch_date": pl.Utf8, "marketplace": pl.Utf8, "genre": pl.Utf8, "track_name": pl.Utf8})
+
     def track_metrics(self, program_id: str, track_id: int) -> dict:
         rows = self._rows("SELECT thumbs_up, thumbs_down, responses FROM track_metrics WHERE program_id = ? "
                           "AND track_id = ?", (program_id, track_id))
@@ -292,6 +310,12 @@ class SQLiteFeedbackStore(FeedbackStore):
     def mark_published(self, ids: Iterable[int], now: float) -> int:
         return self._update("UPDATE event_outbox SET published_at = ? WHERE id = ? AND published_at IS NULL",
                             ((now, i) for i in ids))
+
+    def events_since(self, program_id: str, kind_prefix: str, after_id: int) -> tuple[int, int]:
+        n, newest = self._conn().execute(
+            "SELECT COUNT(*), MAX(id) FROM event_outbox WHERE program_id = ? AND id > ? AND kind LIKE ? || '%'",
+            (program_id, after_id, kind_prefix)).fetchone()
+        return n, newest or after_id
 
     def events(self, program_id: str, kind: str | None = None) -> list[dict]:
         sql, params = "SELECT id, program_id, kind, detail, created_at FROM event_outbox WHERE program_id = ?", [program_id]

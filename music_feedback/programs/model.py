@@ -115,6 +115,28 @@ class FeedbackSettings(Strict):
     link_ttl_days: int = Field(14, alias="linkTTLDays", gt=0, le=90)
 
 
+class PlaylistSettings(Strict):
+    """How feedback moves tracks in and out of the curated playlists (one per genre and marketplace)."""
+    method: Literal["bayesian", "wilson"] = "bayesian"
+    prior_strength: float = Field(10.0, alias="priorStrength", gt=0)  # pseudo-votes of the genre's baseline
+    half_life_days: float = Field(14.0, alias="halfLifeDays", gt=0)  # older votes count less
+    min_votes: int = Field(5, alias="minVotes", ge=1)  # evidence needed before a track enters or leaves
+    enter_score: float = Field(0.7, alias="enterScore", gt=0, lt=1)
+    leave_score: float = Field(0.55, alias="leaveScore", gt=0, lt=1)
+    recalculate_after: int = Field(1000, alias="recalculateAfter", ge=1)  # new answers that trigger a recount
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> "PlaylistSettings":
+        if self.leave_score > self.enter_score:
+            raise ValueError("leaveScore must not be above enterScore")
+        return self
+
+
+class MetricsSettings(Strict):
+    """Unit costs for cost per feedback (currency units per message or prompt)."""
+    unit_costs: dict[str, float] = Field(default_factory=lambda: {"email": 0.0004, "voice": 0.002}, alias="unitCosts")
+
+
 class HoldoutSettings(Strict):
     """Listeners held out (never asked) so the program's effect can be measured against them."""
     share: float = Field(0.05, ge=0.0, lt=1.0)
@@ -156,6 +178,8 @@ class Program(Strict):
     marketplace_time_zones: dict[str, str] = Field(default_factory=dict, alias="marketplaceTimeZones")
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     holdout: HoldoutSettings = Field(default_factory=HoldoutSettings)
+    playlists: PlaylistSettings = Field(default_factory=PlaylistSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     partitions_start_date: str | None = Field(None, alias="partitionsStartDate",
                                               pattern=r"^\d{4}-\d{2}-\d{2}$")
 

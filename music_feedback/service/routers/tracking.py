@@ -18,8 +18,8 @@ router = APIRouter(tags=["tracking"])
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 OWN_PAGE = re.compile(r"^/(f|u)/[A-Za-z0-9._-]{10,1024}$")
 # Mail privacy proxies fetch every image on delivery: such opens are kept, and flagged as likely machine.
-MACHINE_AGENTS = ("googleimageproxy", "yahoomailproxy", "apple", "outlook", "bot", "scanner", "proofpoint",
-                  "mimecast", "barracuda")
+MACHINE_AGENTS = ("googleimageproxy", "ggpht.com", "yahoomailproxy", "bot", "crawler", "scanner", "proofpoint",
+                  "mimecast", "barracuda", "safelinks")
 
 
 def _event(request: Request, token: str, purpose: str, **extra) -> None:

@@ -1,0 +1,101 @@
+"""Where the day's metrics go: a local table on the embedded default, CloudWatch PutMetricData on AWS."""
+from __future__ import annotations
+
+import abc
+import json
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+from dagster import ConfigurableResource
+from pydantic import PrivateAttr
+
+CLOUDWATCH_BATCH = 1000  # PutMetricData's limit of metrics per request
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    value: float
+    unit: str = "Count"  # CloudWatch units: Count, Percent, Seconds, Milliseconds, None
+    dimensions: dict[str, str] = field(default_factory=dict)
+
+
+class MetricsSinkError(RuntimeError):
+    """The sink did not take the metrics; the message names it. Re-running the day sends them again."""
+
+
+class MetricsSink(ConfigurableResource):
+    @abc.abstractmethod
+    def publish(self, program_id: str, day: str, metrics: list[Metric]) -> int:
+        """Record the day's metrics (replacing the day's earlier ones where the sink can); returns how many."""
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+class SQLiteMetricsSink(MetricsSink):
+    path: str
+
+    def publish(self, program_id: str, day: str, metrics: list[Metric]) -> int:
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            with closing(sqlite3.connect(self.path, isolation_level=None, timeout=30)) as conn:
+                conn.execute("CREATE TABLE IF NOT EXISTS daily_metrics (program_id TEXT NOT NULL, day TEXT NOT NULL, "
+                             "name TEXT NOT NULL, dimensions TEXT NOT NULL, value REAL, unit TEXT, "
+                             "PRIMARY KEY (program_id, day, name, dimensions))")
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("DELETE FROM daily_metrics WHERE program_id = ? AND day = ?", (program_id, day))
+                conn.executemany("INSERT INTO daily_metrics VALUES (?, ?, ?, ?, ?, ?)", [
+                    (program_id, day, m.name, json.dumps(m.dimensions, sort_keys=True), m.value, m.unit)
+                    for m in metrics])
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise MetricsSinkError(f"the metrics table {self.path} did not take the day's metrics: {exc}") from None
+        return len(metrics)
+
+    def read(self, program_id: str, day: str) -> list[dict]:
+        with closing(sqlite3.connect(self.path)) as conn:
+            rows = conn.execute("SELECT name, dimensions, value, unit FROM daily_metrics WHERE program_id = ? AND "
+                                "day = ? ORDER BY name, dimensions", (program_id, day)).fetchall()
+        return [{"name": n, "dimensions": json.loads(d), "value": v, "unit": u} for n, d, v, u in rows]
+
+    def describe(self) -> str:
+        return f"metrics table {self.path}"
+
+
+class CloudWatchSink(MetricsSink):
+    namespace: str = "MusicFeedback"
+    region_name: str = "us-east-1"
+    endpoint_url: Optional[str] = None
+    _client = PrivateAttr(default=None)
+
+    def client(self):
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+            self._client = boto3.session.Session().client(
+                "cloudwatch", region_name=self.region_name, endpoint_url=self.endpoint_url,
+                config=Config(retries={"mode": "standard", "total_max_attempts": 5}))
+        return self._client
+
+    def publish(self, program_id: str, day: str, metrics: list[Metric]) -> int:
+        from botocore.exceptions import BotoCoreError, ClientError
+        stamp = datetime.fromisoformat(day).replace(hour=23, minute=59, tzinfo=timezone.utc)
+        data = [{"MetricName": m.name, "Value": float(m.value), "Unit": m.unit, "Timestamp": stamp,
+                 "Dimensions": [{"Name": "Program", "Value": program_id}] +
+                               [{"Name": k, "Value": str(v)} for k, v in sorted(m.dimensions.items())]}
+                for m in metrics]
+        try:
+            for i in range(0, len(data), CLOUDWATCH_BATCH):
+                self.client().put_metric_data(Namespace=self.namespace, MetricData=data[i:i + CLOUDWATCH_BATCH])
+        except (ClientError, BotoCoreError) as exc:
+            raise MetricsSinkError(f"CloudWatch ({self.endpoint_url or self.region_name}, namespace "
+                                   f"{self.namespace}) did not take the metrics: {exc}") from None
+        return len(data)
+
+    def describe(self) -> str:
+        return f"CloudWatch namespace {self.namespace}"

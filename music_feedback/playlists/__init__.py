@@ -1,0 +1,1 @@
+"""Curated playlists per genre and marketplace, moved by listeners' feedback."""

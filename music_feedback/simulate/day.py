@@ -1,0 +1,131 @@
+"""A whole day from one command: the batch, the export, the email at each marketplace's send time,
+listeners answering through the real endpoints, the playlist update and the metrics report. Each step is
+the job its schedule runs."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date
+
+from dagster import DagsterInstance
+
+from music_feedback import runner, settings
+from music_feedback.delivery.email.maildir import file_name
+from music_feedback.delivery.email.render import message_id
+from music_feedback.delivery.runner import email_summary, run_email
+from music_feedback.programs.model import Program
+from music_feedback.simulate import listeners
+
+
+@dataclass
+class DayReport:
+    day: str
+    success: bool = True
+    steps: dict[str, float] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+    failure: str | None = None
+    summary: dict = field(default_factory=dict)
+
+
+def run_job(defs, name: str, partition: str, inst: DagsterInstance) -> dict:
+    from music_feedback.run_guard import run_tags
+    result = defs.resolve_job_def(name).execute_in_process(partition_key=partition, instance=inst, raise_on_error=False,
+                                                           run_config=runner.QUIET, tags=run_tags())
+    meta = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        meta[mat.asset_key.path[-1]] = {k: runner._value(v) for k, v in mat.metadata.items()}
+    return {"success": result.success, "meta": meta, "error": None if result.success else runner._first_error(result)}
+
+
+def day_messages(program: Program, day: str):
+    """The outbox files of the day's email requests (a file's name derives from its request's key)."""
+    from music_feedback.resources import email_sender, feedback_store
+    sender = email_sender()
+    if not hasattr(sender, "path"):
+        return []
+    ledger = feedback_store().ledger_frame(program.program_id, day)
+    sent = ledger.filter((ledger["state"] == "sent") & (ledger["channel"] == program.channel("email").channel_id))
+    domain = program.channel("email").typed_config().from_address.rsplit("@", 1)[-1].rstrip(">").strip()
+    folder = settings.outbox_dir() / "new"
+    return [folder / file_name(message_id(program.program_id, day, lid, tid, ch, domain))
+            for lid, tid, ch in sent.select("listener_id", "track_id", "channel").iter_rows()]
+
+
+def run_day(defs, program: Program, day: date, inst: DagsterInstance, simulate: bool = True) -> DayReport:
+    report, key = DayReport(day.isoformat()), day.isoformat()
+
+    def step(name: str, fn):
+        started = time.perf_counter()
+        out = fn()
+        report.steps[name] = round(time.perf_counter() - started, 2)
+        return out
+
+    batch = step("batch", lambda: runner.run_batch(defs, program, day, inst))
+    report.lines.append(runner.summary(batch))
+    if not batch.success:
+        return _fail(report, f"batch: {batch.failure}")
+    for name, job in (("export", f"{program.slug}_export"),):
+        res = step(name, lambda: run_job(defs, job, key, inst))
+        if not res["success"]:
+            return _fail(report, f"{name}: {res['error']}")
+        report.lines.append(f"export: {res['meta']['s3_export'].get('dagster/row_count', 0):,} rows to "
+                            f"{res['meta']['s3_export'].get('location')}")
+    if program.channel("email"):
+        sent = step("email", lambda: run_email(defs, program, day, inst))
+        report.lines.append(email_summary(sent))
+        if not all(r["success"] for r in sent):
+            return _fail(report, "email: " + "; ".join(r["error"] for r in sent if r["error"]))
+    if simulate:
+        report.lines.append(step("listeners", lambda: _simulate(program, key)))
+    for name in ("playlists", "metrics"):
+        res = step(name, lambda n=name: run_job(defs, f"{program.slug}_{n}", key, inst))
+        if not res["success"]:
+            return _fail(report, f"{name}: {res['error']}")
+        if name == "playlists":
+            m = res["meta"].get("curated_playlists", {})
+            report.lines.append(f"playlists: {m.get('entered', 0)} entered, {m.get('left', 0)} left, "
+                                f"{m.get('members', 0)} tracks in {m.get('playlists', 0)} playlists")
+        else:
+            m = res["meta"].get("daily_metrics", {})
+            report.summary = m
+            report.lines.append(funnel_table(program, key))
+            report.lines.append(f"report: {m.get('report')}")
+    report.lines.append(f"outbox: {settings.outbox_dir()}")
+    return report
+
+
+def _simulate(program: Program, day: str) -> str:
+    from music_feedback.resources import candidate_store
+    from music_feedback.service.process import service
+    messages = [p for p in day_messages(program, day) if p.exists()]
+    seed = int(day.replace("-", ""))
+    with service(workers=2) as (url, headers):
+        email = listeners.email_listeners(program, url, messages, seed)
+        voice = listeners.voice_listeners(program, candidate_store(), url, headers, day, len(messages), seed)
+    counts = {**email.counts, **voice.counts}
+    errors = {**email.errors, **voice.errors}
+    line = (f"listeners: of {len(messages):,} delivered, {counts.get('opened', 0):,} opened, "
+            f"{counts.get('clicked', 0):,} clicked, {counts.get('submitted', 0):,} answered by email; "
+            f"{counts.get('voice_answered', 0):,} answered by voice")
+    return line + (f"; errors: {dict(list(errors.items())[:3])}" if errors else "")
+
+
+def _fail(report: DayReport, message: str) -> DayReport:
+    report.success, report.failure = False, message
+    report.lines.append(f"  error: {message}")
+    return report
+
+
+def funnel_table(program: Program, day: str) -> str:
+    """The day's funnel by channel and marketplace, rates of delivered."""
+    from music_feedback.metrics.compute import funnel
+    from music_feedback.resources import feedback_store
+    table = funnel(program, feedback_store(), day)
+    cols = ("delivered", "opened", "opened_human", "clicked", "submitted")
+    lines = [f"  {'channel':<16}{'market':<8}" + "".join(f"{c:>14}" for c in cols)]
+    for row in table.iter_rows(named=True):
+        cells = [f"{row['delivered']:>14,}"] + [
+            f"{row[c]:>7,} {100 * row[c] / row['delivered'] if row['delivered'] else 0:>5.1f}%" for c in cols[1:]]
+        lines.append(f"  {row['channel']:<16}{row['marketplace']:<8}" + "".join(cells))
+    return "funnel of the day's requests (rates of delivered):\n" + "\n".join(lines)

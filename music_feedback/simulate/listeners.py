@@ -1,0 +1,120 @@
+"""Listeners reacting to the day's requests through the real HTTP endpoints, at the seed's rates: of the
+messages delivered 30% are opened, 18% clicked and 15% answered; the voice assistant gets 5,000 answers a
+day at the seed's scale (100,000 emails), scaled to the day. Deterministic for a day."""
+from __future__ import annotations
+
+import binascii
+import random
+import re
+import secrets
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from music_feedback.programs.model import Program
+from music_feedback.store.base import CandidateStore
+
+OPEN, CLICK, SUBMIT = 0.30, 0.18, 0.15
+VOICE_PER_100K = 5_000
+MACHINE_OPENS = 0.35  # share of opens fetched by a mail privacy proxy
+LINK = re.compile(rb'(?:href|src)="https?://[^/"]+(/[a-z]/[^"]+)"')
+CAMPAIGN = re.compile(rb"X-Campaign: ([^\r\n]+)")
+AGENTS = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+          "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36")
+PROXY = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+
+
+@dataclass
+class Outcome:
+    counts: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # clients run on many threads
+
+
+def message_links(raw: bytes) -> dict[str, str]:
+    """The open, click and feedback paths of a delivered message (its HTML part, quoted-printable decoded)."""
+    body = binascii.a2b_qp(raw.split(b"text/html", 1)[-1])
+    links = {}
+    for path in LINK.findall(body):
+        text = path.decode().replace("&amp;", "&")
+        links.setdefault({"o": "open", "c": "click", "u": "unsubscribe"}.get(text[1], "other"), text)
+    return links
+
+
+def _listener(program: Program, rng: random.Random, client: httpx.Client, raw: bytes, out: Outcome) -> None:
+    u = rng.random()
+    if u >= OPEN:
+        return
+    links = message_links(raw)
+    agent = PROXY if rng.random() < MACHINE_OPENS else rng.choice(AGENTS)
+    _call(out, "opened", client.get(links["open"], headers={"user-agent": agent}))
+    if u >= CLICK:
+        return
+    click = client.get(links["click"], headers={"user-agent": rng.choice(AGENTS)}, follow_redirects=False)
+    _call(out, "clicked", click, 303)
+    form_path = click.headers.get("location", "")
+    if not form_path.startswith("/f/"):
+        return
+    _call(out, "viewed_form", client.get(form_path))
+    if u >= SUBMIT:
+        return
+    genre = CAMPAIGN.search(raw).group(1).decode().split("-", 1)[-1] if CAMPAIGN.search(raw) else ""
+    tags = [t for t in program.feedback.tags if t == genre and rng.random() < 0.6]
+    tags += rng.sample(program.feedback.tags, rng.randint(0, 1))
+    data = {"rating": "up" if rng.random() < 0.68 else "down", "submissionId": secrets.token_urlsafe(12),
+            "tags": sorted(set(tags))}
+    if rng.random() < 0.1:
+        data["comment"] = rng.choice(["Great hook!", "Not for me.", "Love the production.", "Too long."])
+    _call(out, "submitted", client.post(form_path, data=data))
+
+
+def _call(out: Outcome, name: str, response: httpx.Response, ok: int = 200) -> None:
+    with out.lock:
+        if response.status_code == ok:
+            out.counts[name] += 1
+        else:
+            out.errors[f"{name} {response.status_code}: {response.text[:120]}"] += 1
+
+
+def email_listeners(program: Program, url: str, messages: list[Path], seed: int, workers: int = 16) -> Outcome:
+    out = Outcome()
+    rngs = [random.Random(f"{seed}:{p.name}") for p in messages]
+    with httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_connections=workers)) as client:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda i: _listener(program, rngs[i], client, messages[i].read_bytes(), out),
+                          range(len(messages))))
+    return out
+
+
+def voice_listeners(program: Program, store: CandidateStore, url: str, headers: dict, day: str, delivered: int,
+                    seed: int, workers: int = 8) -> Outcome:
+    """The assistant after playback: asks whether to prompt, then posts the spoken answer."""
+    out, channel = Outcome(), program.channel("voice")
+    if channel is None:
+        return out
+    wanted = round(VOICE_PER_100K * delivered / 100_000)
+    pool_rows = [r for r in store.for_channel(program.program_id, channel.channel_id, limit=max(wanted * 3, 1))
+                 if r["batch_date"] == day and r["status"] == "pending"]
+    rng = random.Random(f"{seed}:voice")
+    chosen = rng.sample(pool_rows, min(wanted, len(pool_rows)))
+
+    def ask(row: dict) -> None:
+        base = f"/v1/programs/{program.program_id}/listeners/{row['listener_id']}"
+        prompt = client.get(f"{base}/voice-prompt", params={"track": row["track_id"]}, headers=headers)
+        _call(out, "voice_prompted", prompt)
+        if prompt.status_code != 200 or not prompt.json()["ask"]:
+            with out.lock:
+                out.counts["voice_not_asked"] += 1
+            return
+        answer = "yes" if random.Random(f"{seed}:{row['listener_id']}:{row['track_id']}").random() < 0.7 else "no"
+        _call(out, "voice_answered", client.post(f"{base}/voice-answers", headers=headers, json={
+            "trackId": row["track_id"], "answer": answer, "submissionId": secrets.token_urlsafe(12)}))
+
+    with httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_connections=workers)) as client:
+        with ThreadPoolExecutor(workers) as executor:
+            list(executor.map(ask, chosen))
+    return out
