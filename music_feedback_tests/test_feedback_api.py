@@ -129,6 +129,16 @@ def test_a_post_records_everything_once(env):
     assert r.status_code == 409 and r.json()["parameter"] == "submissionId"
 
 
+def test_a_line_break_counts_as_one_character(env):
+    """Browsers count a textarea's line break as one character against maxlength but send it as CRLF:
+    a comment the page allowed must not be refused as too long."""
+    client, _, feedback, _ = env
+    comment = "first line" + "\n" + "x" * 189
+    r = client.post(f"/f/{token()}", data=form(comment=comment.replace("\n", "\r\n")))
+    assert r.status_code == 200, r.text
+    assert feedback.feedback(PROGRAM, L, T)["comment"] == comment
+
+
 @pytest.mark.parametrize("body, status, named", [
     (form(comment="x" * 201), 422, "201 characters"),
     (form(tags=["polka"]), 422, "unknown tag"),
