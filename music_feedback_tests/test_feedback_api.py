@@ -187,7 +187,7 @@ def test_tracking_records_events_and_redirects_only_home(env):
     assert r.status_code == 303 and r.headers["location"] == target
     r = client.get(f"/c/{token('click')}", params={"to": f"/u/{token('unsubscribe')}"}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/u/")
-    for evil in ("https://evil.example/f/abc", "//evil.example/f/abcdefghijk", "/admin"):
+    for evil in ("https://evil.example/f/abc", "//evil.example/f/abcdefghijk", "/admin", f"{target}\n"):
         r = client.get(f"/c/{token('click')}", params={"to": evil}, follow_redirects=False)
         assert r.status_code == 400 and "path on this service" in r.json()["message"]
     opened = feedback.events(PROGRAM, "open")
