@@ -43,12 +43,13 @@ def delivered_link(home, warehouse) -> tuple[str, int, int]:
 
 def test_a_listener_answers_from_a_delivered_message(tmp_path, small_warehouse, serve):
     from playwright.sync_api import sync_playwright
+    executable = chromium()  # skip (or fail on CI) before any work
     href, lid, tid = delivered_link(tmp_path, small_warehouse)
     candidates, feedback = stores(tmp_path)
     base = serve(make_app(candidates, feedback=feedback))
     url = href.replace("https://feedback.test", base)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         try:
             page = browser.new_context(viewport={"width": 390, "height": 844}, java_script_enabled=False,
                                        is_mobile=True).new_page()
