@@ -2,7 +2,9 @@
 naming the problem and stores nothing; tracking, unsubscribe and the voice API."""
 from __future__ import annotations
 
+import sqlite3
 import time
+from contextlib import closing
 
 import httpx
 import pytest
@@ -10,10 +12,13 @@ import pytest
 from music_feedback.delivery.holdout import is_held_out
 from music_feedback.feedback.port import LEDGER_SCHEMA
 from music_feedback.feedback.sqlite_store import SQLiteFeedbackStore
-from music_feedback_tests.service_support import LINKS, PROGRAM, auth, candidate, frame, make_app, sqlite_store
+from music_feedback.programs.loader import load_programs
+from music_feedback_tests.service_support import (LINKS, OTHER_KEY, PROGRAM, auth, candidate, frame, make_app,
+                                                  sqlite_store)
 
 DAY = "2026-11-23"
 L, T = 11, 300  # a listener with a pending email request (sent) and a pending voice candidate
+OTHER = "podcast-feedback"  # a second program: an unsubscribe must reach it too
 
 
 def _ledger(rows):
@@ -33,10 +38,20 @@ def env(tmp_path, serve):
            [candidate(lid, T, 0.8, channel="voice-assistant") for lid in listeners]
     store.put_batch(PROGRAM, DAY, frame(rows))
     feedback.plan(PROGRAM, _ledger([(lid, T, "email") for lid in listeners]))
+    feedback.plan(OTHER, _ledger([(L, T, "email")]))
     feedback.claim(PROGRAM, DAY, "email", [(L, T)], 100.0)
     feedback.settle(PROGRAM, DAY, "email", [((L, T), "sent", "", "<m@x>")], 101.0)
-    with httpx.Client(base_url=serve(make_app(store, feedback=feedback)), timeout=10) as client:
+    main = load_programs()[0]
+    app = make_app(store, feedback=feedback, programs=[main, main.model_copy(update={"program_id": OTHER})])
+    with httpx.Client(base_url=serve(app), timeout=10, event_hooks={"response": [no_server_error]}) as client:
         yield client, store, feedback, listeners
+
+
+def no_server_error(response: httpx.Response) -> None:
+    """Whatever a test sends, a 5xx is a bug: fail at the response that shows it."""
+    if response.status_code >= 500:
+        response.read()
+        pytest.fail(f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text}")
 
 
 def is_held_out_id(lid: int) -> bool:
@@ -44,12 +59,19 @@ def is_held_out_id(lid: int) -> bool:
     return is_held_out(load_programs()[0], lid)
 
 
-def token(purpose="feedback", listener=L, expires=None) -> str:
-    return LINKS.sign(purpose, PROGRAM, listener, T, DAY, "email", expires or int(time.time()) + 3600)
+def token(purpose="feedback", listener=L, expires=None, program=PROGRAM) -> str:
+    return LINKS.sign(purpose, program, listener, T, DAY, "email", expires or int(time.time()) + 3600)
 
 
 def form(rating="up", sid="submission-1", **extra) -> dict:
     return {"rating": rating, "submissionId": sid, **extra}
+
+
+def snapshot(feedback) -> dict:
+    """Every row of every table of the feedback store: 'changes nothing' means this is equal after."""
+    with closing(sqlite3.connect(feedback.path)) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables}
 
 
 def nothing_stored(feedback, listener=L) -> bool:
@@ -59,11 +81,25 @@ def nothing_stored(feedback, listener=L) -> bool:
 
 def test_get_shows_the_form_and_changes_nothing(env):
     client, store, feedback, _ = env
+    before = snapshot(feedback)
     r = client.get(f"/f/{token()}")
     assert r.status_code == 200 and "What did you think of Track 300?" in r.text
     assert 'name="submissionId"' in r.text and 'value="jazz"' in r.text and "<script" not in r.text
-    assert nothing_stored(feedback)
+    assert " checked" not in r.text and "already answered" not in r.text
+    assert snapshot(feedback) == before and nothing_stored(feedback)
     assert [c["status"] for c in store.for_listener(PROGRAM, L)] == ["pending", "pending"]
+
+
+def test_get_after_an_answer_is_prefilled_and_escaped(env):
+    client, _, feedback, _ = env
+    client.post(f"/f/{token()}", data=form(rating="down", tags=["jazz", "rock"], comment="<script>x</script>"))
+    before = snapshot(feedback)
+    r = client.get(f"/f/{token()}")
+    assert r.status_code == 200 and "already answered" in r.text
+    assert 'value="down" checked' in r.text and 'value="up" required checked' not in r.text
+    assert 'value="jazz" checked' in r.text and 'value="rock" checked' in r.text and 'value="pop" checked' not in r.text
+    assert ">&lt;script&gt;x&lt;/script&gt;</textarea>" in r.text and "<script>" not in r.text
+    assert snapshot(feedback) == before
 
 
 def test_a_post_records_everything_once(env):
@@ -84,8 +120,23 @@ def test_a_post_records_everything_once(env):
     r = client.post("/v1/feedback", json={"token": token(), "rating": "down", "submissionId": "submission-2"})
     assert r.status_code == 200 and r.json()["outcome"] == "updated"
     assert feedback.track_metrics(PROGRAM, T) == {"thumbs_up": 0, "thumbs_down": 1, "responses": 1}
+    r = client.post(f"/f/{token()}", data=form(sid="submission-3", tags=["jazz"]))
+    assert r.status_code == 200 and "Your feedback is updated" in r.text
+    assert feedback.track_metrics(PROGRAM, T) == {"thumbs_up": 1, "thumbs_down": 0, "responses": 1}
+    assert len(snapshot(feedback)["feedback"]) == 1 and feedback.feedback(PROGRAM, L, T)["revisions"] == 3
+    assert [e["kind"] for e in feedback.events(PROGRAM)] == ["feedback.submitted"] + ["feedback.updated"] * 2
     r = client.post("/v1/feedback", json={"token": token(), "rating": "up", "submissionId": "submission-2"})
     assert r.status_code == 409 and r.json()["parameter"] == "submissionId"
+
+
+def test_a_line_break_counts_as_one_character(env):
+    """Browsers count a textarea's line break as one character against maxlength but send it as CRLF:
+    a comment the page allowed must not be refused as too long."""
+    client, _, feedback, _ = env
+    comment = "first line" + "\n" + "x" * 189
+    r = client.post(f"/f/{token()}", data=form(comment=comment.replace("\n", "\r\n")))
+    assert r.status_code == 200, r.text
+    assert feedback.feedback(PROGRAM, L, T)["comment"] == comment
 
 
 @pytest.mark.parametrize("body, status, named", [
@@ -98,13 +149,15 @@ def test_a_post_records_everything_once(env):
 ])
 def test_bad_form_input_is_named_and_stores_nothing(env, body, status, named):
     client, _, feedback, _ = env
+    before = snapshot(feedback)
     r = client.post(f"/f/{token()}", data=body)
     assert r.status_code == status and named in r.text
-    assert nothing_stored(feedback)
+    assert snapshot(feedback) == before and nothing_stored(feedback)
 
 
 def test_bad_tokens_and_bodies(env):
     client, _, feedback, _ = env
+    before = snapshot(feedback)
     good = token()
     forged = good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB")
     cases = [
@@ -122,7 +175,7 @@ def test_bad_tokens_and_bodies(env):
     ]
     for r, status, named in cases:
         assert r.status_code == status and named in r.text, (r.status_code, r.text[:300])
-    assert nothing_stored(feedback)
+    assert snapshot(feedback) == before and nothing_stored(feedback)
 
 
 def test_tracking_records_events_and_redirects_only_home(env):
@@ -132,23 +185,31 @@ def test_tracking_records_events_and_redirects_only_home(env):
     target = f"/f/{token()}"
     r = client.get(f"/c/{token('click')}", params={"to": target}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == target
-    for evil in ("https://evil.example/f/abc", "//evil.example/f/abcdefghijk", "/admin"):
+    r = client.get(f"/c/{token('click')}", params={"to": f"/u/{token('unsubscribe')}"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/u/")
+    for evil in ("https://evil.example/f/abc", "//evil.example/f/abcdefghijk", "/admin", f"{target}\n"):
         r = client.get(f"/c/{token('click')}", params={"to": evil}, follow_redirects=False)
         assert r.status_code == 400 and "path on this service" in r.json()["message"]
     opened = feedback.events(PROGRAM, "open")
     assert len(opened) == 1 and opened[0]["detail"]["likely_machine"] is True
-    assert len(feedback.events(PROGRAM, "click")) == 1
+    assert len(feedback.events(PROGRAM, "click")) == 2
     assert client.get(f"/o/{token('click')}.gif").status_code == 403  # a click token is not an open token
 
 
 def test_unsubscribe_get_shows_post_opts_out_everywhere(env):
     client, store, feedback, _ = env
+    before = snapshot(feedback)
     r = client.get(f"/u/{token('unsubscribe')}")
     assert r.status_code == 200 and "Unsubscribe" in r.text and feedback.suppressed() == set()
+    assert snapshot(feedback) == before
     r = client.post(f"/u/{token('unsubscribe')}", data={"List-Unsubscribe": "One-Click"})
     assert r.status_code == 200 and feedback.suppressed() == {L}
-    r = client.post(f"/f/{token()}", data=form())
-    assert r.status_code == 403 and "opted out" in r.text and nothing_stored(feedback)
+    assert feedback.ledger_row(OTHER, DAY, L, T, "email")["state"] == "cancelled"  # not only this program's
+    assert feedback.ledger_row(PROGRAM, DAY, 12, T, "email")["state"] == "pending"  # nor anyone else's
+    for program in (PROGRAM, OTHER):
+        r = client.post(f"/f/{token(program=program)}", data=form(sid=f"opted-out-{program}"))
+        assert r.status_code == 403 and "opted out" in r.text
+    assert nothing_stored(feedback) and feedback.feedback(OTHER, L, T) is None
     voice = client.get(f"/v1/programs/{PROGRAM}/listeners/{L}/voice-prompt", params={"track": T}, headers=auth())
     assert voice.json() == {"ask": False, "reason": "listener opted out", "prompt": None, "responseOptions": [],
                             "batchDate": None}
@@ -158,6 +219,10 @@ def test_voice_asks_records_and_cancels_email(env):
     client, store, feedback, listeners = env
     url = f"/v1/programs/{PROGRAM}/listeners/12"
     assert client.get(f"{url}/voice-prompt", params={"track": T}).status_code == 401
+    yes = {"trackId": T, "answer": "yes", "submissionId": "voice-0001"}
+    assert client.post(f"{url}/voice-answers", json=yes).status_code == 401
+    assert client.post(f"{url}/voice-answers", json=yes, headers=auth(OTHER_KEY)).status_code == 403
+    assert feedback.feedback(PROGRAM, 12, T) is None
     r = client.get(f"{url}/voice-prompt", params={"track": T}, headers=auth())
     assert r.status_code == 200 and r.json()["ask"] is True and r.json()["prompt"] == "Did you enjoy Track 300?"
     assert client.get(f"{url}/voice-prompt", params={"track": 999}, headers=auth()).json()["ask"] is False

@@ -39,7 +39,8 @@ def parse(fields: dict[str, list[str]], program: Program) -> Answer:
     comments = fields.get("comment") or [""]
     if len(comments) > 1:
         raise ApiError(422, "comment was sent more than once", "comment")
-    comment, limit = comments[0].strip(), program.feedback.comment_max_length
+    # A form sends a textarea's line breaks as CRLF, yet the page's maxlength counted each as one character.
+    comment, limit = comments[0].replace("\r\n", "\n").strip(), program.feedback.comment_max_length
     if len(comment) > limit:
         raise ApiError(422, f"comment is {len(comment)} characters; at most {limit} are allowed", "comment")
     tags = fields.get("tags") or []

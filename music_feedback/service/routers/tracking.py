@@ -47,7 +47,7 @@ async def open_pixel(request: Request, token: Annotated[str, Path(min_length=10,
 async def click(request: Request, token: Annotated[str, Path(min_length=10, max_length=1024)],
                 to: Annotated[str, Query(min_length=1, max_length=1100,
                                          description="a path on this service: /f/{token} or /u/{token}")]):
-    if not OWN_PAGE.match(to):
+    if not OWN_PAGE.fullmatch(to):  # not match: its "$" also matches before a trailing newline
         raise ApiError(400, "to must be a feedback (/f/...) or unsubscribe (/u/...) path on this service", "to")
     _event(request, token, "click", to=to[:3])
     return RedirectResponse(to, status_code=303)
