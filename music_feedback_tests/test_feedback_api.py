@@ -242,3 +242,12 @@ def test_voice_asks_records_and_cancels_email(env):
     r = client.post(f"{url}/voice-answers", json={"trackId": T, "answer": "maybe", "submissionId": "voice-0003",
                                                   "extra": 1}, headers=auth())
     assert r.status_code == 422
+
+
+def test_a_refused_form_keeps_what_was_typed_and_control_characters_are_refused(env):
+    client = env[0]
+    r = client.post(f"/f/{token()}", data=form(rating="down", tags=["jazz", "polka"], comment="my words"))
+    assert r.status_code == 422 and "unknown tag" in r.text
+    assert "my words</textarea>" in r.text and 'value="down" checked' in r.text
+    r = client.post(f"/f/{token()}", data=form(comment="a\x00b"))
+    assert r.status_code == 422 and "control characters" in r.text

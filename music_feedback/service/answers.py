@@ -41,6 +41,8 @@ def parse(fields: dict[str, list[str]], program: Program) -> Answer:
         raise ApiError(422, "comment was sent more than once", "comment")
     # A form sends a textarea's line breaks as CRLF, yet the page's maxlength counted each as one character.
     comment, limit = comments[0].replace("\r\n", "\n").strip(), program.feedback.comment_max_length
+    if any(ord(c) < 32 and c not in "\n\t" or ord(c) == 127 for c in comment):
+        raise ApiError(422, "comment contains control characters; send plain text", "comment")
     if len(comment) > limit:
         raise ApiError(422, f"comment is {len(comment)} characters; at most {limit} are allowed", "comment")
     tags = fields.get("tags") or []

@@ -82,6 +82,7 @@ async def submit_form(request: Request, token: Token) -> Response:
         claims, program = _claims(st, token)
     except ApiError as exc:
         return pages.message("This link does not work", exc.message, exc.status)
+    fields: dict[str, list[str]] = {}
     try:
         fields = await _form_fields(request)
         answer = answers.parse(fields, program)
@@ -91,8 +92,10 @@ async def submit_form(request: Request, token: Token) -> Response:
         if exc.status in (403, 409, 413, 415, 400):
             return pages.message("Your feedback was not saved", exc.message, exc.status)
         context = _form_context(st, claims, program)
+        sent = {"rating": answers.RATINGS.get((fields.get("rating") or [""])[0]),  # what they sent, not lost
+                "tags": fields.get("tags", []), "comment": (fields.get("comment") or [""])[0]}
         return pages.page("feedback.html.j2", exc.status, action=f"/f/{token}",
-                          **{**context, "error": exc.message})
+                          **{**context, **{k: v for k, v in sent.items() if v}, "error": exc.message})
     verb = {"created": "saved", "updated": "updated", "unchanged": "already saved"}[result.outcome]
     return pages.message("Thank you!", f"Your feedback is {verb}. It helps shape the new-music playlists.",
                          comment=answer.comment)
