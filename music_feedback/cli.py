@@ -99,6 +99,35 @@ def cmd_run(args) -> int:
     return 0 if report.success else 1
 
 
+def cmd_simulate(args) -> int:
+    from datetime import timedelta
+
+    from music_feedback import runner
+    from music_feedback.definitions import defs
+    from music_feedback.simulate.day import run_day
+    program = _program(args.program)
+    meta = ensure_warehouse() if settings.get_env() == "local" else {}
+    last = runner.latest_complete_day(meta)
+    days = [last - timedelta(days=args.days - 1 - i) for i in range(args.days)]
+    first = date.fromisoformat(meta["start_date"]) if meta.get("start_date") else days[0]
+    if days[0] < first:
+        raise ValueError(f"the warehouse holds plays for {first}..{last}, {(last - first).days + 1} day(s), not "
+                         f"{args.days}: regenerate it with `music-feedback warehouse seed --force --days {args.days}`")
+    inst = runner.instance()
+    trained = runner.ensure_models(defs, program, inst, day=days[-1])
+    if trained:
+        print(f"trained the {program.program_id} models in {trained:.1f}s")
+    for day in days:
+        runner.check_batch_day(program, day, meta)
+        report = run_day(defs, program, day, inst)
+        print(f"=== {day} ===")
+        print("\n".join(report.lines))
+        print("steps (s): " + ", ".join(f"{k} {v}" for k, v in report.steps.items()))
+        if not report.success:
+            return 1
+    return 0
+
+
 def cmd_why(args) -> int:
     from music_feedback.explain import explain
     from music_feedback.resources import get_resources
@@ -181,6 +210,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--no-email", "--batch-only", dest="no_email", action="store_true",
                      help="run only the batch, not the rest of the day (export, email, listeners, playlists, metrics)")
     run.set_defaults(func=cmd_run)
+    sim = sub.add_parser("simulate", help="run N consecutive whole days (batch, export, email, listeners, "
+                                          "playlists, metrics), each seeing the days before")
+    sim.add_argument("--days", type=int, default=2, help="how many days, ending with the warehouse's last (default 2)")
+    sim.add_argument("--program")
+    sim.set_defaults(func=cmd_simulate)
     why = sub.add_parser("why", help="why was a listener (not) asked about a track on a day")
     why.add_argument("--listener", type=int, required=True)
     why.add_argument("--track", type=int, required=True)
