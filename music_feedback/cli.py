@@ -91,6 +91,9 @@ def cmd_run(args) -> int:
         day_report = run_day(defs, program, day, inst)
         print("\n".join(day_report.lines))
         print("steps (s): " + ", ".join(f"{k} {v}" for k, v in day_report.steps.items()))
+        if args.report_json:
+            Path(args.report_json).write_text(json.dumps({"success": day_report.success, "steps": day_report.steps,
+                                                          "failure": day_report.failure}))
         return 0 if day_report.success else 1
     report = runner.run_batch(defs, program, day, inst)
     print(runner.summary(report))

@@ -15,6 +15,7 @@ SECTIONS = (
     "music_feedback.bench.scoring",
     "music_feedback.bench.serving",
     "music_feedback.bench.delivery",
+    "music_feedback.bench.day",
 )
 
 

@@ -1,0 +1,38 @@
+"""The whole-day section of `make bench`: `music-feedback run` on the default-scale day (the batch, the
+export, the email to a fresh outbox, simulated listeners on the real endpoints, playlists, metrics), timed
+in a child process like the batch, with each step's time."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from music_feedback import runner, settings
+from music_feedback.programs.model import Program
+from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+
+def run(program: Program, args) -> tuple[dict, bool]:
+    day = runner.latest_complete_day(DuckDBWarehouse(path=str(settings.warehouse_path())).meta())
+    home = settings.data_home()
+    shutil.rmtree(home / "outbox", ignore_errors=True)  # a fresh day of email: the ledger and outbox anew
+    for name in ("feedback.sqlite", "feedback.sqlite-wal", "feedback.sqlite-shm"):
+        (home / name).unlink(missing_ok=True)
+    out = Path(tempfile.mkdtemp()) / "day.json"
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "music_feedback.cli", "run", "--program", program.program_id,
+                           "--date", day.isoformat(), "--report-json", str(out)], capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0 or not out.exists():
+        print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+        return {"whole_day_failed": (proc.stderr or proc.stdout)[-300:]}, False
+    report = json.loads(out.read_text())
+    steps = report["steps"]
+    funnel = [ln for ln in proc.stdout.splitlines() if ln.startswith("listeners:")]
+    print("\n".join(funnel), file=sys.stderr)
+    return {"whole_day_s": round(wall, 1), "export_s": steps.get("export"), "playlist_s": steps.get("playlists"),
+            "metrics_s": steps.get("metrics"), "whole_day_steps_s": steps}, report["success"]
