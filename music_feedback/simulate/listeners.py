@@ -4,6 +4,7 @@ day at the seed's scale (100,000 emails), scaled to the day. Deterministic for a
 from __future__ import annotations
 
 import binascii
+import json
 import random
 import re
 import secrets
@@ -12,8 +13,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
-import httpx
+import urllib3
 
 from music_feedback.programs.model import Program
 from music_feedback.store.base import CandidateStore
@@ -26,6 +28,41 @@ CAMPAIGN = re.compile(rb"X-Campaign: ([^\r\n]+)")
 AGENTS = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
           "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36")
 PROXY = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+
+
+class Http:
+    """A small urllib3 client: half of httpx's CPU per request (0.19 against 0.40 ms measured), which
+    matters with the server on the same cores and some 60,000 requests a simulated day."""
+
+    def __init__(self, url: str, workers: int, headers: dict | None = None):
+        host, port = url.removeprefix("http://").split(":")
+        self.pool = urllib3.HTTPConnectionPool(host, int(port), maxsize=workers, block=True, retries=False,
+                                               timeout=30.0)
+        self.headers = headers or {}
+
+    def get(self, path: str, params: dict | None = None, headers: dict | None = None) -> "Reply":
+        if params:
+            path += "?" + urlencode(params)
+        return Reply(self.pool.request("GET", path, headers={**self.headers, **(headers or {})}, redirect=False))
+
+    def post(self, path: str, data: dict | None = None, json_body: dict | None = None) -> "Reply":
+        if json_body is not None:
+            body, kind = json.dumps(json_body), "application/json"
+        else:
+            body, kind = urlencode(data or {}, doseq=True), "application/x-www-form-urlencoded"
+        return Reply(self.pool.request("POST", path, body=body, headers={**self.headers, "Content-Type": kind}))
+
+
+class Reply:
+    def __init__(self, response):
+        self.status_code, self.headers, self.content = response.status, response.headers, response.data
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    def json(self):
+        return json.loads(self.content)
 
 
 @dataclass
@@ -45,7 +82,7 @@ def message_links(raw: bytes) -> dict[str, str]:
     return links
 
 
-def _listener(program: Program, rng: random.Random, client: httpx.Client, raw: bytes, out: Outcome) -> None:
+def _listener(program: Program, rng: random.Random, client: Http, raw: bytes, out: Outcome) -> None:
     u = rng.random()
     if u >= OPEN:
         return
@@ -54,7 +91,7 @@ def _listener(program: Program, rng: random.Random, client: httpx.Client, raw: b
     _call(out, "opened", client.get(links["open"], headers={"user-agent": agent}))
     if u >= CLICK:
         return
-    click = client.get(links["click"], headers={"user-agent": rng.choice(AGENTS)}, follow_redirects=False)
+    click = client.get(links["click"], headers={"user-agent": rng.choice(AGENTS)})
     _call(out, "clicked", click, 303)
     form_path = click.headers.get("location", "")
     if not form_path.startswith("/f/"):
@@ -72,7 +109,7 @@ def _listener(program: Program, rng: random.Random, client: httpx.Client, raw: b
     _call(out, "submitted", client.post(form_path, data=data))
 
 
-def _call(out: Outcome, name: str, response: httpx.Response, ok: int = 200) -> None:
+def _call(out: Outcome, name: str, response: Reply, ok: int = 200) -> None:
     with out.lock:
         if response.status_code == ok:
             out.counts[name] += 1
@@ -83,10 +120,10 @@ def _call(out: Outcome, name: str, response: httpx.Response, ok: int = 200) -> N
 def email_listeners(program: Program, url: str, messages: list[Path], seed: int, workers: int = 16) -> Outcome:
     out = Outcome()
     rngs = [random.Random(f"{seed}:{p.name}") for p in messages]
-    with httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_connections=workers)) as client:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(lambda i: _listener(program, rngs[i], client, messages[i].read_bytes(), out),
-                          range(len(messages))))
+    client = Http(url, workers)
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda i: _listener(program, rngs[i], client, messages[i].read_bytes(), out),
+                      range(len(messages))))
     return out
 
 
@@ -104,17 +141,17 @@ def voice_listeners(program: Program, store: CandidateStore, url: str, headers: 
 
     def ask(row: dict) -> None:
         base = f"/v1/programs/{program.program_id}/listeners/{row['listener_id']}"
-        prompt = client.get(f"{base}/voice-prompt", params={"track": row["track_id"]}, headers=headers)
+        prompt = client.get(f"{base}/voice-prompt", params={"track": row["track_id"]})
         _call(out, "voice_prompted", prompt)
         if prompt.status_code != 200 or not prompt.json()["ask"]:
             with out.lock:
                 out.counts["voice_not_asked"] += 1
             return
         answer = "yes" if random.Random(f"{seed}:{row['listener_id']}:{row['track_id']}").random() < 0.7 else "no"
-        _call(out, "voice_answered", client.post(f"{base}/voice-answers", headers=headers, json={
+        _call(out, "voice_answered", client.post(f"{base}/voice-answers", json_body={
             "trackId": row["track_id"], "answer": answer, "submissionId": secrets.token_urlsafe(12)}))
 
-    with httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_connections=workers)) as client:
-        with ThreadPoolExecutor(workers) as executor:
-            list(executor.map(ask, chosen))
+    client = Http(url, workers, headers)
+    with ThreadPoolExecutor(workers) as executor:
+        list(executor.map(ask, chosen))
     return out

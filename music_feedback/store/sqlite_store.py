@@ -8,6 +8,7 @@ a fresh table and indexing it afterwards takes ~1.5 s, and replace/expiry become
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 from contextlib import closing, contextmanager
 from datetime import datetime
@@ -63,6 +64,9 @@ DROP VIEW IF EXISTS candidates;
 """
 
 
+_READY: set[tuple[int, str]] = set()  # (process, path) whose schema is known to exist
+
+
 def _lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
@@ -93,10 +97,12 @@ class SQLiteCandidateStore(CandidateStore):
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (see _write).
         with closing(sqlite3.connect(self.path, isolation_level=None, timeout=30)) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA cache_size=-131072")  # 128 MiB: index builds sort in memory
-            conn.executescript(_SCHEMA)
+            if (os.getpid(), self.path) not in _READY:  # once per process: the feedback API writes per request
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                _READY.add((os.getpid(), self.path))
             yield conn
 
     @contextmanager
