@@ -60,6 +60,9 @@ def _home(scale: float) -> None:
 def measure(program: Program, scale: float) -> tuple[dict, bool]:
     """The day at `scale` through Dagster, then the same work by `bench --limit`, each in a child process."""
     _home(scale)
+    for name in ("feedback.sqlite", "feedback.sqlite-wal", "feedback.sqlite-shm"):
+        # a fresh program: no earlier bench's sends or answers, which the plain process (--limit) does not read
+        (settings.data_home() / name).unlink(missing_ok=True)
     spec = WarehouseSpec.scaled(scale)
     meta, gen_s = _warehouse(spec)
     day = runner.latest_complete_day(meta)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import datetime, time as dtime, timedelta, timezone
@@ -54,9 +55,11 @@ def email_figures(program: Program, day, store: SQLiteCandidateStore, feedback: 
         send_at, _ = send_window(program, marketplace, day)
         delivery = EmailDelivery(program, store, feedback, sender, renderer, warehouse,
                                  SendOptions(clock=lambda s=send_at: s + 60))
-        sent += delivery.run(day, marketplace).counts["sent"]
+        report = delivery.run(day, marketplace)
+        sent += report.counts["sent"]
+        print(f"email {marketplace}: {dict(report.counts)} {dict(report.reasons.most_common(3))}", file=sys.stderr)
     total = time.perf_counter() - started
-    files = sum(1 for _ in (outbox / "new").iterdir())
+    files = sum(1 for _ in (outbox / "new").iterdir()) if (outbox / "new").exists() else 0
     return {"emails_sent": sent, "email_send_s": round(total, 2), "email_plan_s": round(planned, 2),
             "email_bench_min_score": EMAIL_MIN_SCORE,
             "emails_per_s": round(sent / total), "emails_in_outbox": files}
