@@ -108,3 +108,14 @@ def test_voice_contact_recorded_once(store):
     assert store.record_contact(P, DAY, "voice-assistant", row, "sent", 100.0) == "sent"
     assert store.record_contact(P, DAY, "voice-assistant", row, "held_out", 101.0) == "sent"
     assert store.contacts(P, 0, 1_000).to_dicts() == [{"listener_id": 5, "requests": 1}]
+
+
+def test_a_deleted_store_file_is_not_written_through_an_old_connection(tmp_path):
+    """A cached connection must follow the path: writes after the file is removed go to the new file."""
+    store = SQLiteFeedbackStore(path=str(tmp_path / "feedback.sqlite"))
+    store.plan(P, ledger([(1, 10, "pending")]))
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"feedback.sqlite{suffix}").unlink(missing_ok=True)
+    store.plan(P, ledger([(2, 10, "pending")]))
+    fresh = SQLiteFeedbackStore(path=str(tmp_path / "feedback.sqlite"))
+    assert fresh.ledger_counts(P) == {"pending": 1}

@@ -34,13 +34,16 @@ class SQLiteFeedbackStore(FeedbackStore):
         with _LOCK:  # per process and path: a forked child must not share its parent's connection
             local = _LOCALS.setdefault((os.getpid(), self.path), threading.local())
         conn = getattr(local, "conn", None)
+        if conn is not None and _inode(self.path) != local.inode:  # the file was deleted or replaced since
+            conn.close()
+            conn = None
         if conn is None:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
-            local.conn = conn
+            local.conn, local.inode = conn, _inode(self.path)
         return conn
 
     @contextmanager
@@ -326,4 +329,11 @@ class SQLiteFeedbackStore(FeedbackStore):
 
 
 _LOCALS: dict[tuple[int, str], threading.local] = {}
+
+
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
 _LOCK = threading.Lock()
