@@ -82,10 +82,11 @@ def message_links(raw: bytes) -> dict[str, str]:
     return links
 
 
-def _listener(program: Program, rng: random.Random, client: Http, raw: bytes, out: Outcome) -> None:
+def _listener(program: Program, rng: random.Random, client: Http, message: Path, out: Outcome) -> None:
     u = rng.random()
     if u >= OPEN:
-        return
+        return  # most never open it: their message is not even read
+    raw = message.read_bytes()
     links = message_links(raw)
     agent = PROXY if rng.random() < MACHINE_OPENS else rng.choice(AGENTS)
     _call(out, "opened", client.get(links["open"], headers={"user-agent": agent}))
@@ -122,8 +123,7 @@ def email_listeners(program: Program, url: str, messages: list[Path], seed: int,
     rngs = [random.Random(f"{seed}:{p.name}") for p in messages]
     client = Http(url, workers)
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda i: _listener(program, rngs[i], client, messages[i].read_bytes(), out),
-                      range(len(messages))))
+        list(pool.map(lambda i: _listener(program, rngs[i], client, messages[i], out), range(len(messages))))
     return out
 
 
