@@ -88,8 +88,7 @@ def cmd_run(args) -> int:
         print(f"trained the {program.program_id} models in {trained:.1f}s")
     if not args.no_email:  # the whole day: the same jobs the schedules run, and simulated listeners
         from music_feedback.simulate.day import run_day
-        day_report = run_day(defs, program, day, inst)
-        print("\n".join(day_report.lines))
+        day_report = run_day(defs, program, day, inst, echo=lambda line: print(line, flush=True))
         print("steps (s): " + ", ".join(f"{k} {v}" for k, v in day_report.steps.items()))
         if args.report_json:
             Path(args.report_json).write_text(json.dumps({"success": day_report.success, "steps": day_report.steps,
@@ -122,9 +121,8 @@ def cmd_simulate(args) -> int:
         print(f"trained the {program.program_id} models in {trained:.1f}s")
     for day in days:
         runner.check_batch_day(program, day, meta)
-        report = run_day(defs, program, day, inst)
-        print(f"=== {day} ===")
-        print("\n".join(report.lines))
+        print(f"=== {day} ===", flush=True)
+        report = run_day(defs, program, day, inst, echo=lambda line: print(line, flush=True))
         print("steps (s): " + ", ".join(f"{k} {v}" for k, v in report.steps.items()))
         if not report.success:
             return 1

@@ -20,13 +20,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """Linux: the service gets SIGTERM when the process that started it dies, even by SIGKILL."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+    except OSError:
+        pass
+
+
 @contextmanager
 def service(workers: int = 1, timeout: float = 60) -> Iterator[tuple[str, dict]]:
     """Yields (base URL, headers with a fresh API key allowed every program); stopped on exit."""
     port, key = free_port(), secrets.token_urlsafe(32)
     env = {**os.environ, "MUSIC_FEEDBACK_API_KEYS": f'[{{"name": "local", "key": "{key}", "programs": ["*"]}}]'}
     proc = subprocess.Popen([sys.executable, "-m", "music_feedback.cli", "serve", "--port", str(port), "--workers",
-                             str(workers), "--log-level", "warning"], env=env)
+                             str(workers), "--log-level", "warning"], env=env, preexec_fn=_die_with_parent)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

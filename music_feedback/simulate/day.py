@@ -52,10 +52,26 @@ def day_messages(program: Program, day: str):
             for lid, tid, ch in sent.select("listener_id", "track_id", "channel").iter_rows()]
 
 
-def run_day(defs, program: Program, day: date, inst: DagsterInstance, simulate: bool = True) -> DayReport:
+class _Lines(list):
+    """The report's lines, each also handed to `echo` as it comes, so a long day shows its progress."""
+
+    def __init__(self, echo):
+        super().__init__()
+        self.echo = echo
+
+    def append(self, line: str) -> None:
+        super().append(line)
+        if self.echo:
+            self.echo(line)
+
+
+def run_day(defs, program: Program, day: date, inst: DagsterInstance, simulate: bool = True, echo=None) -> DayReport:
     report, key = DayReport(day.isoformat()), day.isoformat()
+    report.lines = _Lines(echo)
 
     def step(name: str, fn):
+        if echo:
+            echo(f"{name}: running")
         started = time.perf_counter()
         out = fn()
         report.steps[name] = round(time.perf_counter() - started, 2)

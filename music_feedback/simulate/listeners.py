@@ -122,8 +122,16 @@ def email_listeners(program: Program, url: str, messages: list[Path], seed: int,
     out = Outcome()
     rngs = [random.Random(f"{seed}:{p.name}") for p in messages]
     client = Http(url, workers)
+
+    def one(i: int) -> None:
+        try:
+            _listener(program, rngs[i], client, messages[i], out)
+        except urllib3.exceptions.HTTPError as exc:  # the service went away: count it, the day goes on
+            with out.lock:
+                out.errors[f"connection: {type(exc).__name__}"] += 1
+
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda i: _listener(program, rngs[i], client, messages[i], out), range(len(messages))))
+        list(pool.map(one, range(len(messages))))
     return out
 
 
@@ -152,6 +160,14 @@ def voice_listeners(program: Program, store: CandidateStore, url: str, headers: 
             "trackId": row["track_id"], "answer": answer, "submissionId": secrets.token_urlsafe(12)}))
 
     client = Http(url, workers, headers)
+
+    def one(row: dict) -> None:
+        try:
+            ask(row)
+        except urllib3.exceptions.HTTPError as exc:
+            with out.lock:
+                out.errors[f"connection: {type(exc).__name__}"] += 1
+
     with ThreadPoolExecutor(workers) as executor:
-        list(executor.map(ask, chosen))
+        list(executor.map(one, chosen))
     return out
