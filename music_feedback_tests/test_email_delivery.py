@@ -169,3 +169,27 @@ def test_smtp_server_down_fails_with_the_reason_after_retries(tmp_path, small_wa
     _, feedback = stores(tmp_path)
     row = feedback.ledger_row(PROGRAM.program_id, DAY.isoformat(), listeners[0], 500, "email")
     assert row["state"] == "failed" and "gave up after 2 attempt(s)" in row["reason"] and "refused" in row["reason"].lower()
+
+
+def test_the_days_limit_holds_across_a_changed_batch(tmp_path, small_warehouse):
+    """A re-run batch can move new rows into the day's top; the day still asks at most `limit`."""
+    from datetime import datetime, timezone
+
+    from music_feedback.delivery.email.plan import plan
+    from music_feedback_tests.delivery_support import PROGRAM as P
+    small = P.model_copy(update={"channels": [c.model_copy(update={"config": {**c.config, "limit": 10}})
+                                              if c.type == "email" else c for c in P.channels]})
+    seed_day(tmp_path, small_warehouse, 30)
+    candidates, feedback = stores(tmp_path)
+    now = datetime(2026, 11, 24, tzinfo=timezone.utc)
+    assert plan(small, candidates, feedback, DAY, now)["added"] == 10
+    # the batch again, now with a better candidate at the top: the day has no room left for it
+    from music_feedback_tests.delivery_support import eligible_listeners
+    from music_feedback_tests.service_support import candidate, frame
+    rows = candidates.for_channel(P.program_id, "email", limit=100)
+    newcomer = eligible_listeners(small_warehouse, 31)[-1]
+    extra = candidate(newcomer, 500, 0.999, marketplace="US", expires_at=rows[0]["expires_at"])
+    keep = [{k: r[k] for k in extra} for r in rows]
+    candidates.put_batch(P.program_id, DAY.isoformat(), frame(keep + [extra]))
+    assert plan(small, candidates, feedback, DAY, now)["added"] == 0
+    assert sum(feedback.ledger_counts(P.program_id, DAY.isoformat(), "email").values()) == 10

@@ -71,9 +71,15 @@ def ledger_rows(program: Program, selected: pl.DataFrame, batch_day: date) -> pl
 
 def plan(program: Program, store: CandidateStore, feedback: FeedbackStore, batch_day: date, now: datetime
          ) -> dict:
-    """Write the day's requests to the ledger (pending, or held_out); returns counts for the asset."""
+    """Write the day's requests to the ledger (pending, or held_out); returns counts for the asset. The day's
+    limit counts what is planned already: a batch re-run that moves new rows into the top does not add more
+    than the limit allows."""
     rows = ledger_rows(program, select(program, store, batch_day, now), batch_day)
-    added = feedback.plan(program.program_id, rows)
+    channel = program.channel("email").channel_id
+    planned = feedback.ledger_frame(program.program_id, batch_day.isoformat()).filter(pl.col("channel") == channel)
+    room = max(program.channel("email").typed_config().limit - planned.height, 0)
+    new = rows.join(planned.select("listener_id", "track_id"), on=["listener_id", "track_id"], how="anti").head(room)
+    added = feedback.plan(program.program_id, new)
     by_campaign = dict(rows.group_by("campaign").len().sort("campaign").iter_rows())
     return {"selected": rows.height, "added": added,
             "held_out": int((rows["state"] == "held_out").sum()), "campaigns": by_campaign}
