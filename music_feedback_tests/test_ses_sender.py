@@ -6,7 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from email.header import decode_header, make_header
 
+import boto3
 import pytest
+from botocore.config import Config
 
 from music_feedback.delivery.email.port import EmailMessage
 from music_feedback.delivery.email.ses import ID_HEADER, SESConfigError, SESv2Sender
@@ -177,6 +179,29 @@ def test_from_env_reads_the_settings_and_names_a_bad_one(monkeypatch):
     monkeypatch.setenv("MUSIC_FEEDBACK_SES_MAX_SEND_RATE", "fast")
     with pytest.raises(SESConfigError, match="MUSIC_FEEDBACK_SES_MAX_SEND_RATE.*'fast'"):
         SESv2Sender.from_env()
+
+
+def test_the_stand_in_refuses_like_ses_with_modelled_errors(fake_aws_env):
+    """The faults above reach the adapter as botocore's modelled exceptions, as SES's would."""
+    entry = {"Destination": {"ToAddresses": [address(0)]}}
+    content = {"Template": {"TemplateContent": {"Subject": "{{subject}}", "Text": "{{text}}"}, "TemplateData": "{}"}}
+    with ses_standin.running(throttle_calls=1) as (url, state):
+        client = boto3.client("sesv2", region_name="us-east-1", endpoint_url=url,
+                              config=Config(retries={"total_max_attempts": 1}))
+        ok = {"FromEmailAddress": SENDER, "DefaultContent": content}
+        with pytest.raises(client.exceptions.TooManyRequestsException):
+            client.send_bulk_email(**ok, BulkEmailEntries=[entry])
+        with pytest.raises(client.exceptions.BadRequestException, match="between 1 and 50"):
+            client.send_bulk_email(**ok, BulkEmailEntries=[entry] * 51)
+        with pytest.raises(client.exceptions.BadRequestException, match="FromEmailAddress"):
+            client.send_bulk_email(DefaultContent=content, BulkEmailEntries=[entry])
+        with pytest.raises(client.exceptions.BadRequestException, match="unsupported operations"):
+            client.send_bulk_email(FromEmailAddress=SENDER, BulkEmailEntries=[entry], DefaultContent={"Template": {
+                "TemplateContent": {"Subject": "{{#if a}}x{{/if}}", "Text": "t"}, "TemplateData": "{}"}})
+        with pytest.raises(client.exceptions.NotFoundException, match="<nope> does not exist"):
+            client.send_bulk_email(**ok, BulkEmailEntries=[entry], ConfigurationSetName="nope")
+        assert client.send_bulk_email(**ok, BulkEmailEntries=[entry])["BulkEmailEntryResults"][0]["Status"] == "SUCCESS"
+        assert state.accepted[0]["subject"] == "" and [c["status"] for c in state.calls] == [429, 400, 400, 400, 404, 200]
 
 
 def test_a_day_of_email_through_ses(tmp_path, small_warehouse, fake_aws_env):

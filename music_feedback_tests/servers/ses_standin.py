@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
-PLACEHOLDER = re.compile(r"\{\{\{?\s*([A-Za-z0-9]+)\s*\}?\}\}")
+PLACEHOLDER = re.compile(r"\{\{\{\s*([A-Za-z0-9]+)\s*\}\}\}|\{\{\s*([A-Za-z0-9]+)\s*\}\}")
 HANDLEBARS = re.compile(r"\{\{.*?\}\}\}?", re.S)
 
 
@@ -51,7 +51,7 @@ class Refused(Exception):
 
 
 def _render(template: str, data: dict) -> str:
-    return PLACEHOLDER.sub(lambda m: str(data.get(m.group(1), "")), template)
+    return PLACEHOLDER.sub(lambda m: str(data.get(m.group(1) or m.group(2), "")), template)
 
 
 def _check_template(content: dict) -> None:

@@ -22,7 +22,7 @@ import time
 from typing import Callable, Optional
 
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError
 from pydantic import PrivateAttr
 
 from music_feedback.delivery.email.mime import _header_value
@@ -148,6 +148,8 @@ class SESv2Sender(EmailSender):
                     continue
                 self._refuse(code, text)
                 raise
+            except ParamValidationError:  # botocore's own check of what we built: no use repeating it
+                raise
             except BotoCoreError as exc:
                 reason, unreachable = f"SES v2 at {self.endpoint_url or self.region} not reachable: {exc}", True
         raise _Unavailable(f"{reason} (after {self.max_attempts} attempts)", unreachable)
@@ -228,19 +230,22 @@ class SESv2Sender(EmailSender):
             answer = self._call("send_bulk_email", pace=len(messages), **kw)["BulkEmailEntryResults"]
         except _Unavailable as exc:
             return [("retry", str(exc), False)] * len(messages)
+        except ParamValidationError as exc:
+            code, reason = "BadRequestException", f"refused before sending: {exc}"
         except ClientError as exc:
             err = exc.response.get("Error", {})
             code, reason = err.get("Code", ""), f"SES {err.get('Code', 'error')}: {err.get('Message', '')}"
-            if code in LATER_CODES:
-                return [("retry", reason, False)] * len(messages)
-            if code == "BadRequestException" and len(messages) > 1:  # find the one message SES refuses
-                half = len(messages) // 2
-                return self._bulk(sender, messages[:half]) + self._bulk(sender, messages[half:])
-            return [("failed", reason, False)] * len(messages)
-        if len(answer) != len(messages):
-            return [("retry", f"SES answered {len(answer)} results for {len(messages)} entries", False)] * len(
-                messages)
-        return [_outcome(entry) for entry in answer]
+        else:
+            if len(answer) != len(messages):
+                return [("retry", f"SES answered {len(answer)} results for {len(messages)} entries", False)] * len(
+                    messages)
+            return [_outcome(entry) for entry in answer]
+        if code in LATER_CODES:
+            return [("retry", reason, False)] * len(messages)
+        if code in ("BadRequestException", "MessageRejected") and len(messages) > 1:  # find the one refused
+            half = len(messages) // 2
+            return self._bulk(sender, messages[:half]) + self._bulk(sender, messages[half:])
+        return [("failed", reason, False)] * len(messages)
 
     def describe(self) -> str:
         return f"SES v2 {self.endpoint_url or self.region}" + (
