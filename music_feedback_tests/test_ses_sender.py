@@ -74,9 +74,20 @@ def test_only_throttled_and_transient_entries_go_again(fake_aws_env):
 def test_transient_past_the_attempts_is_left_for_a_later_retry(fake_aws_env):
     with ses_standin.running(transient={address(0): 99}) as (url, state):
         results = sender(url, max_attempts=3).send([message(0), message(1)])
-        assert results[0].status == "retry" and "TRANSIENT_FAILURE" in results[0].reason
+        assert results[0].status == "retry"
+        assert results[0].reason == "SES TRANSIENT_FAILURE: Please try again. (after 3 attempts)"
         assert results[1].status == "sent"
         assert [c["entries"] for c in state.calls] == [2, 1, 1]
+
+
+def test_a_paused_account_is_left_for_later_and_an_unverified_sender_fails(fake_aws_env):
+    statuses = {address(0): "ACCOUNT_SENDING_PAUSED", address(1): "MAIL_FROM_DOMAIN_NOT_VERIFIED"}
+    with ses_standin.running(statuses=statuses) as (url, state):
+        results = sender(url).send([message(i) for i in range(3)])
+        assert [r.status for r in results] == ["retry", "failed", "sent"]
+        assert results[0].reason.startswith("SES ACCOUNT_SENDING_PAUSED") and "attempts" not in results[0].reason
+        assert results[1].reason.startswith("SES MAIL_FROM_DOMAIN_NOT_VERIFIED")
+        assert len(state.calls) == 1  # a paused account does not resume within seconds: no retry now
 
 
 def test_throttled_and_failing_calls_are_retried_whole(fake_aws_env):
@@ -140,6 +151,16 @@ def test_an_unknown_configuration_set_names_the_setting(fake_aws_env):
         assert not state.accepted
 
 
+def test_a_configuration_set_deleted_mid_send_keeps_what_went(fake_aws_env):
+    """Raising would drop the first message's `sent`, and a resumed run would send it twice."""
+    with ses_standin.running(throttled={address(1): 1}, sets_deleted_after=1) as (url, state):
+        results = sender(url).send([message(0), message(1)])
+        assert [r.status for r in results] == ["sent", "retry"]
+        assert "MUSIC_FEEDBACK_SES_CONFIGURATION_SET" in results[1].reason
+        with pytest.raises(SESConfigError, match="configuration set 'feedback-events' does not exist"):
+            sender(url).send([message(2)])  # nothing went: say so
+
+
 def test_a_wrong_endpoint_or_region_names_the_setting(fake_aws_env):
     with pytest.raises(SESConfigError, match="not reachable.*MUSIC_FEEDBACK_SES_ENDPOINT"):
         SESv2Sender(region="us-east-1", endpoint_url="http://127.0.0.1:9", max_attempts=1).send([message(0)])
@@ -201,7 +222,8 @@ def test_the_stand_in_refuses_like_ses_with_modelled_errors(fake_aws_env):
         with pytest.raises(client.exceptions.NotFoundException, match="<nope> does not exist"):
             client.send_bulk_email(**ok, BulkEmailEntries=[entry], ConfigurationSetName="nope")
         assert client.send_bulk_email(**ok, BulkEmailEntries=[entry])["BulkEmailEntryResults"][0]["Status"] == "SUCCESS"
-        assert state.accepted[0]["subject"] == "" and [c["status"] for c in state.calls] == [429, 400, 400, 400, 404, 200]
+        assert [c["status"] for c in state.calls] == [429, 400, 400, 400, 404, 200]
+        assert state.accepted[0]["subject"] == ""  # no replacement data: the placeholder renders empty
 
 
 def test_a_day_of_email_through_ses(tmp_path, small_warehouse, fake_aws_env):

@@ -28,11 +28,13 @@ class Faults:
     throttled: dict[str, int] = field(default_factory=dict)  # address -> attempts answered ACCOUNT_THROTTLED
     transient: dict[str, int] = field(default_factory=dict)  # address -> attempts answered TRANSIENT_FAILURE
     rejected: set[str] = field(default_factory=set)  # always answered MESSAGE_REJECTED
+    statuses: dict[str, str] = field(default_factory=dict)  # address -> another status, always answered
     malformed: set[str] = field(default_factory=set)  # an entry to these makes SES refuse the whole call (400)
     throttle_calls: int = 0  # the first calls answered 429 TooManyRequestsException
     server_errors: int = 0  # then the next calls answered 500
     access_denied: bool = False  # every call answered 403 AccessDeniedException
     configuration_sets: set[str] = field(default_factory=lambda: {"feedback-events"})
+    sets_deleted_after: int | None = None  # calls after which every configuration set is deleted
     max_send_rate: float = 1000.0
 
 
@@ -89,6 +91,9 @@ def _bulk(state: State, body: dict) -> dict:
     if not 1 <= len(entries) <= 50:
         raise Refused(400, "BadRequestException", f"{len(entries)} BulkEmailEntries: between 1 and 50 are allowed.")
     config_set = body.get("ConfigurationSetName")
+    with state.lock:
+        if f.sets_deleted_after is not None and sum(c["status"] == 200 for c in state.calls) > f.sets_deleted_after:
+            f.configuration_sets = set()
     if config_set and config_set not in f.configuration_sets:
         raise Refused(404, "NotFoundException", f"Configuration set <{config_set}> does not exist.")
     template = (body.get("DefaultContent") or {}).get("Template") or {}
@@ -125,6 +130,8 @@ def _entry(state: State, body: dict, config_set, to: list[str], content: dict, d
             return {"Status": "INVALID_PARAMETER", "Error": "Missing destination."}
         if address in f.rejected:
             return {"Status": "MESSAGE_REJECTED", "Error": "Email address is on the suppression list."}
+        if address in f.statuses:
+            return {"Status": f.statuses[address], "Error": f"{f.statuses[address].lower().replace('_', ' ')}."}
         state.accepted.append({
             "from": body["FromEmailAddress"], "to": address, "configuration_set": config_set,
             "subject": _render(content["Subject"], data), "html": _render(content.get("Html") or "", data),

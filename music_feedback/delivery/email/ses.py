@@ -19,6 +19,7 @@ import random
 import re
 import threading
 import time
+from dataclasses import replace
 from typing import Callable, Optional
 
 from botocore.config import Config
@@ -200,13 +201,20 @@ class SESv2Sender(EmailSender):
                 results[m.message_id] = SendResult(m.message_id, "failed", problem)
             else:
                 groups.setdefault(self.from_address or m.sender, []).append(m)
-        for sender, group in groups.items():  # one call per sender: FromEmailAddress is per call
-            for start in range(0, len(group), self.batch_size):
-                results.update(self._send_entries(sender, group[start:start + self.batch_size]))
+        try:
+            for sender, group in groups.items():  # one call per sender: FromEmailAddress is per call
+                for start in range(0, len(group), self.batch_size):
+                    self._send_entries(sender, group[start:start + self.batch_size], results)
+        except SESConfigError as exc:
+            if not any(r.status == "sent" for r in results.values()):
+                raise
+            # Some went already: raising would drop their results, and a resumed run would send them twice.
+            settled = {k: r for k, r in results.items() if r.status != "retry"}
+            results = {m.message_id: SendResult(m.message_id, "retry", str(exc)) for m in messages} | settled
         return [results[m.message_id] for m in messages]
 
-    def _send_entries(self, sender: str, pending: list[EmailMessage]) -> dict[str, SendResult]:
-        results: dict[str, SendResult] = {}
+    def _send_entries(self, sender: str, pending: list[EmailMessage], results: dict[str, SendResult]) -> None:
+        """Into `results`; throttled and transient entries again, alone, until none is left or attempts are."""
         for attempt in range(self.max_attempts):
             if attempt:
                 self._backoff(attempt - 1)
@@ -216,9 +224,11 @@ class SESv2Sender(EmailSender):
                 if now:
                     again.append(message)
             if not again:
-                break
+                return
             pending = again
-        return results
+        for m in pending:
+            results[m.message_id] = replace(results[m.message_id], reason=f"{results[m.message_id].reason} "
+                                                                        f"(after {self.max_attempts} attempts)")
 
     def _bulk(self, sender: str, messages: list[EmailMessage]) -> list[tuple[str, str, bool]]:
         """(status, reason, worth retrying in this call) per message for one SendBulkEmail call."""
