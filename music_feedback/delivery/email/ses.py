@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from dataclasses import replace
-from typing import Callable, Optional
+from typing import Optional
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError
@@ -62,16 +62,15 @@ class Pacer:
     """Thread-safe pacing at `rate` messages/s: a call of n messages goes when its last message's slot
     comes, so from the first send on no thread pushes the total past the rate (no burst credit)."""
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic):
-        self.rate, self.clock, self.next = rate, clock, 0.0
-        self.lock = threading.Lock()
+    def __init__(self, rate: float):
+        self.rate, self.next, self.lock = rate, 0.0, threading.Lock()
 
     def take(self, n: int) -> None:
         with self.lock:
-            start = max(self.next, self.clock())
+            start = max(self.next, time.monotonic())
             self.next = start + n / self.rate
             due = start + (n - 1) / self.rate
-        delay = due - self.clock()
+        delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
 
@@ -185,6 +184,8 @@ class SESv2Sender(EmailSender):
                     raise SESConfigError(f"SES v2 refused the start-up check: {err.get('Code')}: "
                                          f"{err.get('Message')} (region {self.region!r}, {REGION_VAR})") from None
                 rate = self.max_send_rate or float(account.get("SendQuota", {}).get("MaxSendRate") or 1.0)
+                if rate <= 0:
+                    raise SESConfigError(f"SES v2: max_send_rate must be positive, got {rate} ({RATE_VAR})")
                 self._pacer = Pacer(rate)
             return self._pacer
 
