@@ -164,8 +164,10 @@ def test_a_configuration_set_deleted_mid_send_keeps_what_went(fake_aws_env):
 def test_a_wrong_endpoint_or_region_names_the_setting(fake_aws_env):
     with pytest.raises(SESConfigError, match="not reachable.*MUSIC_FEEDBACK_SES_ENDPOINT"):
         SESv2Sender(region="us-east-1", endpoint_url="http://127.0.0.1:9", max_attempts=1).send([message(0)])
-    with pytest.raises(SESConfigError, match="MUSIC_FEEDBACK_SES_REGION"):
+    with pytest.raises(SESConfigError, match="region 'not a region!'.*MUSIC_FEEDBACK_SES_REGION"):
         SESv2Sender(region="not a region!", max_attempts=1).send([message(0)])
+    with pytest.raises(SESConfigError, match="endpoint 'not a url'.*MUSIC_FEEDBACK_SES_ENDPOINT"):
+        SESv2Sender(region="us-east-1", endpoint_url="not a url", max_attempts=1).send([message(0)])
 
 
 def test_credentials_missing_or_refused_say_so(fake_aws_env, monkeypatch):

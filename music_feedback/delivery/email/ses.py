@@ -59,8 +59,9 @@ class _Unavailable(Exception):
 
 
 class Pacer:
-    """Thread-safe pacing at `rate` messages/s: a call of n messages goes when its last message's slot
-    comes, so from the first send on no thread pushes the total past the rate (no burst credit)."""
+    """A thread-safe token bucket at `rate` messages/s that keeps no burst credit: a call of n messages
+    goes when its last message's token has accrued, so all threads together never run ahead of the rate
+    (SES tolerates short bursts, but a day's send is one long one)."""
 
     def __init__(self, rate: float):
         self.rate, self.next, self.lock = rate, 0.0, threading.Lock()
