@@ -1,117 +1,212 @@
 """A small SES v2 stand-in (moto has no SendBulkEmail): the REST-JSON calls the sender makes, on a free
-loopback port, with injectable faults. It renders each entry's template the way SES's Handlebars does for
-triple braces (raw) and double braces (HTML-escaped), and records what it accepted."""
+loopback port, with injectable faults.
+
+It checks requests the way SES does (1-50 entries, a sender, simple-substitution inline templates,
+headers SES takes), renders each entry as SES does (placeholders substituted as they are, no HTML
+escaping; replacement data merged key by key over the default data) and records what it accepted.
+Errors carry `x-amzn-ErrorType`, which botocore's rest-json parser reads as the error code, so the real
+client raises the modelled exception.
+"""
 from __future__ import annotations
 
-import html
 import json
 import re
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
+PLACEHOLDER = re.compile(r"\{\{\{\s*([A-Za-z0-9]+)\s*\}\}\}|\{\{\s*([A-Za-z0-9]+)\s*\}\}")
+HANDLEBARS = re.compile(r"\{\{.*?\}\}\}?", re.S)
+
 
 @dataclass
 class Faults:
     throttled: dict[str, int] = field(default_factory=dict)  # address -> attempts answered ACCOUNT_THROTTLED
     transient: dict[str, int] = field(default_factory=dict)  # address -> attempts answered TRANSIENT_FAILURE
-    rejected: set[str] = field(default_factory=set)  # answered MESSAGE_REJECTED
-    throttle_calls: int = 0  # whole calls answered 429 before any succeeds
+    rejected: set[str] = field(default_factory=set)  # always answered MESSAGE_REJECTED
+    statuses: dict[str, str] = field(default_factory=dict)  # address -> another status, always answered
+    malformed: set[str] = field(default_factory=set)  # an entry to these makes SES refuse the whole call (400)
+    throttle_calls: int = 0  # the first calls answered 429 TooManyRequestsException
+    server_errors: int = 0  # then the next calls answered 500
+    access_denied: bool = False  # every call answered 403 AccessDeniedException
     configuration_sets: set[str] = field(default_factory=lambda: {"feedback-events"})
+    sets_deleted_after: int | None = None  # calls after which every configuration set is deleted
     max_send_rate: float = 1000.0
 
 
 @dataclass
 class State:
     faults: Faults
-    accepted: list[dict] = field(default_factory=list)
-    calls: int = 0
+    accepted: list[dict] = field(default_factory=list)  # one per entry SES would deliver
+    calls: list[dict] = field(default_factory=list)  # one per SendBulkEmail request: at, entries, status
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+class Refused(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
 def _render(template: str, data: dict) -> str:
-    out = re.sub(r"\{\{\{(\w+)\}\}\}", lambda m: str(data.get(m.group(1), "")), template)
-    return re.sub(r"\{\{(\w+)\}\}", lambda m: html.escape(str(data.get(m.group(1), ""))), out)
+    return PLACEHOLDER.sub(lambda m: str(data.get(m.group(1) or m.group(2), "")), template)
+
+
+def _check_template(content: dict) -> None:
+    """Inline templates take simple substitution only; SES refuses the rest (and snake_case names)."""
+    for part in ("Subject", "Html", "Text"):
+        for token in HANDLEBARS.findall(content.get(part) or ""):
+            if not PLACEHOLDER.fullmatch(token):
+                raise Refused(400, "BadRequestException", "Template contains unsupported operations.")
+    if not content.get("Subject") or not (content.get("Html") or content.get("Text")):
+        raise Refused(400, "BadRequestException", "Template needs a subject and a body.")
+
+
+def _check_headers(headers: list[dict]) -> dict[str, str]:
+    if len(headers) > 15:
+        raise Refused(400, "BadRequestException", "At most 15 headers per entry.")
+    for h in headers:
+        if not re.fullmatch(r"[!-9;-~]{1,126}", h.get("Name", "")) or not re.fullmatch(r"[ -~]{1,995}",
+                                                                                     h.get("Value", "")):
+            raise Refused(400, "BadRequestException", f"Invalid header {h.get('Name')!r}.")
+    return {h["Name"]: h["Value"] for h in headers}
+
+
+def _bulk(state: State, body: dict) -> dict:
+    f = state.faults
+    with state.lock:
+        if f.throttle_calls > 0:
+            f.throttle_calls -= 1
+            raise Refused(429, "TooManyRequestsException", "Maximum sending rate exceeded.")
+        if f.server_errors > 0:
+            f.server_errors -= 1
+            raise Refused(500, "InternalFailure", "An internal error occurred.")
+    entries = body.get("BulkEmailEntries") or []
+    if not body.get("FromEmailAddress"):
+        raise Refused(400, "BadRequestException", "FromEmailAddress is required for SendBulkEmail.")
+    if not 1 <= len(entries) <= 50:
+        raise Refused(400, "BadRequestException", f"{len(entries)} BulkEmailEntries: between 1 and 50 are allowed.")
+    config_set = body.get("ConfigurationSetName")
+    with state.lock:
+        if f.sets_deleted_after is not None and sum(c["status"] == 200 for c in state.calls) > f.sets_deleted_after:
+            f.configuration_sets = set()
+    if config_set and config_set not in f.configuration_sets:
+        raise Refused(404, "NotFoundException", f"Configuration set <{config_set}> does not exist.")
+    template = (body.get("DefaultContent") or {}).get("Template") or {}
+    content = template.get("TemplateContent") or {}
+    _check_template(content)
+    try:
+        default = json.loads(template.get("TemplateData") or "{}")
+        replacements = [json.loads(e.get("ReplacementEmailContent", {}).get("ReplacementTemplate", {})
+                                   .get("ReplacementTemplateData") or "{}") for e in entries]
+    except json.JSONDecodeError:
+        raise Refused(400, "BadRequestException", "The template data is invalid.") from None
+    headers = [_check_headers(e.get("ReplacementHeaders") or []) for e in entries]
+    bad = f.malformed & {a for e in entries for a in (e.get("Destination") or {}).get("ToAddresses") or []}
+    if bad:
+        raise Refused(400, "BadRequestException", f"Invalid destination address {sorted(bad)[0]}.")
+    results = []
+    for entry, data, head in zip(entries, replacements, headers):
+        to = (entry.get("Destination") or {}).get("ToAddresses") or []
+        results.append(_entry(state, body, config_set, to, content, {**default, **data}, head,
+                              {t["Name"]: t["Value"] for t in entry.get("ReplacementTags") or []}))
+    return {"BulkEmailEntryResults": results}
+
+
+def _entry(state: State, body: dict, config_set, to: list[str], content: dict, data: dict, headers: dict,
+           tags: dict) -> dict:
+    f = state.faults
+    with state.lock:
+        address = to[0] if to else ""
+        for status, counts in (("ACCOUNT_THROTTLED", f.throttled), ("TRANSIENT_FAILURE", f.transient)):
+            if counts.get(address, 0) > 0:
+                counts[address] -= 1
+                return {"Status": status, "Error": "Please try again."}
+        if not address:
+            return {"Status": "INVALID_PARAMETER", "Error": "Missing destination."}
+        if address in f.rejected:
+            return {"Status": "MESSAGE_REJECTED", "Error": "Email address is on the suppression list."}
+        if address in f.statuses:
+            return {"Status": f.statuses[address], "Error": f"{f.statuses[address].lower().replace('_', ' ')}."}
+        state.accepted.append({
+            "from": body["FromEmailAddress"], "to": address, "configuration_set": config_set,
+            "subject": _render(content["Subject"], data), "html": _render(content.get("Html") or "", data),
+            "text": _render(content.get("Text") or "", data), "headers": headers, "tags": tags})
+    return {"Status": "SUCCESS", "MessageId": str(uuid.uuid4())}
 
 
 def _handler(state: State):
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as SES
+
         def log_message(self, *args):  # quiet
             pass
 
-        def _send(self, status: int, body: dict, error: str | None = None) -> None:
+        def _send(self, status: int, body: dict, code: str | None = None) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            if error:
-                self.send_header("x-amzn-ErrorType", error)
+            self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+            if code:
+                self.send_header("x-amzn-ErrorType", f"{code}:")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
 
+        def _answer(self, work, call: dict | None = None) -> None:
+            try:
+                if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 "):
+                    raise Refused(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+                if state.faults.access_denied:
+                    raise Refused(403, "AccessDeniedException", "not authorized to perform: ses:* on this resource")
+                self._send(200, work())
+            except Refused as exc:
+                if call is not None:
+                    call["status"] = exc.status
+                self._send(exc.status, {"message": str(exc)}, exc.code)
+
         def do_GET(self):
-            if self.path == "/v2/email/account":
-                return self._send(200, {"SendQuota": {"Max24HourSend": 1e6, "MaxSendRate": state.faults.max_send_rate,
-                                                      "SentLast24Hours": len(state.accepted)},
-                                        "SendingEnabled": True, "ProductionAccessEnabled": True})
-            m = re.fullmatch(r"/v2/email/configuration-sets/([^/]+)", self.path)
+            self._answer(lambda: self._get(self.path))
+
+        def _get(self, path: str) -> dict:
+            if path == "/v2/email/account":
+                return {"SendQuota": {"Max24HourSend": 1e6, "MaxSendRate": state.faults.max_send_rate,
+                                      "SentLast24Hours": float(len(state.accepted))},
+                        "SendingEnabled": True, "ProductionAccessEnabled": True}
+            m = re.fullmatch(r"/v2/email/configuration-sets/([^/?]+)", path)
             if m and m.group(1) in state.faults.configuration_sets:
-                return self._send(200, {"ConfigurationSetName": m.group(1)})
+                return {"ConfigurationSetName": m.group(1)}
             if m:
-                return self._send(404, {"message": f"Configuration set <{m.group(1)}> does not exist."},
-                                  "NotFoundException")
-            self._send(404, {"message": f"no route {self.path}"}, "NotFoundException")
+                raise Refused(404, "NotFoundException", f"Configuration set <{m.group(1)}> does not exist.")
+            raise Refused(404, "NotFoundException", f"No route for GET {path}.")
 
         def do_POST(self):
+            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if self.path != "/v2/email/outbound-bulk-emails":
-                return self._send(404, {"message": f"no route {self.path}"}, "NotFoundException")
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                return self._send(404, {"message": f"No route for POST {self.path}."}, "NotFoundException")
+            try:
+                body = json.loads(raw or b"{}")
+            except json.JSONDecodeError:
+                return self._send(400, {"message": "The request body is not JSON."}, "BadRequestException")
+            call = {"at": time.monotonic(), "entries": len(body.get("BulkEmailEntries") or []),
+                    "configuration_set": body.get("ConfigurationSetName"), "status": 200}
             with state.lock:
-                state.calls += 1
-                if state.faults.throttle_calls > 0:
-                    state.faults.throttle_calls -= 1
-                    return self._send(429, {"message": "Maximum sending rate exceeded."}, "TooManyRequestsException")
-            entries = body.get("BulkEmailEntries", [])
-            if not body.get("FromEmailAddress"):
-                return self._send(400, {"message": "FromEmailAddress is required"}, "BadRequestException")
-            if not 1 <= len(entries) <= 50:
-                return self._send(400, {"message": "between 1 and 50 BulkEmailEntries"}, "BadRequestException")
-            config_set = body.get("ConfigurationSetName")
-            if config_set and config_set not in state.faults.configuration_sets:
-                return self._send(404, {"message": f"Configuration set <{config_set}> does not exist."},
-                                  "NotFoundException")
-            template = body["DefaultContent"]["Template"]["TemplateContent"]
-            self._send(200, {"BulkEmailEntryResults": [self._entry(e, template, config_set, body) for e in entries]})
-
-        def _entry(self, entry: dict, template: dict, config_set: str | None, body: dict) -> dict:
-            to = entry["Destination"]["ToAddresses"][0]
-            f = state.faults
-            with state.lock:
-                for kind, counts in (("ACCOUNT_THROTTLED", f.throttled), ("TRANSIENT_FAILURE", f.transient)):
-                    if counts.get(to, 0) > 0:
-                        counts[to] -= 1
-                        return {"Status": kind, "Error": "try again"}
-                if to in f.rejected:
-                    return {"Status": "MESSAGE_REJECTED", "Error": "Email address is on the suppression list"}
-                data = json.loads(entry["ReplacementEmailContent"]["ReplacementTemplate"]["ReplacementTemplateData"])
-                state.accepted.append({
-                    "from": body["FromEmailAddress"], "to": to, "configuration_set": config_set,
-                    "subject": _render(template["Subject"], data), "html": _render(template["Html"], data),
-                    "text": _render(template["Text"], data),
-                    "headers": {h["Name"]: h["Value"] for h in entry.get("ReplacementHeaders", [])},
-                    "tags": {t["Name"]: t["Value"] for t in entry.get("ReplacementTags", [])}})
-            return {"Status": "SUCCESS", "MessageId": str(uuid.uuid4())}
+                state.calls.append(call)
+            self._answer(lambda: _bulk(state, body), call)
 
     return Handler
 
 
 @contextmanager
-def running(faults: Faults | None = None) -> Iterator[tuple[str, State]]:
-    state = State(faults or Faults())
+def running(**faults) -> Iterator[tuple[str, State]]:
+    """(base URL, state) of a stand-in with `Faults(**faults)`, stopped on exit."""
+    state = State(Faults(**faults))
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -119,3 +214,4 @@ def running(faults: Faults | None = None) -> Iterator[tuple[str, State]]:
     finally:
         server.shutdown()
         server.server_close()
+        thread.join(timeout=5)
