@@ -119,3 +119,11 @@ def test_a_deleted_store_file_is_not_written_through_an_old_connection(tmp_path)
     store.plan(P, ledger([(2, 10, "pending")]))
     fresh = SQLiteFeedbackStore(path=str(tmp_path / "feedback.sqlite"))
     assert fresh.ledger_counts(P) == {"pending": 1}
+
+
+def test_contacts_of_one_listener(store):
+    store.plan(P, ledger([(1, 10, "pending"), (1, 11, "pending"), (2, 10, "pending")]))
+    store.claim(P, DAY, "email", [(1, 10), (1, 11), (2, 10)], 120.0)
+    store.settle(P, DAY, "email", [((1, 10), "sent", "", None), ((1, 11), "failed", "no", None),
+                                   ((2, 10), "sent", "", None)], 121.0)
+    assert store.contacts_of(P, 1, 0, 1_000) == 1 and store.contacts_of(P, 2, 122, 1_000) == 0

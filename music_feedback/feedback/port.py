@@ -94,6 +94,10 @@ class FeedbackStore(ConfigurableResource):
         """listener_id, requests: contacts (sending or sent) made in [since, until), every channel."""
 
     @abc.abstractmethod
+    def contacts_of(self, program_id: str, listener_id: int, since: float, until: float) -> int:
+        """Contacts of one listener in [since, until) (the voice API asks this per prompt)."""
+
+    @abc.abstractmethod
     def ledger_counts(self, program_id: str, batch_date: str | None = None, channel: str | None = None
                       ) -> dict[str, int]:
         """Rows by state."""

@@ -154,6 +154,12 @@ class SQLiteFeedbackStore(FeedbackStore):
         ).fetchall()
         return pl.DataFrame(rows, schema={"listener_id": pl.Int64, "requests": pl.Int64}, orient="row")
 
+    def contacts_of(self, program_id: str, listener_id: int, since: float, until: float) -> int:
+        return self._conn().execute(
+            "SELECT COUNT(*) FROM delivery_ledger INDEXED BY ledger_listener WHERE listener_id = ? AND program_id = ? "
+            f"AND contacted_at >= ? AND contacted_at < ? AND state IN {CONTACTED}",
+            (listener_id, program_id, since, until)).fetchone()[0]
+
     def ledger_counts(self, program_id: str, batch_date: str | None = None, channel: str | None = None
                       ) -> dict[str, int]:
         sql, params = "SELECT state, COUNT(*) FROM delivery_ledger WHERE program_id = ?", [program_id]

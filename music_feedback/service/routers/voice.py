@@ -71,8 +71,7 @@ async def voice_prompt(request: Request, program: str, listener: Listener,
         policy = ContactPolicy.of_chain(build_chain(prog.filter_chain))
         since = datetime.now(timezone.utc).date() - timedelta(days=CAP_DAYS - 1)
         start = datetime.combine(since, datetime.min.time(), timezone.utc).timestamp()
-        made = st.feedback.contacts(prog.program_id, start, now + 1).filter(listener_id=listener)
-        if made.height and int(made["requests"].sum()) >= policy.max_requests_per_week:
+        if st.feedback.contacts_of(prog.program_id, listener, start, now + 1) >= policy.max_requests_per_week:
             return VoicePrompt(ask=False, reason="weekly request cap reached")
         st.feedback.record_contact(prog.program_id, row["batch_date"], channel.channel_id, row, "sent", now)
     config = channel.typed_config()
