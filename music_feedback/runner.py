@@ -11,8 +11,6 @@ from pathlib import Path
 from dagster import AssetKey, DagsterInstance
 
 from music_feedback import settings
-from music_feedback.assets.common import key
-from music_feedback.assets.models import ASSET_NAMES
 from music_feedback.programs.model import Program
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the summary says what matters; the UI has the rest

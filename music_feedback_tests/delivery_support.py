@@ -7,7 +7,6 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import duckdb
-import polars as pl
 
 from music_feedback.delivery.email.maildir import MaildirSender
 from music_feedback.delivery.email.plan import plan, send_window

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from dagster import instance_for_test
 
-from music_feedback import runner, settings
+from music_feedback import runner
 from music_feedback.definitions import build_definitions
 from music_feedback.metrics.sink import SQLiteMetricsSink
 from music_feedback.programs.loader import load_programs

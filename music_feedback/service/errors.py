@@ -42,7 +42,6 @@ async def _validation(request: Request, exc: RequestValidationError) -> JSONResp
         name = _param(tuple(e.get("loc", ())))
         if name not in params:
             params.append(name)
-    first = errors[0] if errors else {}
     message = "; ".join(f"{_param(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in errors[:5])
     detail = [{"parameter": _param(tuple(e.get("loc", ()))), "message": e.get("msg")} for e in errors]
     return JSONResponse(status_code=422, content=body(422, message or "invalid request",
