@@ -20,8 +20,11 @@ def run(program: Program, args) -> tuple[dict, bool]:
     day = runner.latest_complete_day(DuckDBWarehouse(path=str(settings.warehouse_path())).meta())
     home = settings.data_home()
     shutil.rmtree(home / "outbox", ignore_errors=True)  # a fresh day of email: the ledger and outbox anew
-    for name in ("feedback.sqlite", "feedback.sqlite-wal", "feedback.sqlite-shm"):
-        (home / name).unlink(missing_ok=True)
+    # a fresh program: no ledger, and candidates without earlier bench days' statuses (a re-run batch keeps
+    # them, so the voice channel would find nothing pending); the serving section refills its history
+    for name in ("feedback.sqlite", "candidates.sqlite"):
+        for suffix in ("", "-wal", "-shm"):
+            (home / f"{name}{suffix}").unlink(missing_ok=True)
     out = Path(tempfile.mkdtemp()) / "day.json"
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "music_feedback.cli", "run", "--program", program.program_id,
