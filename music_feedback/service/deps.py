@@ -32,8 +32,9 @@ def state(request: Request) -> ServiceState:
     return request.app.state.service
 
 
-def require_key(request: Request) -> ApiKey:
-    """Router-level dependency: runs before parameter validation, so a caller without a key learns nothing."""
+async def require_key(request: Request) -> ApiKey:
+    """Router-level dependency: runs before parameter validation, so a caller without a key learns nothing.
+    Async because it never blocks: a plain def would cost every request a hop to the thread pool."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     key = state(request).config.api_keys.authenticate(token.strip()) if scheme.lower() == "bearer" else None
