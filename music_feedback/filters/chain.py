@@ -71,12 +71,16 @@ def policy_warnings(specs: list[FilterSpec]) -> list[str]:
 KEYS = ["listener_id", "track_id"]
 
 
-def run_chain(chain: list[CandidateFilter], candidates: pl.DataFrame, ctx: FilterContext) -> ChainResult:
+def run_chain(chain: list[CandidateFilter], candidates: pl.DataFrame | pl.LazyFrame,
+              ctx: FilterContext) -> ChainResult:
     """Filters work on the keys and the columns they read; the kept rows get their other columns back
-    at the end, so each join copies a few columns of 1.5M rows, not all of them."""
+    at the end, so each join copies a few columns of 1.5M rows, not all of them. Given a LazyFrame (a
+    Parquet scan), only those columns are loaded, and the other columns only for the kept rows."""
     removed, counts, seconds = [], {}, {}
-    reads = [c for f in chain if f.enabled for c in f.reads if c in candidates.columns]
-    current = candidates.select(KEYS + list(dict.fromkeys(reads)))
+    source = candidates.lazy()
+    columns = source.collect_schema().names()
+    reads = [c for f in chain if f.enabled for c in f.reads if c in columns]
+    current = source.select(KEYS + list(dict.fromkeys(reads))).collect()
     for flt in chain:
         if not flt.enabled:
             continue
@@ -88,9 +92,13 @@ def run_chain(chain: list[CandidateFilter], candidates: pl.DataFrame, ctx: Filte
             "listener_id", "track_id", pl.lit("filter").alias("stage"), pl.lit(flt.name).alias("filter"),
             "reason"))
         current = result.kept
-    rest = [c for c in candidates.columns if c not in current.columns]
-    current = (current.join(candidates.select(KEYS + rest), on=KEYS, how="left")
-               .select(candidates.columns + [c for c in current.columns if c not in candidates.columns]))
+    rest = [c for c in columns if c not in current.columns]
+    # The kept listeners' rows first (a predicate the Parquet scan applies as it reads), then an inner
+    # join that hashes the kept rows: never all 1.5M candidates' columns in memory at once.
+    listeners = current["listener_id"].unique().implode()
+    others = source.select(KEYS + rest).filter(pl.col("listener_id").is_in(listeners)).collect()
+    current = (others.join(current, on=KEYS, how="inner", maintain_order="right")
+               .select(columns + [c for c in current.columns if c not in columns]))
     decisions = pl.concat(removed) if removed else pl.DataFrame(
         schema={"listener_id": pl.Int64, "track_id": pl.Int64, "stage": pl.String, "filter": pl.String,
                 "reason": pl.String})
