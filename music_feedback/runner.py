@@ -105,6 +105,19 @@ def _first_error(result) -> str:
     return "see the run in the Dagster UI"
 
 
+def execute_in_process(job, partition_key: str, inst: DagsterInstance, tags: dict):
+    """JobDefinition.execute_in_process without its output capture: that keeps every step's output
+    (1.5M-row frames) alive until the run ends so `output_for_node` can return it, which the batch
+    never calls; its outputs are read back through the IO manager. Same ephemeral job, tags and events."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.execute_in_process import core_execute_in_process, merge_run_tags
+    ephemeral = job.as_ephemeral_job(resource_defs={}, input_values={})
+    return core_execute_in_process(
+        job=InMemoryJob(job_def=ephemeral), run_config=QUIET, instance=inst, output_capturing_enabled=False,
+        raise_on_error=False, run_tags=merge_run_tags(job_def=job, partition_key=partition_key, tags=tags,
+                                                      asset_selection=None, instance=inst, run_config=QUIET))
+
+
 def run_batch(defs, program: Program, day: date, inst: DagsterInstance) -> BatchReport:
     from music_feedback.definitions import daily_job_name
     from music_feedback.run_guard import partition_lock, run_tags, settle_in_progress
@@ -117,8 +130,7 @@ def run_batch(defs, program: Program, day: date, inst: DagsterInstance) -> Batch
     started = time.perf_counter()
     with partition_lock(settings.data_home() / "locks", job.name, day.isoformat()):
         settle_in_progress(inst, job.name, day.isoformat())
-        result = job.execute_in_process(partition_key=day.isoformat(), instance=inst, raise_on_error=False,
-                                        run_config=QUIET, tags=run_tags())
+        result = execute_in_process(job, day.isoformat(), inst, run_tags())
     report = BatchReport(program.program_id, day.isoformat(), result.success, time.perf_counter() - started)
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization

@@ -61,7 +61,7 @@ def build_filter(program: Program, partitions):
         ],
     )
     def filter_candidates(context: AssetExecutionContext, warehouse: Warehouse, feedback_store: FeedbackStore,
-                          unified: pl.DataFrame):
+                          unified: pl.LazyFrame):
         day = batch_date(context)
         watch = Stopwatch()
         with watch.stage("context"):
@@ -74,11 +74,12 @@ def build_filter(program: Program, partitions):
                                 tuple(program.marketplaces))
         with watch.stage("chain"):
             result = run_chain(chain, unified, ctx)
+        unified_rows = unified.select(pl.len()).collect().item()
         stages = {**watch.stages, **{f"filter:{k}": v for k, v in result.seconds_by_filter.items()}}
-        removed_share = {k: round(v / max(unified.height, 1), 4) for k, v in result.removed_by_filter.items()}
+        removed_share = {k: round(v / max(unified_rows, 1), 4) for k, v in result.removed_by_filter.items()}
         reasons = dict(result.decisions.group_by("reason").len().sort("reason").iter_rows())
         yield Output(result.kept, "filtered_candidates", metadata=frame_metadata(
-            result.kept, watch.total, input_rows=unified.height, removed_by_filter=result.removed_by_filter,
+            result.kept, watch.total, input_rows=unified_rows, removed_by_filter=result.removed_by_filter,
             removed_share_by_filter=removed_share, removed_by_reason=reasons, stage_seconds=stages,
             # One number per filter, so the UI plots each over the partitions.
             **{f"removed:{name}": MetadataValue.int(n) for name, n in result.removed_by_filter.items()},
@@ -91,7 +92,7 @@ def build_filter(program: Program, partitions):
         def seed_pass_rate() -> int:
             in_program = unified.filter(pl.col("marketplace").is_in(list(program.marketplaces))) \
                 if program.marketplaces else unified
-            return int(in_program.height * SEED_PASS_RATE)
+            return int(in_program.select(pl.len()).collect().item() * SEED_PASS_RATE)
 
         expectations, meta = row_count_expectation(
             context.instance, kept_key, day, seed_pass_rate,

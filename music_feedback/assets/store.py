@@ -24,8 +24,12 @@ def expires_at(day: date, ttl_days: int) -> int:
     return int((run_day + timedelta(days=ttl_days)).timestamp())
 
 
-def channel_rows(program: Program, scored: pl.DataFrame, day: date) -> pl.DataFrame:
+def channel_rows(program: Program, scored: pl.DataFrame | pl.LazyFrame, day: date) -> pl.DataFrame:
     """One row per candidate and enabled channel it can reach (voice needs a voice-enabled listener)."""
+    # Only the stored columns are read and copied per channel, not all ~40 of the scored frame.
+    scored = scored.lazy()
+    scored = scored.select([c for c in (*STORE_COLUMNS, "voice_enabled")
+                            if c in scored.collect_schema().names()]).collect()
     parts = []
     for channel in program.enabled_channels():
         rows = scored if channel.type == "email" else scored.filter(pl.col("voice_enabled").fill_null(False))
@@ -64,7 +68,7 @@ def build_store(program: Program, partitions):
                     f"{program.candidate_ttl_days} days after the batch runs. Re-running a day replaces its rows.",
     )
     def stored_candidates(context: AssetExecutionContext, candidate_store: CandidateStore,
-                          scored: pl.DataFrame) -> MaterializeResult:
+                          scored: pl.LazyFrame) -> MaterializeResult:
         day = batch_date(context)
         watch = Stopwatch()
         rows = channel_rows(program, scored, day)
@@ -73,7 +77,7 @@ def build_store(program: Program, partitions):
         check = run_stats_suite(asset_key, "store_returns_what_was_scored",
                                 read_back_stats(candidate_store, program, rows, day), zero(*READ_BACK_STATS))
         return MaterializeResult(check_results=[check], metadata={
-            "dagster/row_count": written, "candidates": scored.height, "rows_by_channel": by_channel,
+            "dagster/row_count": written, "candidates": scored.select(pl.len()).collect().item(), "rows_by_channel": by_channel,
             "duration_s": round(watch.total, 3), "preview": preview(rows, ["listener_id", "track_id", "channel",
                                                                            "score", "marketplace"]),
             "expires_at": MetadataValue.timestamp(float(expires_at(day, program.candidate_ttl_days)))})

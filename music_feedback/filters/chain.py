@@ -71,16 +71,31 @@ def policy_warnings(specs: list[FilterSpec]) -> list[str]:
 KEYS = ["listener_id", "track_id"]
 
 
-def run_chain(chain: list[CandidateFilter], candidates: pl.DataFrame, ctx: FilterContext) -> ChainResult:
+def _rows_of(source: pl.LazyFrame, current: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
+    """KEYS and `cols` of the source for the listeners still in `current`: a predicate the Parquet scan
+    applies as it reads, so never all 1.5M candidates' columns in memory at once."""
+    listeners = current["listener_id"].unique().implode()
+    return source.select(KEYS + cols).filter(pl.col("listener_id").is_in(listeners)).collect()
+
+
+def run_chain(chain: list[CandidateFilter], candidates: pl.DataFrame | pl.LazyFrame,
+              ctx: FilterContext) -> ChainResult:
     """Filters work on the keys and the columns they read; the kept rows get their other columns back
-    at the end, so each join copies a few columns of 1.5M rows, not all of them."""
+    at the end, so each join copies a few columns of 1.5M rows, not all of them. Given a LazyFrame (a
+    Parquet scan), only those columns are loaded, and the other columns only for the kept rows."""
     removed, counts, seconds = [], {}, {}
-    reads = [c for f in chain if f.enabled for c in f.reads if c in candidates.columns]
-    current = candidates.select(KEYS + list(dict.fromkeys(reads)))
+    source = candidates.lazy()
+    columns = source.collect_schema().names()
+    current = source.select(KEYS).collect()
     for flt in chain:
         if not flt.enabled:
             continue
         started = time.perf_counter()
+        # A filter's columns join the frame when it runs, for the rows still there: the cap's three
+        # columns are no longer copied through every earlier filter's 1.5M-row join.
+        missing = [c for c in dict.fromkeys(flt.reads) if c in columns and c not in current.columns]
+        if missing:
+            current = current.join(_rows_of(source, current, missing), on=KEYS, how="left", maintain_order="left")
         result = flt.apply(current, ctx)
         seconds[flt.name] = round(time.perf_counter() - started, 3)
         counts[flt.name] = result.removed.height
@@ -88,9 +103,9 @@ def run_chain(chain: list[CandidateFilter], candidates: pl.DataFrame, ctx: Filte
             "listener_id", "track_id", pl.lit("filter").alias("stage"), pl.lit(flt.name).alias("filter"),
             "reason"))
         current = result.kept
-    rest = [c for c in candidates.columns if c not in current.columns]
-    current = (current.join(candidates.select(KEYS + rest), on=KEYS, how="left")
-               .select(candidates.columns + [c for c in current.columns if c not in candidates.columns]))
+    rest = [c for c in columns if c not in current.columns]
+    current = (_rows_of(source, current, rest).join(current, on=KEYS, how="inner", maintain_order="right")
+               .select(columns + [c for c in current.columns if c not in columns]))
     decisions = pl.concat(removed) if removed else pl.DataFrame(
         schema={"listener_id": pl.Int64, "track_id": pl.Int64, "stage": pl.String, "filter": pl.String,
                 "reason": pl.String})

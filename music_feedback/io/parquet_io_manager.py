@@ -46,7 +46,9 @@ class LocalParquetIOManager(ConfigurableIOManager):
         return root.with_name(root.name + f".{suffix}")
 
     def load_input(self, context: InputContext):
-        for suffix, load in (("parquet", pl.read_parquet), ("joblib", joblib.load)):
+        # An input annotated pl.LazyFrame gets a scan: the asset reads only the columns and rows it needs.
+        lazy = getattr(context.dagster_type, "typing_type", None) is pl.LazyFrame
+        for suffix, load in (("parquet", pl.scan_parquet if lazy else pl.read_parquet), ("joblib", joblib.load)):
             path = self._path(context, suffix)
             if path.exists():
                 return load(path)

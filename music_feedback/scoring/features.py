@@ -17,7 +17,7 @@ RATING_PRIOR = 2.0  # pseudo-answers at the global like rate, so a new artist is
 def listener_features(wh: Warehouse, program_id: str, batch_date: date, listener_ids: pl.Series) -> pl.DataFrame:
     """One row per listener; music_taste_profile is a list of {genre, weight}."""
     ids = listener_ids.unique().to_frame("listener_id")
-    base = q.listener_context(wh).select("listener_id", "engagement_score", "listening_frequency")
+    base = q.listener_context(wh, ["listener_id", "engagement_score", "listening_frequency"])
     taste = (q.genre_affinity(wh).join(ids, on="listener_id", how="semi")
              .group_by("listener_id").agg(pl.struct("genre", "weight").alias("music_taste_profile")))
     counts = q.feedback_counts(wh, program_id, batch_date)
@@ -39,7 +39,7 @@ def track_features(wh: Warehouse, program_id: str, batch_date: date, track_ids: 
     ratings = ratings.with_columns(
         ((pl.col("likes") + RATING_PRIOR * total) / (pl.col("answers") + RATING_PRIOR)).alias("similar_track_ratings"))
     return (
-        ids.join(q.track_context(wh).select("track_id", "genre", "artist_id", "artist_popularity", "release_date"),
+        ids.join(q.track_context(wh, ["track_id", "genre", "artist_id", "artist_popularity", "release_date"]),
                  on="track_id", how="left")
         .join(ratings.select("artist_id", "similar_track_ratings"), on="artist_id", how="left")
         .with_columns(pl.col("similar_track_ratings").fill_null(total))

@@ -16,15 +16,20 @@ def _fetch(wh: Warehouse, table: str, columns: list[str], sql: str) -> pl.DataFr
     return wh.fetch(sql)
 
 
-def listener_context(wh: Warehouse) -> pl.DataFrame:
-    cols = ["listener_id", "marketplace", "time_zone", "opted_out", "bot_score", "is_authentic",
-            "engagement_score", "listening_frequency", "voice_enabled"]
+LISTENER_COLUMNS = ["listener_id", "marketplace", "time_zone", "opted_out", "bot_score", "is_authentic",
+                    "engagement_score", "listening_frequency", "voice_enabled"]
+TRACK_COLUMNS = ["track_id", "track_name", "genre", "artist_id", "artist_popularity", "release_date",
+                 "feedback_eligible"]
+
+
+def listener_context(wh: Warehouse, cols: list[str] | None = None) -> pl.DataFrame:
+    """`cols` (default: all of LISTENER_COLUMNS): a stage reads only what it uses of 800K listeners."""
+    cols = cols or LISTENER_COLUMNS
     return _fetch(wh, "listeners", cols, f"SELECT {', '.join(cols)} FROM listeners")
 
 
-def track_context(wh: Warehouse) -> pl.DataFrame:
-    cols = ["track_id", "track_name", "genre", "artist_id", "artist_popularity", "release_date",
-            "feedback_eligible"]
+def track_context(wh: Warehouse, cols: list[str] | None = None) -> pl.DataFrame:
+    cols = cols or TRACK_COLUMNS
     return _fetch(wh, "tracks", cols, f"SELECT {', '.join(cols)} FROM tracks")
 
 
