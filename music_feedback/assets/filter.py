@@ -5,6 +5,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, AssetOut, Me
 
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
 from music_feedback.filters import FilterContext, build_chain, run_chain
+from music_feedback.filters.base import LISTENER_SIGNALS
 from music_feedback.policy import ContactPolicy, contact_signals
 from music_feedback.policy.contact import policy_frame
 from music_feedback.policy.history import add_contacts, own_history, with_suppressions
@@ -67,13 +68,14 @@ def build_filter(program: Program, partitions):
         with watch.stage("context"):
             own = own_history(feedback_store, program.program_id, day)
             ctx = FilterContext(program.program_id, day,
-                                with_suppressions(q.listener_context(warehouse), own.suppressed),
-                                q.track_context(warehouse),
+                                with_suppressions(q.listener_context(warehouse, LISTENER_SIGNALS), own.suppressed),
+                                q.track_context(warehouse, ["track_id", "feedback_eligible"]),
                                 pl.concat([q.prior_feedback_pairs(warehouse, program.program_id, day), own.answered]),
                                 add_contacts(q.recent_request_counts(warehouse, program.program_id, day), own.contacts),
                                 tuple(program.marketplaces))
         with watch.stage("chain"):
             result = run_chain(chain, unified, ctx)
+        del ctx  # the guard reads the warehouse afresh
         unified_rows = unified.select(pl.len()).collect().item()
         stages = {**watch.stages, **{f"filter:{k}": v for k, v in result.seconds_by_filter.items()}}
         removed_share = {k: round(v / max(unified_rows, 1), 4) for k, v in result.removed_by_filter.items()}

@@ -8,12 +8,16 @@ from typing import Any, ClassVar
 import polars as pl
 
 
+# The listener columns the filters read (not time zones or voice flags of 800K listeners).
+LISTENER_SIGNALS = ["listener_id", "marketplace", "opted_out", "bot_score", "is_authentic", "engagement_score"]
+
+
 @dataclass(frozen=True)
 class FilterContext:
     """Warehouse lookups the filters join against, loaded once per batch."""
     program_id: str
     batch_date: date
-    listeners: pl.DataFrame  # listener_id, opted_out, bot_score, is_authentic, ...
+    listeners: pl.DataFrame  # LISTENER_SIGNALS: listener_id, marketplace, opted_out, bot_score, ...
     tracks: pl.DataFrame  # track_id, feedback_eligible, ...
     prior_feedback: pl.DataFrame  # listener_id, track_id already answered
     recent_requests: pl.DataFrame  # listener_id, prior_requests in the cap window
