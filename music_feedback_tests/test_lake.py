@@ -91,6 +91,22 @@ def test_s3_glue_batches_of_100(moto_endpoint):
     assert sum(len(p["Partitions"]) for p in paginator.paginate(DatabaseName="many", TableName="t")) == 130
 
 
+def test_s3_first_export_registers_its_glue_table_from_the_frame(moto_endpoint):
+    kw = {"region_name": "us-east-1", "endpoint_url": moto_endpoint}
+    boto3.client("s3", **kw).create_bucket(Bucket="lake-new")
+    glue = boto3.client("glue", **kw)
+    glue.create_database(DatabaseInput={"Name": "fresh"})
+    frames = split(day(6, ("US", "DE")))
+    S3Lake(bucket="lake-new", endpoint_url=moto_endpoint, glue_database="fresh").replace_day("cands", "2026-11-23", frames)
+    table = glue.get_table(DatabaseName="fresh", Name="cands")["Table"]
+    columns = {c["Name"]: c["Type"] for c in table["StorageDescriptor"]["Columns"]}
+    expected = {c for c in next(iter(frames.values())).columns if c not in ("run_date", "marketplace")}
+    assert set(columns) == expected and "marketplace" not in columns
+    assert table["StorageDescriptor"]["Location"] == "s3://lake-new/lake/cands/"
+    assert [k["Name"] for k in table["PartitionKeys"]] == ["run_date", "marketplace"]
+    assert len(glue.get_partitions(DatabaseName="fresh", TableName="cands")["Partitions"]) == 2
+
+
 def test_s3_errors_name_the_bucket_and_table(moto_endpoint):
     with pytest.raises(LakeError, match="bucket 'missing-bucket'"):
         S3Lake(bucket="missing-bucket", endpoint_url=moto_endpoint).replace_day("c", "2026-11-23", split(day(2)))

@@ -56,17 +56,19 @@ class S3Lake(Lake):
                             f"{err.get('Code')} {err.get('Message', '')}") from None
         except BotoCoreError as exc:
             raise LakeError(f"S3 at {self.endpoint_url or self.region_name} cannot be reached: {exc}") from None
-        if self.glue_database:
-            self._register(table, run_date, list(parts))
+        if self.glue_database and parts:
+            self._register(table, run_date, list(parts), next(iter(parts.values())).schema)
         return [f"s3://{self.bucket}/{k}" for k in keys]
 
-    def _register(self, table: str, run_date: str, markets: list[str]) -> None:
+    def _register(self, table: str, run_date: str, markets: list[str], schema: pl.Schema) -> None:
         glue = self.client("glue")
         try:
             storage = glue.get_table(DatabaseName=self.glue_database, Name=table)["Table"]["StorageDescriptor"]
+        except glue.exceptions.EntityNotFoundException:
+            storage = self._create_table(table, schema)
         except ClientError as exc:
             raise LakeError(f"Glue table {self.glue_database}.{table} cannot be read "
-                            f"({exc.response.get('Error', {}).get('Code')}): create it first") from None
+                            f"({exc.response.get('Error', {}).get('Code')})") from None
         inputs = [{"Values": [run_date, m], "StorageDescriptor": {
             **{k: v for k, v in storage.items() if k != "Location"},
             "Location": f"s3://{self.bucket}/{self._key(table, run_date, m).rsplit('/', 1)[0]}/"}} for m in markets]
@@ -78,6 +80,22 @@ class S3Lake(Lake):
                 detail = real[0]["ErrorDetail"]
                 raise LakeError(f"Glue refused {len(real)} partition(s) of {self.glue_database}.{table}: "
                                 f"{detail.get('ErrorCode')} {detail.get('ErrorMessage', '')}")
+
+    def _create_table(self, table: str, schema: pl.Schema) -> dict:
+        from music_feedback.lake.catalog import table_input
+        glue = self.client("glue")
+        base = self.prefix.strip("/")
+        location = f"s3://{self.bucket}/{base + '/' if base else ''}{table}/"
+        spec = table_input(table, location, schema)
+        try:
+            glue.create_table(DatabaseName=self.glue_database, TableInput=spec)
+        except glue.exceptions.AlreadyExistsException:
+            pass  # another run registered it first
+        except ClientError as exc:
+            raise LakeError(f"Glue table {self.glue_database}.{table} cannot be created "
+                            f"({exc.response.get('Error', {}).get('Code')}): does the Glue database "
+                            f"{self.glue_database!r} exist (MUSIC_FEEDBACK_GLUE_DATABASE)?") from None
+        return spec["StorageDescriptor"]
 
     def read_day(self, table: str, run_date: str) -> pl.DataFrame:
         s3 = self.client("s3")

@@ -6,7 +6,8 @@ import os
 import pytest
 
 from music_feedback.store.dynamodb import local as dynamodb_local
-from music_feedback_tests.servers import http_service, moto_server
+from music_feedback.standins import moto as moto_server
+from music_feedback_tests.servers import http_service
 
 # Credentials for local servers only: boto3 needs some, and neither server checks them.
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}

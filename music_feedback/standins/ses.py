@@ -10,6 +10,7 @@ client raises the modelled exception.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -17,6 +18,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Iterator
 
 PLACEHOLDER = re.compile(r"\{\{\{\s*([A-Za-z0-9]+)\s*\}\}\}|\{\{\s*([A-Za-z0-9]+)\s*\}\}")
@@ -36,6 +38,7 @@ class Faults:
     configuration_sets: set[str] = field(default_factory=lambda: {"feedback-events"})
     sets_deleted_after: int | None = None  # calls after which every configuration set is deleted
     max_send_rate: float = 1000.0
+    inbox: str | None = None  # a Maildir folder that receives each accepted message, as a recipient would
 
 
 @dataclass
@@ -132,11 +135,35 @@ def _entry(state: State, body: dict, config_set, to: list[str], content: dict, d
             return {"Status": "MESSAGE_REJECTED", "Error": "Email address is on the suppression list."}
         if address in f.statuses:
             return {"Status": f.statuses[address], "Error": f"{f.statuses[address].lower().replace('_', ' ')}."}
-        state.accepted.append({
+        accepted = {
             "from": body["FromEmailAddress"], "to": address, "configuration_set": config_set,
             "subject": _render(content["Subject"], data), "html": _render(content.get("Html") or "", data),
-            "text": _render(content.get("Text") or "", data), "headers": headers, "tags": tags})
+            "text": _render(content.get("Text") or "", data), "headers": headers, "tags": tags}
+        state.accepted.append(accepted)
+    if f.inbox:
+        _deliver(Path(f.inbox), accepted)
     return {"Status": "SUCCESS", "MessageId": str(uuid.uuid4())}
+
+
+def _deliver(inbox: Path, msg: dict) -> None:
+    """Write the message the recipient gets into a Maildir, named as the project's own outbox names it,
+    so the simulated listeners read SES's deliveries exactly as they read the embedded outbox's."""
+    from email.message import EmailMessage
+
+    from music_feedback.delivery.email.maildir import file_name
+    from music_feedback.delivery.email.ses import ID_HEADER
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = msg["from"], msg["to"], msg["subject"]
+    for name, value in msg["headers"].items():
+        mail[name] = value
+    mail.set_content(msg["text"], cte="quoted-printable")
+    mail.add_alternative(msg["html"], subtype="html", cte="quoted-printable")
+    name = file_name(msg["headers"].get(ID_HEADER) or msg["headers"].get("Message-ID") or str(uuid.uuid4()))
+    for sub in ("tmp", "new", "cur"):
+        (inbox / sub).mkdir(parents=True, exist_ok=True)
+    tmp = inbox / "tmp" / name
+    tmp.write_bytes(mail.as_bytes())
+    os.replace(tmp, inbox / "new" / name)
 
 
 def _handler(state: State):
