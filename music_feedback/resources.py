@@ -15,9 +15,8 @@ from music_feedback.metrics.sink import SQLiteMetricsSink
 
 
 def candidate_store():
-    """The configured candidate store: MUSIC_FEEDBACK_CANDIDATE_STORE=sqlite (default) or dynamodb."""
-    kind = settings.candidate_store_kind()
-    if kind == "dynamodb":
+    """DynamoDB on AWS; else MUSIC_FEEDBACK_CANDIDATE_STORE=sqlite (default) or dynamodb."""
+    if settings.get_env() == "aws" or settings.candidate_store_kind() == "dynamodb":
         from music_feedback.store.dynamodb import DynamoDBCandidateStore
         return DynamoDBCandidateStore.from_env()
     return SQLiteCandidateStore(path=str(settings.store_path()))
@@ -41,9 +40,9 @@ def local_resources() -> dict:
 
 
 def event_publisher():
-    """The outbox table itself by default; EventBridge when MUSIC_FEEDBACK_EVENT_BUS names a bus."""
+    """EventBridge on AWS or when MUSIC_FEEDBACK_EVENT_BUS names a bus; else the outbox table itself."""
     import os
-    bus = os.environ.get("MUSIC_FEEDBACK_EVENT_BUS")
+    bus = os.environ.get("MUSIC_FEEDBACK_EVENT_BUS") or ("music-feedback" if settings.get_env() == "aws" else "")
     if bus:
         from music_feedback.feedback.events import EventBridgePublisher
         return EventBridgePublisher(bus_name=bus, endpoint_url=os.environ.get("MUSIC_FEEDBACK_EVENTS_ENDPOINT"),
@@ -54,18 +53,23 @@ def event_publisher():
 
 
 def feedback_store():
+    if settings.get_env() == "aws":
+        from music_feedback.feedback.dynamodb import DynamoDBFeedbackStore
+        return DynamoDBFeedbackStore.from_env()
     return SQLiteFeedbackStore(path=str(settings.feedback_store_path()))
 
 
 def email_sender():
+    if settings.get_env() == "aws":
+        from music_feedback.delivery.email.ses import SESv2Sender
+        return SESv2Sender.from_env()
     from music_feedback.delivery.settings import email_sender as configured
     return configured()
 
 
 def get_resources() -> dict:
-    env = settings.get_env()
-    if env == "aws":
-        raise NotImplementedError(
-            "MUSIC_FEEDBACK_ENV=aws: the AWS adapters (Redshift, SageMaker, DynamoDB, S3) are not part of this "
-            "release yet; unset MUSIC_FEEDBACK_ENV to run on the embedded adapters")
+    """The one switch: MUSIC_FEEDBACK_ENV=aws picks every AWS adapter, anything else the embedded set."""
+    if settings.get_env() == "aws":
+        from music_feedback.aws.resources import aws_resources
+        return aws_resources()
     return local_resources()

@@ -43,4 +43,19 @@ def create_front(routes: dict[str, str], max_body_bytes: int = MAX_BODY_BYTES, t
         return Response(answer.content, media_type=answer.headers.get("content-type", "application/json"),
                         headers={"x-Amzn-Invoked-Production-Variant": "AllTraffic"})
 
+    @app.post("/")
+    async def control_plane(request: Request):
+        """The one control-plane call the AWS preflight makes: DescribeEndpoint (JSON 1.1 protocol)."""
+        target = request.headers.get("x-amz-target", "")
+        if target != "SageMaker.DescribeEndpoint":
+            return aws_error(400, "UnknownOperationException", f"{target or 'no operation'} is not supported here.")
+        name = (await request.json()).get("EndpointName", "")
+        if name not in routes:
+            return aws_error(400, "ValidationException", f"Could not find endpoint \"{name}\".")
+        now = 0.0
+        return JSONResponse({"EndpointName": name, "EndpointArn": f"arn:aws:sagemaker:local:000000000000:endpoint/{name}",
+                             "EndpointConfigName": name, "EndpointStatus": "InService",
+                             "CreationTime": now, "LastModifiedTime": now},
+                            media_type="application/x-amz-json-1.1")
+
     return app

@@ -25,6 +25,7 @@ class DayReport:
     lines: list[str] = field(default_factory=list)
     failure: str | None = None
     summary: dict = field(default_factory=dict)
+    batch: object | None = None  # the batch's runner.BatchReport
 
 
 def run_job(defs, name: str, partition: str, inst: DagsterInstance) -> dict:
@@ -77,7 +78,7 @@ def run_day(defs, program: Program, day: date, inst: DagsterInstance, simulate: 
         report.steps[name] = round(time.perf_counter() - started, 2)
         return out
 
-    batch = step("batch", lambda: runner.run_batch(defs, program, day, inst))
+    batch = report.batch = step("batch", lambda: runner.run_batch(defs, program, day, inst))
     report.lines.append(runner.summary(batch))
     if not batch.success:
         return _fail(report, f"batch: {batch.failure}")
@@ -131,6 +132,25 @@ def _fail(report: DayReport, message: str) -> DayReport:
     report.success, report.failure = False, message
     report.lines.append(f"  error: {message}")
     return report
+
+
+def funnel_counts(program: Program, report: DayReport) -> dict[str, int]:
+    """The day's counts, stage by stage: what the batch kept at each step, then what the channels
+    delivered and what listeners did; two runs of the same day on the same data must agree on them."""
+    from music_feedback.metrics.compute import funnel
+    from music_feedback.resources import feedback_store
+    batch = report.batch
+    counts = {name: int(batch.meta(asset, "dagster/row_count", 0) or 0) for name, asset in (
+        ("extracted", "raw_streams"), ("rejected", "rejected_streams"), ("unified", "unified_candidates"), ("filtered", "filtered_candidates"),
+        ("scored", "scored_candidates"), ("stored", "stored_candidates"))} if batch else {}
+    table = funnel(program, feedback_store(), report.day)
+    for column in ("delivered", "opened", "opened_human", "clicked", "submitted"):
+        for channel in table["channel"].unique().sort().to_list():
+            rows = table.filter(table["channel"] == channel)
+            counts[f"{channel}:{column}"] = int(rows[column].sum())
+    ledger = feedback_store().ledger_counts(program.program_id, report.day)
+    counts.update({f"ledger:{state}": n for state, n in sorted(ledger.items())})
+    return counts
 
 
 def funnel_table(program: Program, day: str) -> str:

@@ -1,0 +1,70 @@
+"""The AWS commands: `aws check`, `aws provision`, and `demo-aws` (a whole day on local stand-ins)."""
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import date
+
+
+def _require_aws() -> None:
+    from music_feedback import settings
+    if settings.get_env() != "aws":
+        raise ValueError(f"{settings.ENV_VAR} is not 'aws': set it (and the AWS settings in the README) first")
+
+
+def cmd_check(args) -> int:
+    _require_aws()
+    from music_feedback.aws.preflight import preflight
+    from music_feedback.programs.loader import load_programs
+    from music_feedback.resources import get_resources
+    preflight(get_resources(), load_programs())
+    print("every AWS adapter is ready")
+    return 0
+
+
+def cmd_provision(args) -> int:
+    _require_aws()
+    from music_feedback.aws.provision import provision
+    from music_feedback.aws.settings import AwsSettings
+    from music_feedback.resources import get_resources
+    created = provision(AwsSettings.from_env(), get_resources())
+    print("\n".join(f"created {c}" for c in created) or "everything existed already")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from music_feedback import runner, settings
+    from music_feedback.aws.demo import run_demo
+    from music_feedback.cli import _program, ensure_warehouse
+    program = _program(args.program)
+    meta = ensure_warehouse()
+    day = args.date or runner.latest_complete_day(meta)
+    runner.check_batch_day(program, day, meta)
+    result = run_demo(program, day, settings.warehouse_path(), settings.data_home() / "aws-demo",
+                      echo=lambda line: print(line, flush=True))
+    report = result.report
+    print("steps (s): " + ", ".join(f"{k} {v}" for k, v in report.steps.items()))
+    print(f"set-up {result.setup_s}s, the day {result.day_s}s; time waiting on each adapter during the day:")
+    for name, t in result.adapters.items():
+        print(f"  {name:<32}{t['s']:>8.2f}s {t['calls']:>8,} calls")
+    if args.report_json:
+        with open(args.report_json, "w") as f:
+            json.dump({"success": report.success, "steps": report.steps, "funnel": result.funnel,
+                       "adapters": result.adapters, "setup_s": result.setup_s, "day_s": result.day_s,
+                       "failure": report.failure}, f)
+    return 0 if report.success else 1
+
+
+def add_aws_commands(sub) -> None:
+    aws = sub.add_parser("aws", help="the AWS adapter set (MUSIC_FEEDBACK_ENV=aws)").add_subparsers(
+        dest="action", required=True)
+    aws.add_parser("check", help="check credentials, region, endpoints, buckets, tables, indexes, the bus, the "
+                                 "SageMaker endpoints and the warehouse; list every problem").set_defaults(func=cmd_check)
+    aws.add_parser("provision", help="create the bucket, Glue database, DynamoDB tables and event bus if missing "
+                                     "(a fresh account or stand-ins)").set_defaults(func=cmd_provision)
+    demo = sub.add_parser("demo-aws", help="a whole day on the AWS adapter set against local stand-ins")
+    demo.add_argument("--program")
+    demo.add_argument("--date", type=date.fromisoformat, help="batch day D (default: the warehouse's last day)")
+    demo.add_argument("--report-json", help=argparse.SUPPRESS)
+    demo.set_defaults(func=cmd_demo)
+
