@@ -146,3 +146,13 @@ def test_an_endpoint_serving_another_version_is_refused(routes, trained, outcome
     stale = type(other)(**{**other.__dict__, "data_fingerprint": "0" * 64})
     with srv as url, pytest.raises(ScoringError, match=rf"endpoint {PROPENSITY} serves .*deploy"):
         scorer(url).predict(stale, outcomes.head(3), 2000, endpoint=PROPENSITY)
+
+
+def test_the_front_answers_describe_endpoint_for_the_preflight(routes):
+    import boto3
+    from botocore.exceptions import ClientError
+    with serving(create_front(routes)) as url:
+        control = boto3.client("sagemaker", region_name="us-east-1", endpoint_url=url)
+        assert control.describe_endpoint(EndpointName=PROPENSITY)["EndpointStatus"] == "InService"
+        with pytest.raises(ClientError, match="Could not find endpoint"):
+            control.describe_endpoint(EndpointName="no-such-model")

@@ -18,7 +18,8 @@ class PreflightError(RuntimeError):
 def _client(service: str, s: AwsSettings):
     import boto3
     from botocore.config import Config
-    return boto3.client(service, region_name=s.region,
+    # A fresh session: the default one keeps the credentials it resolved first, even after they are gone.
+    return boto3.session.Session().client(service, region_name=s.region,
                         config=Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5,
                                       read_timeout=20))
 

@@ -50,8 +50,9 @@ def create_front(routes: dict[str, str], max_body_bytes: int = MAX_BODY_BYTES, t
         if target != "SageMaker.DescribeEndpoint":
             return aws_error(400, "UnknownOperationException", f"{target or 'no operation'} is not supported here.")
         name = (await request.json()).get("EndpointName", "")
-        if name not in routes:
-            return aws_error(400, "ValidationException", f"Could not find endpoint \"{name}\".")
+        if name not in routes:  # the JSON 1.1 protocol carries the code in the body's __type
+            return JSONResponse({"__type": "ValidationException", "message": f"Could not find endpoint \"{name}\"."},
+                                status_code=400, media_type="application/x-amz-json-1.1")
         now = 0.0
         return JSONResponse({"EndpointName": name, "EndpointArn": f"arn:aws:sagemaker:local:000000000000:endpoint/{name}",
                              "EndpointConfigName": name, "EndpointStatus": "InService",
