@@ -91,8 +91,10 @@ def cmd_run(args) -> int:
         day_report = run_day(defs, program, day, inst, echo=lambda line: print(line, flush=True))
         print("steps (s): " + ", ".join(f"{k} {v}" for k, v in day_report.steps.items()))
         if args.report_json:
+            from music_feedback.simulate.day import funnel_counts
+            funnel = funnel_counts(program, day_report) if day_report.success else {}
             Path(args.report_json).write_text(json.dumps({"success": day_report.success, "steps": day_report.steps,
-                                                          "failure": day_report.failure}))
+                                                          "failure": day_report.failure, "funnel": funnel}))
         return 0 if day_report.success else 1
     report = runner.run_batch(defs, program, day, inst)
     print(runner.summary(report))

@@ -52,6 +52,23 @@ def run_demo(program, day: date, warehouse: Path, home: Path, echo=print) -> Dem
             times.reset()  # from here on: the day itself
             day_started = time.perf_counter()
             report = run_day(defs, program, day, inst, echo=echo)
+            if report.success:
+                _relay_events(defs, inst, report, resources, echo)
             day_s = time.perf_counter() - day_started
             funnel = funnel_counts(program, report) if report.success else {}
         return DemoResult(report, funnel, times.summary(), round(setup_s, 2), round(day_s, 2))
+
+
+def _relay_events(defs, inst, report, resources, echo) -> None:
+    """What the five-minute relay schedule would do after the day: the outbox to EventBridge."""
+    from music_feedback import runner
+    started = time.perf_counter()
+    waiting = len(resources["feedback_store"].unpublished_events(100_000))
+    result = defs.resolve_job_def("feedback_events_relay").execute_in_process(
+        instance=inst, raise_on_error=False, run_config=runner.QUIET)
+    left = len(resources["feedback_store"].unpublished_events(100_000))
+    report.steps["events"] = round(time.perf_counter() - started, 2)
+    if not result.success:
+        report.success, report.failure = False, f"events: {runner._first_error(result)}"
+    report.lines.append(f"events: {waiting - left:,} of {waiting:,} published to "
+                        f"{resources['event_publisher'].describe()}")

@@ -16,6 +16,7 @@ SECTIONS = (
     "music_feedback.bench.serving",
     "music_feedback.bench.delivery",
     "music_feedback.bench.day",
+    "music_feedback.bench.aws_day",
 )
 
 

@@ -34,6 +34,7 @@ def run(program: Program, args) -> tuple[dict, bool]:
         print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
         return {"whole_day_failed": (proc.stderr or proc.stdout)[-300:]}, False
     report = json.loads(out.read_text())
+    args.embedded_funnel = report.get("funnel")  # the AWS section compares its day with this one
     steps = report["steps"]
     funnel = [ln for ln in proc.stdout.splitlines() if ln.startswith("listeners:")]
     print("\n".join(funnel), file=sys.stderr)
