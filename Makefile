@@ -6,7 +6,7 @@ DATA ?= $(CURDIR)/data
 export MUSIC_FEEDBACK_HOME := $(DATA)
 export DAGSTER_HOME := $(DATA)/dagster_home
 
-.PHONY: install run test ui bench warehouse clean dynamodb-local serve hey wrk chromium
+.PHONY: install run test ui bench warehouse clean dynamodb-local serve hey wrk chromium postgresql demo-aws
 
 install: $(VENV)/.installed
 
@@ -22,14 +22,14 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/music-feedback run
 
-test: install dynamodb-local chromium
+test: install dynamodb-local chromium postgresql
 	$(BIN)/python -m pytest -q
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
 SCALE ?= 1
-bench: install dynamodb-local hey wrk $(DAGSTER_HOME)/dagster.yaml
+bench: install dynamodb-local postgresql hey wrk $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/music-feedback bench --scale $(SCALE)
 
 warehouse: install
@@ -60,6 +60,15 @@ chromium:
 # The feedback bench's load generator: wrk, because its Lua hook sends a distinct token per request.
 wrk:
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
+
+# A whole day on the AWS adapter set against local stand-ins (PostgreSQL for Redshift, moto's server,
+# DynamoDB Local, the SageMaker front, the SES v2 stand-in); no AWS account is touched.
+demo-aws: install dynamodb-local postgresql $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/music-feedback demo-aws
+
+# PostgreSQL's server binaries: the Redshift stand-in and the Postgres-backed Dagster instance in the tests.
+postgresql:
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && apt-get install -y --no-install-recommends postgresql)
 
 serve: install
 	$(BIN)/music-feedback serve
