@@ -24,7 +24,7 @@ def aws_standins(home: Path, warehouse: Path) -> Iterator[dict[str, str]]:
     with ExitStack() as stack:
         moto_url = stack.enter_context(moto.running())
         dynamodb_url = stack.enter_context(dynamodb_local.running())
-        pg = stack.enter_context(postgres.running(home / "postgres"))
+        pg = stack.enter_context(postgres.running())
         load_warehouse(warehouse, pg)
         ses_url, _ = stack.enter_context(ses.running(inbox=str(home / "outbox")))
         yield {

@@ -40,9 +40,3 @@ class DuckDBWarehouse(Warehouse):
             rows = con.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()
         return {r[0] for r in rows}
-
-    def meta(self) -> dict[str, str]:
-        """What the generator recorded (seed, dates); empty for a warehouse it did not write."""
-        if not self.columns_of("warehouse_meta"):
-            return {}
-        return dict(self.fetch("SELECT key, value FROM warehouse_meta").iter_rows())

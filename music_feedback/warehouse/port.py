@@ -50,6 +50,12 @@ class Warehouse(ConfigurableResource):
     def describe(self) -> str:
         raise NotImplementedError
 
+    def meta(self) -> dict[str, str]:
+        """What the generator recorded (seed, dates); empty for a warehouse it did not write."""
+        if not self.columns_of("warehouse_meta"):
+            return {}
+        return dict(self.fetch("SELECT key, value FROM warehouse_meta").iter_rows())
+
     def require(self, table: str, columns: list[str] | None = None, connector: str = "warehouse") -> None:
         """Fail with a message naming the connector, table and missing columns."""
         have = self.columns_of(table)

@@ -56,3 +56,11 @@ def serve():
     yield start
     for cm in reversed(stack):
         cm.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server of the test session's own (see music_feedback.standins.postgres)."""
+    from music_feedback.standins import postgres
+    with postgres.running() as server:
+        yield server

@@ -1,0 +1,112 @@
+"""A PostgreSQL 15 server of its own, in a folder, on a free loopback port: the Redshift stand-in and the
+storage of a Postgres-backed Dagster instance. Built with the machine's `initdb` and `pg_ctl`; as root it
+runs as the `postgres` system user, since PostgreSQL refuses to run as root."""
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+
+@dataclass(frozen=True)
+class Server:
+    host: str
+    port: int
+    user: str = "postgres"
+    password: str = ""
+    database: str = "postgres"
+
+    @property
+    def params(self) -> dict:
+        return {"host": self.host, "port": self.port, "user": self.user, "password": self.password,
+                "database": self.database}
+
+    def connect(self, database: str | None = None):
+        import psycopg2
+        conn = psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
+                                dbname=database or self.database, connect_timeout=5)
+        conn.autocommit = True
+        return conn
+
+    def create_database(self, name: str) -> None:
+        conn = self.connect()  # not `with conn`: psycopg2 would open a transaction, which CREATE DATABASE refuses
+        try:
+            conn.cursor().execute(f'CREATE DATABASE "{name}"')
+        finally:
+            conn.close()
+
+
+def bin_dir() -> Path:
+    """The newest server binaries Debian's postgresql package installed."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    if not found:
+        raise RuntimeError("PostgreSQL's server is not installed (no /usr/lib/postgresql/*/bin/initdb): run "
+                           "`make postgresql` (Debian's postgresql package)")
+    return Path(found[-1]).parent
+
+
+def _as_server_user() -> dict:
+    """Run the server as `postgres` when we are root (initdb refuses root); else as ourselves."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        user = pwd.getpwnam("postgres")
+    except KeyError:
+        raise RuntimeError("running as root, and there is no `postgres` user to run PostgreSQL as: install "
+                           "Debian's postgresql package (`make postgresql`)") from None
+
+    def demote():
+        os.setgid(user.pw_gid)
+        os.setuid(user.pw_uid)
+    return {"preexec_fn": demote, "owner": user}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running() -> Iterator[Server]:
+    """A fresh server (trust authentication on loopback only), stopped and deleted on exit. Its folder is
+    in the system's temporary folder: the server's user must reach it, and a test's own folder is private."""
+    binaries, who = bin_dir(), _as_server_user()
+    owner = who.pop("owner", None)
+    root = Path(tempfile.mkdtemp(prefix="music-feedback-pg-"))
+    data = root / "data"
+    if owner is not None:
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+    port = _free_port()
+    run = dict(check=True, capture_output=True, text=True, **who)
+    try:
+        subprocess.run([str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+                        "--no-sync"], **run)
+        subprocess.run([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-o",
+                        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                        "-c max_connections=200", "start"], **run)
+    except subprocess.CalledProcessError as exc:
+        log = (root / "server.log").read_text() if (root / "server.log").exists() else ""
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"PostgreSQL did not start: {exc.stderr or exc.stdout}{log[-1000:]}") from None
+    try:
+        yield Server("127.0.0.1", port)
+    finally:
+        subprocess.run([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, **who)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def redshift_env(server: Server) -> dict[str, str]:
+    """The Redshift adapter's settings for this server (the stand-in speaks the same wire protocol)."""
+    return {"MUSIC_FEEDBACK_REDSHIFT_HOST": server.host, "MUSIC_FEEDBACK_REDSHIFT_PORT": str(server.port),
+            "MUSIC_FEEDBACK_REDSHIFT_USER": server.user, "MUSIC_FEEDBACK_REDSHIFT_PASSWORD": server.password,
+            "MUSIC_FEEDBACK_REDSHIFT_DATABASE": server.database, "MUSIC_FEEDBACK_REDSHIFT_SSLMODE": "disable"}

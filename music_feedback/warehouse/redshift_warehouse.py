@@ -1,0 +1,157 @@
+"""AWS adapter of the warehouse: Redshift through dagster-aws's RedshiftClientResource (psycopg2).
+
+Reads stream through a server-side cursor into polars frames typed as the DuckDB adapter types them.
+Above `unload_threshold_rows`, the extract goes through UNLOAD to S3 Parquet instead (see unload.py):
+Redshift writes the files in parallel from every slice, and the leader node is not a bottleneck.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import polars as pl
+from dagster_aws.redshift import RedshiftClientResource
+from pydantic import Field
+
+from music_feedback.warehouse.port import Warehouse, WarehouseError
+
+TIMEOUT_VAR = "MUSIC_FEEDBACK_REDSHIFT_QUERY_TIMEOUT_S"
+CHUNK_ROWS = 100_000
+# Postgres type OIDs (Redshift reports the same) to the dtypes the DuckDB adapter returns.
+_DTYPES = {16: pl.Boolean, 20: pl.Int64, 21: pl.Int16, 23: pl.Int32, 700: pl.Float32, 701: pl.Float64,
+           1700: pl.Float64, 1082: pl.Date, 1114: pl.Datetime("us"), 1184: pl.Datetime("us", "UTC"),
+           25: pl.Utf8, 1043: pl.Utf8, 1042: pl.Utf8, 19: pl.Utf8}
+
+
+class RedshiftWarehouse(Warehouse):
+    redshift: RedshiftClientResource
+    query_timeout_s: float = 600.0
+    unload_threshold_rows: Optional[int] = None  # None: never UNLOAD (a Postgres stand-in cannot)
+    unload_s3_uri: Optional[str] = None  # s3://bucket/prefix/ that UNLOAD writes to
+    unload_iam_role: Optional[str] = None
+    region_name: str = "us-east-1"
+    extract_tables: list[str] = Field(default_factory=lambda: ["track_plays"])
+
+    @classmethod
+    def from_env(cls) -> "RedshiftWarehouse":
+        env = os.environ.get
+        missing = [v for v in ("MUSIC_FEEDBACK_REDSHIFT_HOST", "MUSIC_FEEDBACK_REDSHIFT_USER") if not env(v)]
+        if missing:
+            raise WarehouseError(f"the Redshift warehouse needs {' and '.join(missing)}")
+        password = env("MUSIC_FEEDBACK_REDSHIFT_PASSWORD")
+        secret = env("MUSIC_FEEDBACK_REDSHIFT_PASSWORD_FILE")
+        if secret:
+            try:
+                password = Path(secret).read_text().strip()
+            except OSError as exc:
+                raise WarehouseError(f"MUSIC_FEEDBACK_REDSHIFT_PASSWORD_FILE={secret} cannot be read: "
+                                     f"{exc.strerror}") from None
+        numbers = {}
+        for var, default in ((TIMEOUT_VAR, "600"), ("MUSIC_FEEDBACK_REDSHIFT_PORT", "5439"),
+                             ("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_ROWS", "")):
+            raw = env(var, default) or default
+            try:
+                numbers[var] = float(raw) if raw else None
+            except ValueError:
+                raise WarehouseError(f"{var} must be a number, got {raw!r}") from None
+            if numbers[var] is not None and numbers[var] <= 0:
+                raise WarehouseError(f"{var} must be greater than 0, got {raw!r}")
+        client = RedshiftClientResource(
+            host=env("MUSIC_FEEDBACK_REDSHIFT_HOST"), port=int(numbers["MUSIC_FEEDBACK_REDSHIFT_PORT"]),
+            user=env("MUSIC_FEEDBACK_REDSHIFT_USER"), password=password or None,
+            database=env("MUSIC_FEEDBACK_REDSHIFT_DATABASE", "dev"),
+            sslmode=env("MUSIC_FEEDBACK_REDSHIFT_SSLMODE", "require"), autocommit=True)
+        unload_rows = numbers["MUSIC_FEEDBACK_REDSHIFT_UNLOAD_ROWS"]
+        return cls(redshift=client, query_timeout_s=numbers[TIMEOUT_VAR],
+                   unload_threshold_rows=int(unload_rows) if unload_rows else None,
+                   unload_s3_uri=env("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_S3_URI"),
+                   unload_iam_role=env("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_IAM_ROLE"),
+                   region_name=env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1")))
+
+    def describe(self) -> str:
+        r = self.redshift
+        return f"Redshift warehouse {r.user}@{r.host}:{r.port}/{r.database}"
+
+    def _connect(self):
+        """A psycopg2 connection with the client resource's own arguments, and the statement timeout."""
+        import psycopg2
+        try:
+            conn = psycopg2.connect(**self.redshift.get_client().conn_args)
+        except psycopg2.OperationalError as exc:
+            text = str(exc).strip()
+            if "password" in text or "authentication" in text or "role" in text:
+                fix = "MUSIC_FEEDBACK_REDSHIFT_USER and MUSIC_FEEDBACK_REDSHIFT_PASSWORD(_FILE)"
+            elif "database" in text:
+                fix = "MUSIC_FEEDBACK_REDSHIFT_DATABASE"
+            else:
+                fix = "MUSIC_FEEDBACK_REDSHIFT_HOST and MUSIC_FEEDBACK_REDSHIFT_PORT (and the network path)"
+            raise WarehouseError(f"{self.describe()} refused the connection: {text.splitlines()[0]}; "
+                                 f"check {fix}") from None
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"SET statement_timeout TO {int(self.query_timeout_s * 1000)}")
+        return conn
+
+    def fetch(self, sql: str) -> pl.DataFrame:
+        if self.unload_threshold_rows and self._is_extract(sql):
+            from music_feedback.warehouse.unload import count_rows, unload_and_read
+            if count_rows(self, sql) > self.unload_threshold_rows:
+                return unload_and_read(self, sql)
+        return self._stream(sql)
+
+    def _is_extract(self, sql: str) -> bool:
+        low = sql.lower()
+        return any(f"from {t}" in low for t in self.extract_tables)
+
+    def _stream(self, sql: str) -> pl.DataFrame:
+        import psycopg2
+        conn = self._connect()
+        try:
+            conn.autocommit = False  # a named (server-side) cursor needs a transaction
+            with conn.cursor(name="music_feedback_fetch") as cur:
+                cur.itersize = CHUNK_ROWS
+                cur.execute(sql)
+                chunks, schema = [], None
+                while True:
+                    rows = cur.fetchmany(CHUNK_ROWS)
+                    if schema is None:
+                        schema = {d.name: _DTYPES.get(d.type_code, pl.Utf8) for d in cur.description}
+                    if not rows:
+                        break
+                    chunks.append(pl.DataFrame(rows, schema=schema, orient="row"))
+            conn.commit()
+        except psycopg2.errors.QueryCanceled:
+            raise WarehouseError(f"{self.describe()}: the query ran past {self.query_timeout_s:g} s and was "
+                                 f"cancelled ({TIMEOUT_VAR}); raise it or make the query cheaper: "
+                                 f"{' '.join(sql.split())[:200]}") from None
+        except psycopg2.errors.UndefinedColumn as exc:
+            raise WarehouseError(f"{self.describe()}: a column the query reads is missing: "
+                                 f"{str(exc).splitlines()[0]}") from None
+        except psycopg2.Error as exc:
+            raise WarehouseError(f"{self.describe()}: the query failed: {str(exc).splitlines()[0]}") from None
+        finally:
+            conn.close()
+        return pl.concat(chunks) if chunks else pl.DataFrame(schema=schema)
+
+    def execute(self, sql: str) -> None:
+        """A statement without rows (UNLOAD), through the client resource, under the timeout."""
+        import psycopg2
+        try:
+            self.redshift.get_client().execute_query(
+                f"SET statement_timeout TO {int(self.query_timeout_s * 1000)}; {sql}")
+        except psycopg2.errors.QueryCanceled:
+            raise WarehouseError(f"{self.describe()}: the statement ran past {self.query_timeout_s:g} s "
+                                 f"({TIMEOUT_VAR})") from None
+        except psycopg2.Error as exc:
+            raise WarehouseError(f"{self.describe()}: {str(exc).splitlines()[0]}") from None
+
+    def columns_of(self, table: str) -> set[str]:
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+                            "AND table_schema = ANY (current_schemas(false))", (table,))
+                return {r[0] for r in cur.fetchall()}
+        finally:
+            conn.close()
