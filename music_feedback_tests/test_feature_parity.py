@@ -11,6 +11,7 @@ from music_feedback.programs import model as program_model
 from music_feedback.scoring import features as f
 from music_feedback.scoring.features import candidate_features, listener_features, track_features
 from music_feedback.scoring.model import model_columns
+from music_feedback.io.parquet_io_manager import LocalParquetIOManager
 from music_feedback.scoring.outcomes import logged_features
 from music_feedback.scoring.training import labelled_rows
 from music_feedback.scoring.wire import prepare_frame
@@ -46,9 +47,11 @@ def test_logged_features_reproduce_the_scores(tmp_path, trained, outcomes):
         pl.Series("propensity_score", trained["propensity"].predict(frame)),
         pl.Series("affinity_score", trained["affinity"].predict(frame)),
         pl.struct(cols).struct.json_encode().alias("features"))
-    scored.write_parquet(tmp_path / "2026-11-22.parquet")
-    logged = logged_features(tmp_path, date(2026, 11, 23))
+    (tmp_path / "scored").mkdir()
+    scored.write_parquet(tmp_path / "scored" / "2026-11-22.parquet")
+    frames = LocalParquetIOManager(base_dir=str(tmp_path))
+    logged = logged_features(frames, ["scored"], date(2026, 11, 23))
     assert logged.height == 300 and set(cols) <= set(logged.columns)
     for role, m in trained.items():
         assert np.array_equal(m.predict(logged), scored[f"{role}_score"].to_numpy())
-    assert logged_features(tmp_path, date(2026, 11, 22)).height == 0  # a window never reads its own day
+    assert logged_features(frames, ["scored"], date(2026, 11, 22)).height == 0  # a window never reads its own day

@@ -2,11 +2,12 @@
 partition, registered, and promoted only when they beat the champion by scoring.promotionMargin."""
 from datetime import date, timedelta
 
-from dagster import AssetExecutionContext, MetadataValue, Output, WeeklyPartitionsDefinition, asset
+from dagster import (AssetExecutionContext, MetadataValue, Output, ResourceParam, WeeklyPartitionsDefinition,
+                     asset)
 
-from music_feedback import settings
 from music_feedback.assets.common import OWNER, Stopwatch, key, partitions_start
 from music_feedback.assets.warehouse_tables import reads
+from music_feedback.io.port import ParquetIOManager
 from music_feedback.programs.model import Program
 from music_feedback.scoring.outcomes import training_rows
 from music_feedback.scoring.registry.port import ModelRegistry
@@ -46,11 +47,12 @@ def build_model(program: Program, role: str):
            description=f"{spec.model_id}: {QUESTIONS[role]} Gradient-boosted trees on {', '.join(spec.features)}; "
                        "trained weekly on outcomes up to the week's end, evaluated on the newest 20% against the "
                        "champion and a popularity baseline, promoted only by margin.")
-    def model(context: AssetExecutionContext, warehouse: Warehouse, model_registry: ModelRegistry):
+    def model(context: AssetExecutionContext, warehouse: Warehouse, model_registry: ModelRegistry,
+              io_manager: ResourceParam[ParquetIOManager]):
         watch = Stopwatch()
         end = date.fromisoformat(context.partition_key) + timedelta(days=7)
-        scored_dir = settings.io_root().joinpath(*key(program, "scored_candidates").path)
-        rows, source = training_rows(warehouse, program.program_id, scored_dir, end)
+        scored = list(key(program, "scored_candidates").path)
+        rows, source = training_rows(warehouse, program.program_id, io_manager, scored, end)
         decision = retrain(spec, rows, model_registry, end, program.scoring.promotion_margin,
                            lineage={"source": source, "warehouse": warehouse.describe(),
                                     "week": context.partition_key, "run_id": context.run_id})

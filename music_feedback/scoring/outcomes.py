@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 from datetime import date
-from pathlib import Path
 
 import polars as pl
 
@@ -30,24 +29,26 @@ def request_outcomes(wh: Warehouse, program_id: str, end: date) -> pl.DataFrame 
                     f"WHERE program_id = '{program_id}' AND batch_date < {date_literal(end)}")
 
 
-def logged_features(scored_dir: Path, end: date) -> pl.DataFrame:
-    """listener_id, track_id, batch_date and every logged feature, from the scored partitions before `end`."""
-    files = sorted(p for p in Path(scored_dir).glob("*.parquet") if date.fromisoformat(p.stem) < end)
-    if not files:
+def logged_features(frames, scored_path: list[str], end: date) -> pl.DataFrame:
+    """listener_id, track_id, batch_date and every logged feature, from the scored partitions before `end`
+    (`frames`: the IO manager, wherever it keeps them)."""
+    days = [d for d in frames.partitions(scored_path) if date.fromisoformat(d) < end]
+    if not days:
         return pl.DataFrame()
-    frames = [pl.read_parquet(p, columns=["listener_id", "track_id", "features"])
-              .with_columns(pl.lit(date.fromisoformat(p.stem)).alias("batch_date")) for p in files]
-    logged = pl.concat(frames)
+    parts = [frames.read_frame(scored_path, d, ["listener_id", "track_id", "features"])
+             .with_columns(pl.lit(date.fromisoformat(d)).alias("batch_date")) for d in days]
+    logged = pl.concat(parts)
     values = pl.read_ndjson(io.BytesIO("\n".join(logged["features"].to_list()).encode()),
                             infer_schema_length=None)
     return pl.concat([logged.drop("features"), values], how="horizontal")
 
 
-def training_rows(wh: Warehouse, program_id: str, scored_dir: Path, end: date) -> tuple[pl.DataFrame, str]:
+def training_rows(wh: Warehouse, program_id: str, frames, scored_path: list[str], end: date
+                  ) -> tuple[pl.DataFrame, str]:
     """Rows with features, requested_at, responded and liked; and where they came from."""
     outcomes = request_outcomes(wh, program_id, end)
     if outcomes is not None and outcomes.height:
-        logged = logged_features(scored_dir, end)
+        logged = logged_features(frames, scored_path, end)
         if logged.height:
             rows = logged.join(outcomes, on=["listener_id", "track_id", "batch_date"], how="inner")
             if rows.height:

@@ -1,0 +1,90 @@
+"""The IO manager on S3: the same keys as the local folder, under a prefix. One PUT replaces an object
+whole, so no temporary objects are needed; reads fetch the object into memory (Parquet between assets
+is a few hundred MB at most at the seed's scale)."""
+from __future__ import annotations
+
+import io
+import os
+from typing import Iterable, Optional
+
+from pydantic import PrivateAttr
+
+from music_feedback.io.port import ParquetIOManager
+
+
+class S3IOError(RuntimeError):
+    """S3 refused a read or a write; the message names the bucket and key."""
+
+
+class S3ParquetIOManager(ParquetIOManager):
+    bucket: str
+    prefix: str = "assets"
+    region_name: str = "us-east-1"
+    endpoint_url: Optional[str] = None  # None: boto3's own (AWS_ENDPOINT_URL_S3, else the region's)
+    _client = PrivateAttr(default=None)
+
+    @classmethod
+    def from_env(cls) -> "S3ParquetIOManager":
+        env = os.environ.get
+        bucket = env("MUSIC_FEEDBACK_S3_BUCKET")
+        if not bucket:
+            raise ValueError("the S3 IO manager needs MUSIC_FEEDBACK_S3_BUCKET")
+        return cls(bucket=bucket, prefix=env("MUSIC_FEEDBACK_S3_IO_PREFIX", "assets"),
+                   region_name=env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1")),
+                   endpoint_url=env("MUSIC_FEEDBACK_S3_ENDPOINT") or None)
+
+    def client(self):
+        if self._client is None:
+            import boto3
+            self._client = boto3.client("s3", region_name=self.region_name, endpoint_url=self.endpoint_url)
+        return self._client
+
+    def _full(self, key: str) -> str:
+        base = self.prefix.strip("/")
+        return f"{base}/{key}" if base else key
+
+    def _call(self, what: str, key: str, fn):
+        from botocore.exceptions import BotoCoreError, ClientError
+        try:
+            return fn()
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            raise S3IOError(f"S3 refused to {what} s3://{self.bucket}/{self._full(key)}: {err.get('Code')} "
+                            f"{err.get('Message', '')} (bucket: MUSIC_FEEDBACK_S3_BUCKET)") from None
+        except BotoCoreError as exc:
+            raise S3IOError(f"S3 cannot be reached to {what} s3://{self.bucket}/{self._full(key)}: {exc}") from None
+
+    def _store(self, key: str, write) -> None:
+        buf = io.BytesIO()
+        write(buf)
+        self._call("write", key, lambda: self.client().put_object(
+            Bucket=self.bucket, Key=self._full(key), Body=buf.getvalue()))
+
+    def _exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+        try:
+            self.client().head_object(Bucket=self.bucket, Key=self._full(key))
+            return True
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise S3IOError(f"S3 refused to read s3://{self.bucket}/{self._full(key)}: {code} "
+                            "(bucket: MUSIC_FEEDBACK_S3_BUCKET)") from None
+
+    def _open(self, key: str) -> io.BytesIO:
+        body = self._call("read", key, lambda: self.client().get_object(Bucket=self.bucket, Key=self._full(key)))
+        return io.BytesIO(body["Body"].read())
+
+    def _delete(self, key: str) -> None:
+        self._call("delete", key, lambda: self.client().delete_object(Bucket=self.bucket, Key=self._full(key)))
+
+    def _list(self, prefix: str) -> Iterable[str]:
+        full = self._full(prefix)
+        pages = self._call("list", prefix, lambda: list(self.client().get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=full, Delimiter="/")))
+        strip = len(self._full(""))
+        return [o["Key"][strip:] for page in pages for o in page.get("Contents", [])]
+
+    def where(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._full(key)}"
