@@ -1,6 +1,8 @@
 """The feedback store's contract: every adapter passes it (SQLite is the embedded one)."""
 from __future__ import annotations
 
+import uuid
+
 import polars as pl
 import pytest
 
@@ -11,9 +13,17 @@ from music_feedback.feedback.sqlite_store import SQLiteFeedbackStore
 P, DAY = "music-feedback", "2026-11-23"
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "dynamodb-moto", "dynamodb-local"])
 def store(request, tmp_path):
-    return SQLiteFeedbackStore(path=str(tmp_path / "feedback.sqlite"))
+    if request.param == "sqlite":
+        return SQLiteFeedbackStore(path=str(tmp_path / "feedback.sqlite"))
+    from music_feedback.feedback.dynamodb import DynamoDBFeedbackStore
+    endpoint = request.getfixturevalue("moto_endpoint" if request.param == "dynamodb-moto"
+                                       else "dynamodb_local_endpoint")
+    fresh = DynamoDBFeedbackStore(table_name=f"feedback-{uuid.uuid4().hex[:12]}", endpoint_url=endpoint)
+    assert fresh.create_tables() == [fresh.table_name]
+    fresh.check()
+    return fresh
 
 
 def ledger(rows: list[tuple[int, int, str]], channel: str = "email") -> pl.DataFrame:
@@ -127,3 +137,40 @@ def test_contacts_of_one_listener(store):
     store.settle(P, DAY, "email", [((1, 10), "sent", "", None), ((1, 11), "failed", "no", None),
                                    ((2, 10), "sent", "", None)], 121.0)
     assert store.contacts_of(P, 1, 0, 1_000) == 1 and store.contacts_of(P, 2, 122, 1_000) == 0
+
+
+def test_two_senders_racing_claim_each_request_once(store):
+    from concurrent.futures import ThreadPoolExecutor
+    keys = [(i, 10) for i in range(1, 41)]
+    store.plan(P, ledger([(lid, tid, "pending") for lid, tid in keys]))
+    with ThreadPoolExecutor(4) as pool:
+        won = list(pool.map(lambda n: store.claim(P, DAY, "email", keys, 120.0 + n), range(4)))
+    assert sorted(k for w in won for k in w) == keys  # every request claimed by exactly one sender
+    assert store.ledger_counts(P, DAY, "email") == {"sending": 40}
+
+
+def test_outbox_keeps_the_order_of_many_events_across_programs(store):
+    for i in range(30):
+        store.record_event(P if i % 3 else "other-program", "open", {"n": i}, 100.0 + i)
+    pending = store.unpublished_events(limit=1000)
+    assert [e["detail"]["n"] for e in pending] == list(range(30))
+    assert [e["id"] for e in pending] == sorted(e["id"] for e in pending)
+    assert [e["detail"]["n"] for e in store.unpublished_events(limit=5)] == [0, 1, 2, 3, 4]
+    assert store.mark_published([e["id"] for e in pending[:10]], 200.0) == 10
+    assert store.mark_published([pending[0]["id"]], 201.0) == 0  # already published
+    assert [e["detail"]["n"] for e in store.unpublished_events()] == list(range(10, 30))
+    count, newest = store.events_since(P, "op", pending[5]["id"])
+    assert count == len([i for i in range(6, 30) if i % 3]) and newest == pending[29]["id"]
+    assert len(store.events("other-program", "open")) == 10
+
+
+def test_answers_report_the_answered_request(store):
+    store.plan(P, ledger([(1, 10, "pending"), (2, 10, "pending")]))
+    store.claim(P, DAY, "email", [(1, 10), (2, 10)], 120.0)
+    store.settle(P, DAY, "email", [((1, 10), "sent", "", None), ((2, 10), "sent", "", None)], 121.0)
+    store.submit(sub(listener=1, sid="a-1", at=150.0))
+    store.submit(sub(listener=2, rating=-1, sid="a-2", at=170.0))
+    got = store.answers(P, 160.0).to_dicts()
+    assert got == [{"listener_id": 1, "track_id": 10, "rating": 1, "submitted_at": 150.0, "channel": "email",
+                    "batch_date": DAY, "marketplace": "US", "genre": "rock", "track_name": "T10"}]
+    assert store.answers(P, 1e12).height == 2 and store.contacts(P, 0, 1e12)["requests"].sum() == 2

@@ -1,0 +1,46 @@
+"""The feedback store's DynamoDB adapter (boto3's low-level client); every adapter passes
+music_feedback_tests/test_feedback_store.py. GSIs are eventually consistent on AWS: a contact or an answer
+made a few milliseconds ago may be missing from a program-wide read (the cap and the batch read them
+hours later), while every per-request read and every state change is strongly consistent."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from music_feedback.feedback.dynamodb import table
+from music_feedback.feedback.dynamodb.answers import Answers
+from music_feedback.feedback.dynamodb.client import client_for
+from music_feedback.feedback.dynamodb.ledger import Ledger
+from music_feedback.feedback.port import FeedbackStore
+
+
+class FeedbackTableError(RuntimeError):
+    """The feedback table or one of its indexes is missing; the message names it and the fix."""
+
+
+class DynamoDBFeedbackStore(Ledger, Answers, FeedbackStore):
+    table_name: str = "music-feedback-feedback"
+    endpoint_url: Optional[str] = None  # None: boto3's own (AWS_ENDPOINT_URL_DYNAMODB, else the region's)
+    region: str = "us-east-1"
+    writers: int = 8  # parallel conditional writes (claims, settles, plans)
+
+    @classmethod
+    def from_env(cls) -> "DynamoDBFeedbackStore":
+        env = os.environ.get
+        return cls(table_name=env("MUSIC_FEEDBACK_FEEDBACK_TABLE", "music-feedback-feedback"),
+                   endpoint_url=env("MUSIC_FEEDBACK_DYNAMODB_ENDPOINT") or None,
+                   region=env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1")))
+
+    def client(self):
+        return client_for(self.endpoint_url, self.region, self.writers)
+
+    def create_tables(self) -> list[str]:
+        return [self.table_name] if table.create_table(self.client(), self.table_name) else []
+
+    def check(self) -> None:
+        problem = table.missing(self.client(), self.table_name)
+        if problem:
+            raise FeedbackTableError(problem)
+
+    def describe(self) -> str:
+        return f"DynamoDB table {self.table_name}"
