@@ -148,11 +148,24 @@ def cmd_purge(args) -> int:
 
 
 def cmd_create_table(args) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+    if args.feedback:
+        from music_feedback.feedback.dynamodb import DynamoDBFeedbackStore
+        feedback = DynamoDBFeedbackStore.from_env()
+        if args.table:
+            feedback = feedback.model_copy(update={"table_name": args.table})
+        where = feedback.endpoint_url or f"AWS {feedback.region}"
+        try:
+            created = bool(feedback.create_tables())
+        except (BotoCoreError, ClientError) as exc:
+            raise RuntimeError(f"could not create table {feedback.table_name} on {where}: {exc}") from None
+        print(f"{'created' if created else 'found'} table {feedback.table_name} ({where}) with ByListener, "
+              "ByProgram and Outbox")
+        return 0
     from music_feedback.store.dynamodb import DynamoDBCandidateStore
     store = DynamoDBCandidateStore.from_env()
     if args.table:
         store = store.model_copy(update={"table_name": args.table})
-    from botocore.exceptions import BotoCoreError, ClientError
     where = store.endpoint_url or f"AWS {store.region}"
     try:
         created = store.create_table()
@@ -228,7 +241,9 @@ def parser() -> argparse.ArgumentParser:
     store.add_parser("purge", help="delete expired candidates").set_defaults(func=cmd_purge)
     create = store.add_parser("create-table", help="create the DynamoDB candidate table, its indexes and TTL "
                                                    "(MUSIC_FEEDBACK_DYNAMODB_TABLE, MUSIC_FEEDBACK_DYNAMODB_ENDPOINT)")
-    create.add_argument("--table", help="table name (default: MUSIC_FEEDBACK_DYNAMODB_TABLE or music-feedback-candidates)")
+    create.add_argument("--table", help="table name (default: MUSIC_FEEDBACK_DYNAMODB_TABLE or music-feedback-candidates; "
+                                        "with --feedback, MUSIC_FEEDBACK_FEEDBACK_TABLE or music-feedback-feedback)")
+    create.add_argument("--feedback", action="store_true", help="create the feedback table (ledger, answers, outbox)")
     create.set_defaults(func=cmd_create_table)
     serve = sub.add_parser("serve", help="run the HTTP service (serving API, health, metrics)")
     serve.add_argument("--host", help="interface to bind (default 127.0.0.1, or MUSIC_FEEDBACK_SERVICE_HOST)")

@@ -31,8 +31,11 @@ def _ledger(rows):
 
 @pytest.fixture
 def env(tmp_path, serve):
+    yield from build_env(tmp_path, serve, SQLiteFeedbackStore(path=str(tmp_path / "feedback.sqlite")))
+
+
+def build_env(tmp_path, serve, feedback):
     store = sqlite_store(tmp_path)
-    feedback = SQLiteFeedbackStore(path=str(tmp_path / "feedback.sqlite"))
     listeners = [L, 12, 13] + [lid for lid in range(14, 400) if is_held_out_id(lid)][:1]
     rows = [candidate(lid, T, 0.9) for lid in listeners] + \
            [candidate(lid, T, 0.8, channel="voice-assistant") for lid in listeners]
@@ -251,3 +254,29 @@ def test_a_refused_form_keeps_what_was_typed_and_control_characters_are_refused(
     assert "my words</textarea>" in r.text and 'value="down" checked' in r.text
     r = client.post(f"/f/{token()}", data=form(comment="a\x00b"))
     assert r.status_code == 422 and "control characters" in r.text
+
+
+def test_answers_unsubscribe_and_voice_through_http_on_dynamodb(tmp_path, serve, dynamodb_local_endpoint):
+    """The same endpoints with the feedback store on DynamoDB (DynamoDB Local): the service does not care."""
+    import uuid
+
+    from music_feedback.feedback.dynamodb import DynamoDBFeedbackStore
+    feedback = DynamoDBFeedbackStore(table_name=f"api-{uuid.uuid4().hex[:10]}", endpoint_url=dynamodb_local_endpoint)
+    feedback.create_tables()
+    for client, store, feedback, _ in build_env(tmp_path, serve, feedback):
+        r = client.post(f"/f/{token()}", data=form(tags=["rock"]))
+        assert r.status_code == 200 and "Thank you!" in r.text
+        assert client.post(f"/f/{token()}", data=form(tags=["rock"])).status_code == 200  # a double click
+        assert feedback.feedback(PROGRAM, L, T)["delivered_at"] == 101.0
+        assert [e["kind"] for e in feedback.events(PROGRAM)] == ["feedback.submitted"]
+        assert {c["channel"]: c["status"] for c in store.for_listener(PROGRAM, L)} == {
+            "email": "consumed", "voice-assistant": "cancelled"}
+        url = f"/v1/programs/{PROGRAM}/listeners/12"
+        assert client.get(f"{url}/voice-prompt", params={"track": T}, headers=auth()).json()["ask"] is True
+        r = client.post(f"{url}/voice-answers", json={"trackId": T, "answer": "no", "submissionId": "voice-0001"},
+                        headers=auth())
+        assert r.status_code == 200 and feedback.ledger_row(PROGRAM, DAY, 12, T, "email")["state"] == "cancelled"
+        assert client.post(f"/u/{token('unsubscribe', listener=13)}",
+                           data={"List-Unsubscribe": "One-Click"}).status_code == 200
+        assert feedback.suppressed([13, 12]) == {13}
+        assert feedback.track_metrics(PROGRAM, T) == {"thumbs_up": 1, "thumbs_down": 1, "responses": 2}
