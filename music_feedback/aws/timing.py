@@ -36,6 +36,8 @@ def timed_adapters() -> Iterator[AdapterTimes]:
     the figures add up to more than the wall time when calls run in parallel."""
     from botocore.client import BaseClient
 
+    import music_feedback.warehouse.duckdb_warehouse  # noqa: F401  (each adapter class must exist to be wrapped)
+    import music_feedback.warehouse.redshift_warehouse  # noqa: F401
     from music_feedback.warehouse.port import Warehouse
     times = AdapterTimes()
     make_call = BaseClient._make_api_call

@@ -9,8 +9,15 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 _to, _from = TypeSerializer(), TypeDeserializer()
 
 
+BOUND = Decimal("9.9E+125")  # DynamoDB's largest number: an open bound (`until=inf`) becomes it
+
+
 def _decimal(v):
     if isinstance(v, float):
+        if v != v:
+            raise ValueError("NaN cannot be stored in DynamoDB")
+        if v in (float("inf"), float("-inf")):
+            return BOUND if v > 0 else -BOUND
         return Decimal(repr(v))
     return v
 
