@@ -1,5 +1,5 @@
-"""Past one process: a Dagster instance on PostgreSQL (run, event and schedule storage), its daemon's
-queued run coordinator (two runs at once, one per partition), runs launched as their own processes. Two
+"""Past one process: the deployed instance's PostgreSQL storage (run, event and schedule) and queued run
+coordinator (two runs at once here, one per partition), runs launched as their own processes. Two
 daily partitions run at the same time and both complete; a second launch of a partition that is running
 waits for it."""
 from __future__ import annotations
@@ -24,14 +24,15 @@ ROOT = Path(__file__).resolve().parent.parent
 DAYS = [BATCH_DAY.replace(day=BATCH_DAY.day - 1).isoformat(), BATCH_DAY.isoformat()]
 
 
-def instance_yaml(pg: dict, db: str) -> dict:
-    storage = {"postgres_db": {"hostname": pg["host"], "port": pg["port"], "username": pg["user"],
-                               "password": pg.get("password") or "", "db_name": db,
-                               "scheme": "postgresql+psycopg2"}}
-    local = yaml.safe_load((ROOT / "dagster.yaml").read_text())
-    coordinator = local["run_coordinator"]
-    coordinator["config"]["dequeue_interval_seconds"] = 1
-    return {"telemetry": {"enabled": False}, "storage": {"postgres": storage}, "run_coordinator": coordinator}
+def instance_yaml() -> dict:
+    """deploy/dagster.yaml with what needs AWS swapped out: runs launch as local processes instead of ECS
+    tasks, compute logs stay local, and the test server has no TLS. Storage and coordinator are the real ones."""
+    deployed = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
+    deployed["storage"]["postgres"]["postgres_db"]["params"]["sslmode"] = "disable"
+    deployed["run_coordinator"]["config"].update(max_concurrent_runs=2, dequeue_interval_seconds=1)
+    for section in ("run_launcher", "compute_logs"):
+        deployed.pop(section)
+    return deployed
 
 
 def launch(env: dict, day: str) -> None:
@@ -51,10 +52,12 @@ def pg_instance(postgres_server, tmp_path, monkeypatch, small_warehouse):
     postgres_server.create_database(db)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml(postgres_server.params, db)))
+    (home / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml()))
     data = tmp_path / "data"
+    pg = postgres_server
     env = {**os.environ, "DAGSTER_HOME": str(home), "MUSIC_FEEDBACK_HOME": str(data),
-           "MUSIC_FEEDBACK_WAREHOUSE": str(small_warehouse)}
+           "MUSIC_FEEDBACK_WAREHOUSE": str(small_warehouse), "DAGSTER_PG_HOST": pg.host, "DAGSTER_PG_PORT": str(pg.port),
+           "DAGSTER_PG_USER": pg.user, "DAGSTER_PG_PASSWORD": pg.password, "DAGSTER_PG_DB": db}
     env.pop("MUSIC_FEEDBACK_ENV", None)
     for k, v in env.items():
         monkeypatch.setenv(k, v)

@@ -20,6 +20,16 @@ from music_feedback.scoring.cache.port import SCHEMA, ScoreCache, epoch
 GET_CHUNK, PUT_CHUNK, MAX_TRIES = 100, 25, 8
 
 
+TTL_ATTRIBUTE = "expires_at"
+
+
+def definition(table_name: str) -> dict:
+    return {"TableName": table_name, "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
+                                     {"AttributeName": "sk", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]}
+
+
 def _pk(program_id: str, listener_id: int, track_id: int) -> str:
     return f"PAIR#{program_id}#{listener_id}#{track_id}"
 
@@ -41,14 +51,10 @@ class DynamoDBScoreCache(ScoreCache):
         c = self.client()
         if self.table_name in c.list_tables().get("TableNames", []):
             return
-        c.create_table(TableName=self.table_name, BillingMode="PAY_PER_REQUEST",
-                       AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                             {"AttributeName": "sk", "AttributeType": "S"}],
-                       KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                  {"AttributeName": "sk", "KeyType": "RANGE"}])
+        c.create_table(**definition(self.table_name))
         c.get_waiter("table_exists").wait(TableName=self.table_name)
         c.update_time_to_live(TableName=self.table_name,
-                              TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+                              TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE})
 
     @staticmethod
     def _backoff(attempt: int) -> None:
