@@ -73,13 +73,22 @@ def ensure_warehouse() -> dict[str, str]:
     return DuckDBWarehouse(path=str(path)).meta()
 
 
+def _aws_ready(program) -> dict[str, str]:
+    """On AWS, every adapter is checked before anything is written; returns the warehouse's metadata."""
+    from music_feedback.aws.preflight import preflight
+    from music_feedback.resources import get_resources
+    resources = get_resources()
+    preflight(resources, [program])
+    return resources["warehouse"].meta()
+
+
 def cmd_run(args) -> int:
     import json
 
     from music_feedback import runner
     from music_feedback.definitions import defs
     program = _program(args.program)
-    meta = ensure_warehouse() if settings.get_env() == "local" else {}
+    meta = ensure_warehouse() if settings.get_env() == "local" else _aws_ready(program)
     day = args.date or runner.latest_complete_day(meta)
     runner.check_batch_day(program, day, meta)
     inst = runner.instance()
@@ -110,7 +119,7 @@ def cmd_simulate(args) -> int:
     from music_feedback.definitions import defs
     from music_feedback.simulate.day import run_day
     program = _program(args.program)
-    meta = ensure_warehouse() if settings.get_env() == "local" else {}
+    meta = ensure_warehouse() if settings.get_env() == "local" else _aws_ready(program)
     last = runner.latest_complete_day(meta)
     days = [last - timedelta(days=args.days - 1 - i) for i in range(args.days)]
     first = date.fromisoformat(meta["start_date"]) if meta.get("start_date") else days[0]
@@ -277,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ProgramConfigError, WarehouseError, RunInProgressError, NotImplementedError, ValueError,
-            RuntimeError) as exc:
+            RuntimeError) as exc:  # PreflightError and the adapters' configuration errors among them
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
