@@ -20,6 +20,25 @@ SECTIONS = (
 )
 
 
+def run_cli_json(command: list[str]) -> tuple[dict | None, float, str]:
+    """`music-feedback <command> --report-json F` in a child process: (the report or None, wall seconds,
+    the end of its output for a failure message)."""
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+    out = Path(tempfile.mkdtemp()) / "report.json"
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "music_feedback.cli", *command, "--report-json", str(out)],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0 or not out.exists():
+        print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+        return None, wall, (proc.stderr or proc.stdout)[-300:]
+    return json.loads(out.read_text()), wall, proc.stdout
+
+
 def bench(program: Program, args) -> int:
     figures: dict = {}
     ok = True

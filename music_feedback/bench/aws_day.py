@@ -3,29 +3,19 @@ the local stand-ins (`music-feedback demo-aws` in a child process), with the tim
 adapter, and whether its funnel equals the embedded day's."""
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 from music_feedback import runner, settings
+from music_feedback.bench import run_cli_json
 from music_feedback.programs.model import Program
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 
 def run(program: Program, args) -> tuple[dict, bool]:
     day = runner.latest_complete_day(DuckDBWarehouse(path=str(settings.warehouse_path())).meta())
-    out = Path(tempfile.mkdtemp()) / "aws_day.json"
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "music_feedback.cli", "demo-aws", "--program", program.program_id,
-                           "--date", day.isoformat(), "--report-json", str(out)], capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if proc.returncode != 0 or not out.exists():
-        print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
-        return {"aws_day_failed": (proc.stderr or proc.stdout)[-300:]}, False
-    report = json.loads(out.read_text())
+    report, wall, output = run_cli_json(["demo-aws", "--program", program.program_id, "--date", day.isoformat()])
+    if report is None:
+        return {"aws_day_failed": output}, False
     embedded = getattr(args, "embedded_funnel", None)
     figures = {"aws_day_s": report["day_s"], "aws_day_setup_s": report["setup_s"], "aws_day_wall_s": round(wall, 1),
                "aws_day_steps_s": report["steps"],

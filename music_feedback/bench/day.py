@@ -3,15 +3,11 @@ export, the email to a fresh outbox, simulated listeners on the real endpoints, 
 in a child process like the batch, with each step's time."""
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 from music_feedback import runner, settings
+from music_feedback.bench import run_cli_json
 from music_feedback.programs.model import Program
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 
@@ -25,18 +21,12 @@ def run(program: Program, args) -> tuple[dict, bool]:
     for name in ("feedback.sqlite", "candidates.sqlite"):
         for suffix in ("", "-wal", "-shm"):
             (home / f"{name}{suffix}").unlink(missing_ok=True)
-    out = Path(tempfile.mkdtemp()) / "day.json"
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "music_feedback.cli", "run", "--program", program.program_id,
-                           "--date", day.isoformat(), "--report-json", str(out)], capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if proc.returncode != 0 or not out.exists():
-        print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
-        return {"whole_day_failed": (proc.stderr or proc.stdout)[-300:]}, False
-    report = json.loads(out.read_text())
+    report, wall, output = run_cli_json(["run", "--program", program.program_id, "--date", day.isoformat()])
+    if report is None:
+        return {"whole_day_failed": output}, False
     args.embedded_funnel = report.get("funnel")  # the AWS section compares its day with this one
     steps = report["steps"]
-    funnel = [ln for ln in proc.stdout.splitlines() if ln.startswith("listeners:")]
+    funnel = [ln for ln in output.splitlines() if ln.startswith("listeners:")]
     print("\n".join(funnel), file=sys.stderr)
     return {"whole_day_s": round(wall, 1), "export_s": steps.get("export"), "playlist_s": steps.get("playlists"),
             "metrics_s": steps.get("metrics"), "whole_day_steps_s": steps}, report["success"]

@@ -25,6 +25,26 @@ LEDGER_SCHEMA = {
 LedgerKey = tuple[int, int]  # (listener_id, track_id) within one (program, batch date, channel)
 
 
+SETTLED = ("sent", "failed", "expired", "pending")
+
+
+def check_planned(rows: pl.DataFrame) -> pl.DataFrame:
+    """Ledger rows cast to LEDGER_SCHEMA; only pending or held_out rows may be planned."""
+    df = rows.select(pl.col(c).cast(t) for c, t in LEDGER_SCHEMA.items())
+    bad = set(df["state"].unique()) - {"pending", "held_out"}
+    if bad:
+        raise ValueError(f"planned ledger rows must be pending or held_out, got {sorted(bad)}")
+    return df
+
+
+def check_settled(outcomes: Iterable[tuple[LedgerKey, str, str, str | None]]) -> list:
+    outcomes = list(outcomes)
+    for _, state, _, _ in outcomes:
+        if state not in SETTLED:
+            raise ValueError(f"a send settles as sent, failed, expired or pending, not {state!r}")
+    return outcomes
+
+
 class OptedOutError(ValueError):
     """The listener opted out: nothing of theirs is stored or sent."""
 

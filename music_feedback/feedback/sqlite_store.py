@@ -14,7 +14,8 @@ from typing import Iterable, Iterator
 import polars as pl
 
 from music_feedback.feedback.port import (CONTACTED, LEDGER_SCHEMA, FeedbackStore, LedgerKey, OptedOutError,
-                                          Submission, SubmissionConflict, SubmitResult)
+                                          Submission, SubmissionConflict, SubmitResult, check_planned,
+                                          check_settled)
 
 _SCHEMA = (Path(__file__).with_name("sqlite_schema.sql")).read_text()
 _LEDGER_COLS = tuple(LEDGER_SCHEMA)
@@ -64,10 +65,7 @@ class SQLiteFeedbackStore(FeedbackStore):
 
     # --- the delivery ledger -------------------------------------------------------------------
     def plan(self, program_id: str, rows: pl.DataFrame) -> int:
-        df = rows.select(pl.col(c).cast(t) for c, t in LEDGER_SCHEMA.items())
-        bad = set(df["state"].unique()) - {"pending", "held_out"}
-        if bad:
-            raise ValueError(f"planned ledger rows must be pending or held_out, got {sorted(bad)}")
+        df = check_planned(rows)
         sql = (f"INSERT OR IGNORE INTO delivery_ledger (program_id, {', '.join(_LEDGER_COLS)}, updated_at) "
                f"VALUES (?, {', '.join('?' * len(_LEDGER_COLS))}, unixepoch('subsec'))")
         with self._tx() as conn:
@@ -113,10 +111,7 @@ class SQLiteFeedbackStore(FeedbackStore):
 
     def settle(self, program_id: str, batch_date: str, channel: str,
                outcomes: Iterable[tuple[LedgerKey, str, str, str | None]], now: float) -> int:
-        outcomes = list(outcomes)
-        for _, state, _, _ in outcomes:
-            if state not in ("sent", "failed", "expired", "pending"):
-                raise ValueError(f"a send settles as sent, failed, expired or pending, not {state!r}")
+        outcomes = check_settled(outcomes)
         # A retry goes back to pending and no longer counts as a contact.
         return self._update(
             "UPDATE delivery_ledger SET state = ?, reason = ?, message_id = COALESCE(?, message_id), updated_at = ?, "

@@ -9,7 +9,7 @@ import polars as pl
 from music_feedback.feedback.dynamodb import codec
 from music_feedback.feedback.dynamodb.client import conditional, parallel, query
 from music_feedback.feedback.dynamodb.table import SHARDS, ledger_key, ledger_pk, shard
-from music_feedback.feedback.port import CONTACTED, LEDGER_SCHEMA, LedgerKey
+from music_feedback.feedback.port import CONTACTED, LEDGER_SCHEMA, LedgerKey, check_planned, check_settled
 
 LEDGER_COLS = tuple(LEDGER_SCHEMA)
 
@@ -53,10 +53,7 @@ class Ledger:
         return out
 
     def plan(self, program_id: str, rows: pl.DataFrame) -> int:
-        df = rows.select(pl.col(c).cast(t) for c, t in LEDGER_SCHEMA.items())
-        bad = set(df["state"].unique()) - {"pending", "held_out"}
-        if bad:
-            raise ValueError(f"planned ledger rows must be pending or held_out, got {sorted(bad)}")
+        df = check_planned(rows)
         self._note_days(program_id, set(df.select("batch_date", "channel").unique().iter_rows()))
         import time
         now = time.time()
@@ -97,10 +94,7 @@ class Ledger:
 
     def settle(self, program_id: str, batch_date: str, channel: str,
                outcomes: Iterable[tuple[LedgerKey, str, str, str | None]], now: float) -> int:
-        outcomes = list(outcomes)
-        for _, state, _, _ in outcomes:
-            if state not in ("sent", "failed", "expired", "pending"):
-                raise ValueError(f"a send settles as sent, failed, expired or pending, not {state!r}")
+        outcomes = check_settled(outcomes)
 
         def one(outcome) -> bool:
             k, state, reason, mid = outcome
