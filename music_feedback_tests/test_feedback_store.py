@@ -139,8 +139,10 @@ def test_contacts_of_one_listener(store):
     assert store.contacts_of(P, 1, 0, 1_000) == 1 and store.contacts_of(P, 2, 122, 1_000) == 0
 
 
-def test_two_senders_racing_claim_each_request_once(store):
+def test_two_senders_racing_claim_each_request_once(store, request):
     from concurrent.futures import ThreadPoolExecutor
+    if request.node.callspec.params["store"] == "dynamodb-moto":
+        pytest.skip("moto applies a transaction without isolating it from concurrent ones; DynamoDB Local runs this")
     keys = [(i, 10) for i in range(1, 41)]
     store.plan(P, ledger([(lid, tid, "pending") for lid, tid in keys]))
     with ThreadPoolExecutor(4) as pool:

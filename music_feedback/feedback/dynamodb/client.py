@@ -39,6 +39,23 @@ def conditional(client, **kw) -> bool:
         return False
 
 
+TRANSACTION_ITEMS = 100
+
+
+def conditional_many(client, writes: list[tuple[str, dict]], workers: int) -> list[bool]:
+    """Many conditional writes ("Update" or "Put", kwargs), each judged on its own condition. A chunk goes as
+    one transaction (a hundred writes in one call); when some condition fails the chunk is refused whole,
+    and its writes go again one by one, so each reports whether it applied."""
+    def chunk(part: list[tuple[str, dict]]) -> list[bool]:
+        try:
+            client.transact_write_items(TransactItems=[{op: kw} for op, kw in part])
+            return [True] * len(part)
+        except client.exceptions.TransactionCanceledException:
+            return [conditional(client, **kw) for _, kw in part]
+    parts = [writes[i:i + TRANSACTION_ITEMS] for i in range(0, len(writes), TRANSACTION_ITEMS)]
+    return [ok for oks in parallel(chunk, parts, workers) for ok in oks]
+
+
 def parallel(fn: Callable, args: Iterable, workers: int) -> list:
     args = list(args)
     if len(args) <= 1 or workers <= 1:

@@ -7,7 +7,7 @@ from typing import Iterable
 import polars as pl
 
 from music_feedback.feedback.dynamodb import codec
-from music_feedback.feedback.dynamodb.client import conditional, parallel, query
+from music_feedback.feedback.dynamodb.client import conditional, conditional_many, parallel, query
 from music_feedback.feedback.dynamodb.table import SHARDS, ledger_key, ledger_pk, shard
 from music_feedback.feedback.port import CONTACTED, LEDGER_SCHEMA, LedgerKey, check_planned, check_settled
 
@@ -58,11 +58,11 @@ class Ledger:
         import time
         now = time.time()
 
-        def put(row: dict) -> bool:  # a row already planned keeps its state: never resent
-            return conditional(self.client(), TableName=self.table_name,
-                               Item=ledger_item(program_id, row, {"attempts": 0, "updated_at": now}),
-                               ConditionExpression="attribute_not_exists(PK)")
-        return sum(parallel(put, df.iter_rows(named=True), self.writers))
+        # A row already planned keeps its state: never resent.
+        writes = [("Put", {"TableName": self.table_name, "ConditionExpression": "attribute_not_exists(PK)",
+                           "Item": ledger_item(program_id, row, {"attempts": 0, "updated_at": now})})
+                  for row in df.unique(["batch_date", "channel", "listener_id", "track_id"]).iter_rows(named=True)]
+        return sum(conditional_many(self.client(), writes, self.writers))
 
     def due(self, program_id: str, batch_date: str, channel: str, marketplace: str | None = None) -> pl.DataFrame:
         expr, values = "#s IN (:p, :g)", {":p": {"S": "pending"}, ":g": {"S": "sending"}}
@@ -80,23 +80,23 @@ class Ledger:
 
     def claim(self, program_id: str, batch_date: str, channel: str, keys: Iterable[LedgerKey], now: float
               ) -> list[LedgerKey]:
-        def one(k: LedgerKey) -> bool:
-            return conditional(
-                self.client(), TableName=self.table_name, Key=self._key(program_id, batch_date, channel, k),
+        def one(k: LedgerKey) -> tuple[str, dict]:
+            return ("Update", dict(
+                TableName=self.table_name, Key=self._key(program_id, batch_date, channel, k),
                 UpdateExpression="SET #s = :sending, attempts = if_not_exists(attempts, :zero) + :one, "
                                  "updated_at = :now, contacted_at = :now, G2PK = :g2, G2SK = :now",
                 ConditionExpression="#s = :pending", ExpressionAttributeNames={"#s": "state"},
                 ExpressionAttributeValues={":sending": {"S": "sending"}, ":pending": {"S": "pending"},
                                            ":zero": {"N": "0"}, ":one": {"N": "1"}, ":now": codec.value(now),
-                                           ":g2": {"S": f"C#{program_id}#{shard(k[0])}"}})
-        keys = [tuple(k) for k in keys]
-        return [k for k, ok in zip(keys, parallel(one, keys, self.writers)) if ok]
+                                           ":g2": {"S": f"C#{program_id}#{shard(k[0])}"}}))
+        keys = list(dict.fromkeys(tuple(k) for k in keys))
+        return [k for k, ok in zip(keys, conditional_many(self.client(), [one(k) for k in keys], self.writers)) if ok]
 
     def settle(self, program_id: str, batch_date: str, channel: str,
                outcomes: Iterable[tuple[LedgerKey, str, str, str | None]], now: float) -> int:
         outcomes = check_settled(outcomes)
 
-        def one(outcome) -> bool:
+        def one(outcome) -> tuple[str, dict]:
             k, state, reason, mid = outcome
             sets = ["#s = :state", "updated_at = :now"]
             values = {":state": {"S": state}, ":now": codec.value(now), ":sending": {"S": "sending"}}
@@ -112,11 +112,11 @@ class Ledger:
             else:  # a retry or a failure is no contact
                 removes += ["contacted_at", "G2PK", "G2SK"]
             expr = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-            return conditional(self.client(), TableName=self.table_name,
-                               Key=self._key(program_id, batch_date, channel, k), UpdateExpression=expr,
-                               ConditionExpression="#s = :sending", ExpressionAttributeNames={"#s": "state"},
-                               ExpressionAttributeValues=values)
-        return sum(parallel(one, outcomes, self.writers))
+            return ("Update", dict(TableName=self.table_name, Key=self._key(program_id, batch_date, channel, k),
+                                   UpdateExpression=expr, ConditionExpression="#s = :sending",
+                                   ExpressionAttributeNames={"#s": "state"}, ExpressionAttributeValues=values))
+        latest = {tuple(o[0]): o for o in outcomes}  # one write per request in a transaction
+        return sum(conditional_many(self.client(), [one(o) for o in latest.values()], self.writers))
 
     def expire(self, program_id: str, batch_date: str, channel: str, keys: Iterable[LedgerKey], reason: str,
                now: float, state: str = "expired") -> int:
