@@ -58,10 +58,13 @@ CREATE TABLE IF NOT EXISTS candidate_batches (
   batch_date TEXT NOT NULL,
   min_expires_at INTEGER NOT NULL,
   max_expires_at INTEGER NOT NULL,
+  plain INTEGER NOT NULL DEFAULT 0,  -- 1: pages render its rows the fast way (sqlite_serving.plain)
   UNIQUE (program_id, batch_date)
 );
 DROP VIEW IF EXISTS candidates;
 """
+# A file from before `plain`: its batches keep 0 (the general rendering) until stored again.
+_ADD_PLAIN = "ALTER TABLE candidate_batches ADD COLUMN plain INTEGER NOT NULL DEFAULT 0"
 
 
 INSERT_SLICE = 20_000
@@ -70,6 +73,15 @@ _READY: set[tuple[int, str]] = set()  # (process, path) whose schema is known to
 
 def _lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
+
+
+def _add_plain(conn: sqlite3.Connection) -> None:
+    if not any(r[1] == "plain" for r in conn.execute("PRAGMA table_info(candidate_batches)")):
+        try:
+            conn.execute(_ADD_PLAIN)
+        except sqlite3.OperationalError as exc:  # another process added it meanwhile
+            if "duplicate column" not in str(exc):
+                raise
 
 
 def _live_batches(conn: sqlite3.Connection, program_id: str, ts: float) -> str:
@@ -103,6 +115,7 @@ class SQLiteCandidateStore(CandidateStore):
             if (os.getpid(), self.path) not in _READY:  # once per process: the feedback API writes per request
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
+                _add_plain(conn)
                 _READY.add((os.getpid(), self.path))
             yield conn
 
@@ -144,6 +157,7 @@ class SQLiteCandidateStore(CandidateStore):
 
     def put_batch(self, program_id: str, batch_date: str, candidates: pl.DataFrame) -> int:
         df = validate_candidates(candidates)
+        is_plain = bool(df.height) and sqlite_serving.plain(df)  # outside the write lock
         with self._write() as conn:
             old = conn.execute(
                 "SELECT id FROM candidate_batches WHERE program_id = ? AND batch_date = ?",
@@ -153,9 +167,9 @@ class SQLiteCandidateStore(CandidateStore):
                 conn.execute("DELETE FROM candidate_batches WHERE id = ?", (old[0],))
             if df.height:
                 bid = conn.execute(
-                    "INSERT INTO candidate_batches (program_id, batch_date, min_expires_at, max_expires_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (program_id, batch_date, df["expires_at"].min(), df["expires_at"].max()),
+                    "INSERT INTO candidate_batches (program_id, batch_date, min_expires_at, max_expires_at, plain) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (program_id, batch_date, df["expires_at"].min(), df["expires_at"].max(), is_plain),
                 ).lastrowid
                 t = f"cand_{bid}"
                 conn.execute(_TABLE_DDL.format(t=t))
@@ -231,10 +245,10 @@ class SQLiteCandidateStore(CandidateStore):
 
     @staticmethod
     def _live(conn: sqlite3.Connection, program_id: str, ts: float, batch_date: str | None = None
-              ) -> list[tuple[int, str]]:
-        rows = conn.execute("SELECT id, batch_date FROM candidate_batches WHERE program_id = ? AND max_expires_at > ? "
-                            "ORDER BY id", (program_id, ts)).fetchall()
-        return [r for r in rows if batch_date in (None, r[1])]
+              ) -> list[sqlite_serving.Batch]:
+        rows = conn.execute("SELECT id, batch_date, plain FROM candidate_batches WHERE program_id = ? "
+                            "AND max_expires_at > ? ORDER BY id", (program_id, ts)).fetchall()
+        return [(i, d, bool(p)) for i, d, p in rows if batch_date in (None, d)]
 
     def track_cutoffs(self, query: ChannelQuery, now: datetime | None = None) -> dict[int, PageKey]:
         ts = epoch_now(now)
