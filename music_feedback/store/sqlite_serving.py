@@ -100,17 +100,20 @@ def plain(df: pl.DataFrame) -> bool:
 
 
 def _item(date: str, is_plain: bool) -> str:
-    """SQL for one row's serving_item JSON in the arm of batch `date`."""
+    """SQL for one row's serving_item JSON in the arm of batch `date`, as a BLOB (Python gets bytes as they are,
+    not a str to decode and encode again)."""
     if is_plain:
-        return f"printf('{_PLAIN_FORMAT}', {', '.join(SERVING_COLUMNS)}, {_lit(orjson.dumps(date).decode())}, status)"
-    return "json_object(" + ", ".join(f"'{c}', {_json_value(c)}" for c in (*SERVING_COLUMNS, "batch_date", "status")) + ")"
+        obj = f"printf('{_PLAIN_FORMAT}', {', '.join(SERVING_COLUMNS)}, {_lit(orjson.dumps(date).decode())}, status)"
+    else:
+        obj = "json_object(" + ", ".join(f"'{c}', {_json_value(c)}" for c in (*SERVING_COLUMNS, "batch_date", "status")) + ")"
+    return f"CAST({obj} AS BLOB)"
 
 
 def page_json(conn: sqlite3.Connection, batches: list[Batch], q: ChannelQuery, after: PageKey | None,
               size: int, cutoffs: dict[int, PageKey], now: float) -> tuple[list[bytes], PageKey | None]:
     """`page`, with each row serialised by SQLite itself (no per-row Python objects)."""
     rows = _capped(conn, batches, q, after, size, cutoffs, now, _item)
-    return [r[0].encode() for r in rows], (tuple(rows[-1][-4:]) if rows else None)
+    return [r[0] for r in rows], (tuple(rows[-1][-4:]) if rows else None)
 
 
 def page(conn: sqlite3.Connection, batches: list[Batch], q: ChannelQuery, after: PageKey | None,
@@ -133,10 +136,8 @@ def _capped(conn: sqlite3.Connection, batches: list[Batch], q: ChannelQuery, aft
         done = [t for t, k in cut.items() if pos is not None and k < pos]
         want = size - len(out)
         rows = _fetch(conn, batches, q, after, want, done, now, select)
-        for r in rows:
-            k = cut.get(r[-2])
-            if k is None or (-r[-4], r[-3], r[-2], r[-1]) <= k:
-                out.append(r)
+        ahead = {t: k for t, k in cut.items() if t not in done}
+        out += [r for r in rows if r[-2] not in ahead or (-r[-4], r[-3], r[-2], r[-1]) <= ahead[r[-2]]] if ahead else rows
         if len(rows) < want:
             break
         after = tuple(rows[-1][-4:])
