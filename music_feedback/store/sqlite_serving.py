@@ -1,6 +1,6 @@
 """The SQLite adapter's serving reads: channel pages in keyset order and per-track cutoffs.
 
-Each live batch table is one arm of a UNION ALL; every arm walks its (channel, score DESC) index
+Each live batch table is one arm of a UNION ALL; every arm walks its (channel, score DESC, ...) index
 from the page position, and SQLite merges the ordered arms, so a page costs about `size` row reads
 whatever the depth. Per-track row counts of a batch never grow (batches are replaced, not appended),
 so they are counted once per process and only tracks that may pass the cap are looked at closely.
@@ -18,7 +18,7 @@ import polars as pl
 
 from music_feedback.store.base import SERVING_COLUMNS, ChannelQuery, PageKey, order_key
 
-Batch = tuple[int, str, bool]  # (table id, batch date, plain)
+Batch = tuple[int, str, bool, bool]  # (table id, batch date, plain, dated): see sqlite_store
 Select = Callable[[str, bool], str]  # (batch date, plain) -> an arm's select list
 
 ORDER = "score DESC, listener_id, track_id, batch_date"
@@ -100,12 +100,14 @@ def plain(df: pl.DataFrame) -> bool:
 
 
 def _item(date: str, is_plain: bool) -> str:
-    """SQL for one row's serving_item JSON in the arm of batch `date`, as a BLOB (Python gets bytes as they are,
-    not a str to decode and encode again)."""
+    """SQL for one row's serving_item JSON in the arm of batch `date`, as a BLOB (Python gets bytes as they
+    are, not a str to decode and encode again)."""
     if is_plain:
-        obj = f"printf('{_PLAIN_FORMAT}', {', '.join(SERVING_COLUMNS)}, {_lit(orjson.dumps(date).decode())}, status)"
+        date_json = _lit(orjson.dumps(date).decode())
+        obj = f"printf('{_PLAIN_FORMAT}', {', '.join(SERVING_COLUMNS)}, {date_json}, status)"
     else:
-        obj = "json_object(" + ", ".join(f"'{c}', {_json_value(c)}" for c in (*SERVING_COLUMNS, "batch_date", "status")) + ")"
+        pairs = ", ".join(f"'{c}', {_json_value(c)}" for c in (*SERVING_COLUMNS, "batch_date", "status"))
+        obj = f"json_object({pairs})"
     return f"CAST({obj} AS BLOB)"
 
 
@@ -137,7 +139,10 @@ def _capped(conn: sqlite3.Connection, batches: list[Batch], q: ChannelQuery, aft
         want = size - len(out)
         rows = _fetch(conn, batches, q, after, want, done, now, select)
         ahead = {t: k for t, k in cut.items() if t not in done}
-        out += [r for r in rows if r[-2] not in ahead or (-r[-4], r[-3], r[-2], r[-1]) <= ahead[r[-2]]] if ahead else rows
+        if ahead:
+            out += [r for r in rows if r[-2] not in ahead or (-r[-4], r[-3], r[-2], r[-1]) <= ahead[r[-2]]]
+        else:
+            out += rows
         if len(rows) < want:
             break
         after = tuple(rows[-1][-4:])
@@ -152,14 +157,17 @@ def _fetch(conn: sqlite3.Connection, batches: list[Batch], q: ChannelQuery, afte
         params.update({f"x{i}": t for i, t in enumerate(left_out)})
         base += f" AND track_id NOT IN ({', '.join(f':x{i}' for i in range(len(left_out)))})"
     arms = []
-    for bid, date, is_plain in batches:
+    for bid, date, is_plain, dated in batches:
         where = base
         if after is not None:
             # `score <= :a_s` lets the index seek to the position; the rest resolves ties.
             where += f" AND score <= :a_s AND {_after('a', after, _lit(date), params)}"
-        # The inner query is flattened by SQLite, so each arm still walks its own score index.
-        arms.append(f"SELECT {select(date, is_plain)}, score AS _s, listener_id AS _l, track_id AS _t, batch_date AS _d "
-                    f"FROM (SELECT {_lit(date)} AS batch_date, * FROM cand_{bid} WHERE {where})")
+        # A dated table's channel index holds the whole order; an older table's gives score order only, and
+        # SQLite sorts each run of equal scores (its inner query is flattened, so it still walks that index).
+        source = (f"cand_{bid} WHERE {where}" if dated
+                  else f"(SELECT {_lit(date)} AS batch_date, * FROM cand_{bid} WHERE {where})")
+        arms.append(f"SELECT {select(date, is_plain)}, score AS _s, listener_id AS _l, track_id AS _t, "
+                    f"batch_date AS _d FROM {source}")
     if not arms:
         return []
     sql = " UNION ALL ".join(arms) + " ORDER BY _s DESC, _l, _t, _d LIMIT :size"
@@ -200,7 +208,7 @@ def _compute_cutoffs(conn: sqlite3.Connection, path: str, batches: list[Batch], 
                      now: float) -> dict[int, PageKey]:
     cap = q.max_per_track
     totals: dict[int, int] = {}
-    for bid, _, _ in batches:
+    for bid, *_ in batches:
         for (channel, track), n in _batch_counts(conn, path, bid).items():
             if channel == q.channel:
                 totals[track] = totals.get(track, 0) + n
@@ -211,7 +219,7 @@ def _compute_cutoffs(conn: sqlite3.Connection, path: str, batches: list[Batch], 
         sql = " UNION ALL ".join(
             f"SELECT score, listener_id, track_id, {_lit(d)} AS batch_date FROM cand_{b} "
             f"INDEXED BY cand_{b}_track WHERE {where}"  # else the planner walks the score index for the ORDER BY
-            for b, d, _ in batches) + f" ORDER BY {ORDER} LIMIT 1 OFFSET :offset"
+            for b, d, *_ in batches) + f" ORDER BY {ORDER} LIMIT 1 OFFSET :offset"
         row = conn.execute(sql, params).fetchone()
         if row is not None:
             out[track] = (row[0], row[1], row[2], row[3])
