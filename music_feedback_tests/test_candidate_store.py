@@ -329,3 +329,31 @@ def test_channel_pages_match_a_brute_force_oracle(store, seed):
             if (cap is None or seen[k[2]] <= cap) and k[4] == "pending":
                 want.append(k[:4])
         assert got == want, (min_score, market, cap)
+
+
+def test_sqlite_fast_pages_give_the_same_bytes(tmp_path):
+    """SQLite renders a batch whose text needs no JSON escaping with one printf per row, and reads a batch
+    stored with its date in the channel index without sorting; the bytes must be those of the general way
+    (json_object, a table without the date), and a batch that needs escaping must take the general one."""
+    import sqlite3
+
+    from music_feedback.store.base import ChannelQuery
+    store = SQLiteCandidateStore(path=str(tmp_path / "c.sqlite"))
+    store.put_batch("prog", "2025-06-01", frame(row(1, 10, 0.1 + 0.2), row(2, 11, 1.0), row(3, 12, 1e-7, affinity_score=0.0),
+                                               row(4, 13, 0.9793882783398715, track_name="Ünïcode ✓ 'single'")))
+    store.put_batch("prog", "2025-06-02", frame(row(5, 10, 0.5, track_name='Quote " and \\ backslash'),
+                                               row(6, 10, 0.4, propensity_score=None), row(1, 10, 0.1 + 0.2)))
+    q = ChannelQuery("prog", "email")
+    with sqlite3.connect(store.path) as conn:
+        assert set(conn.execute("SELECT batch_date, plain, dated FROM candidate_batches")) == {
+            ("2025-06-01", 1, 1), ("2025-06-02", 0, 1)}
+    fast = store.channel_page_json(q, None, 10, {}, now=NOW)
+    store.set_status("prog", "2025-06-01", [(2, 11, "email")], "sent")
+    anything = ChannelQuery("prog", "email", status=None)
+    fast_any = store.channel_page_json(anything, None, 10, {}, now=NOW)
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE candidate_batches SET plain = 0, dated = 0")
+    assert store.channel_page_json(anything, None, 10, {}, now=NOW) == fast_any
+    store.set_status("prog", "2025-06-01", [(2, 11, "email")], "pending")
+    assert store.channel_page_json(q, None, 10, {}, now=NOW) == fast
+    assert len(fast[0]) == 7 and b'"status":"sent"' in b"".join(fast_any[0])

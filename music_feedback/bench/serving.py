@@ -19,6 +19,7 @@ from music_feedback.store import SQLiteCandidateStore
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 RATE, SECONDS = 200, 10
+WORKERS = 2  # one per core, as the README's figures state (the service helper defaults to 1)
 EMAIL_QUERY = {"minScore": "0.6", "limit": "100000"}  # the seed's email read
 
 
@@ -52,7 +53,7 @@ def _load(url: str, headers: dict, urls: list[str], name: str) -> dict:
 def serving_figures(program: Program, store: SQLiteCandidateStore) -> dict:
     path = f"/v1/programs/{program.program_id}/channels/email/candidates"
     listener = next(r["listener_id"] for r in store.for_channel(program.program_id, "voice-assistant", limit=1))
-    with service() as (url, headers), httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+    with service(WORKERS) as (url, headers), httpx.Client(base_url=url, headers=headers, timeout=30) as client:
         client.get(path, params=EMAIL_QUERY).raise_for_status()  # the first read ranks the heavy tracks
         figures, cursors = full_retrieval(client, path)
         query = "&".join(f"{k}={v}" for k, v in EMAIL_QUERY.items())

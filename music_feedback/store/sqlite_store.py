@@ -37,13 +37,17 @@ _INSERT = f"INSERT INTO {{t}} ({_COLS}) VALUES ({', '.join('?' * len(CANDIDATE_C
 _COL_DEFS = ", ".join(
     f"{c} {_SQL_TYPES[t]}{' NOT NULL' * (c in _NOT_NULL)}" for c, t in CANDIDATE_SCHEMA.items()
 )
-_TABLE_DDL = f"CREATE TABLE {{t}} ({_COL_DEFS}, status TEXT NOT NULL DEFAULT '{DEFAULT_STATUS}')"
+# batch_date is a constant of the table, stored only in the channel index: see _INDEX_DDL.
+_TABLE_DDL = (f"CREATE TABLE {{t}} ({_COL_DEFS}, status TEXT NOT NULL DEFAULT '{DEFAULT_STATUS}', "
+              "batch_date TEXT GENERATED ALWAYS AS ({d}) VIRTUAL)")
 # Built after the insert (a sort, much cheaper than per-row index maintenance). Within a batch
 # table program_id and batch_date are constant, so these are the brief's indexes minus those columns;
 # the unique key (listener_id, ...) also serves the by-listener pattern.
 _INDEX_DDL = (
     "CREATE UNIQUE INDEX {t}_key ON {t} (listener_id, track_id, channel)",
-    "CREATE INDEX {t}_channel ON {t} (channel, score DESC)",
+    # The whole page order, so each arm of a page's UNION ALL comes out of the index already in order (a
+    # per-arm sort of equal scores by listener, track and date cost ~0.7 ms of a 1,000-row page).
+    "CREATE INDEX {t}_channel ON {t} (channel, score DESC, listener_id, track_id, batch_date)",
     # (track_id, ...) serves the by-track pattern; the rest lets the per-track cap read a track's
     # ranking from the index alone instead of fetching and sorting all its rows.
     "CREATE INDEX {t}_track ON {t} (track_id, channel, score DESC, listener_id)",
@@ -58,10 +62,14 @@ CREATE TABLE IF NOT EXISTS candidate_batches (
   batch_date TEXT NOT NULL,
   min_expires_at INTEGER NOT NULL,
   max_expires_at INTEGER NOT NULL,
+  plain INTEGER NOT NULL DEFAULT 0,  -- 1: pages render its rows the fast way (sqlite_serving.plain)
+  dated INTEGER NOT NULL DEFAULT 0,  -- 1: its table has batch_date, last in its channel index
   UNIQUE (program_id, batch_date)
 );
 DROP VIEW IF EXISTS candidates;
 """
+# A file from before these columns: its batches keep 0 (read the general way) until stored again.
+_ADDED = ("plain", "dated")
 
 
 INSERT_SLICE = 20_000
@@ -70,6 +78,17 @@ _READY: set[tuple[int, str]] = set()  # (process, path) whose schema is known to
 
 def _lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    have = {r[1] for r in conn.execute("PRAGMA table_info(candidate_batches)")}
+    for col in _ADDED:
+        if col not in have:
+            try:
+                conn.execute(f"ALTER TABLE candidate_batches ADD COLUMN {col} INTEGER NOT NULL DEFAULT 0")
+            except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                if "duplicate column" not in str(exc):
+                    raise
 
 
 def _live_batches(conn: sqlite3.Connection, program_id: str, ts: float) -> str:
@@ -103,6 +122,7 @@ class SQLiteCandidateStore(CandidateStore):
             if (os.getpid(), self.path) not in _READY:  # once per process: the feedback API writes per request
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
+                _add_columns(conn)
                 _READY.add((os.getpid(), self.path))
             yield conn
 
@@ -144,6 +164,7 @@ class SQLiteCandidateStore(CandidateStore):
 
     def put_batch(self, program_id: str, batch_date: str, candidates: pl.DataFrame) -> int:
         df = validate_candidates(candidates)
+        is_plain = bool(df.height) and sqlite_serving.plain(df)  # outside the write lock
         with self._write() as conn:
             old = conn.execute(
                 "SELECT id FROM candidate_batches WHERE program_id = ? AND batch_date = ?",
@@ -153,12 +174,12 @@ class SQLiteCandidateStore(CandidateStore):
                 conn.execute("DELETE FROM candidate_batches WHERE id = ?", (old[0],))
             if df.height:
                 bid = conn.execute(
-                    "INSERT INTO candidate_batches (program_id, batch_date, min_expires_at, max_expires_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (program_id, batch_date, df["expires_at"].min(), df["expires_at"].max()),
+                    "INSERT INTO candidate_batches (program_id, batch_date, min_expires_at, max_expires_at, plain, "
+                    "dated) VALUES (?, ?, ?, ?, ?, 1)",
+                    (program_id, batch_date, df["expires_at"].min(), df["expires_at"].max(), is_plain),
                 ).lastrowid
                 t = f"cand_{bid}"
-                conn.execute(_TABLE_DDL.format(t=t))
+                conn.execute(_TABLE_DDL.format(t=t, d=_lit(batch_date)))
                 # Python tuples for a slice at a time: all 250K rows at once took ~250 MB.
                 for part in df.iter_slices(INSERT_SLICE):
                     conn.executemany(_INSERT.format(t=t), part.rows())
@@ -231,10 +252,10 @@ class SQLiteCandidateStore(CandidateStore):
 
     @staticmethod
     def _live(conn: sqlite3.Connection, program_id: str, ts: float, batch_date: str | None = None
-              ) -> list[tuple[int, str]]:
-        rows = conn.execute("SELECT id, batch_date FROM candidate_batches WHERE program_id = ? AND max_expires_at > ? "
-                            "ORDER BY id", (program_id, ts)).fetchall()
-        return [r for r in rows if batch_date in (None, r[1])]
+              ) -> list[sqlite_serving.Batch]:
+        rows = conn.execute("SELECT id, batch_date, plain, dated FROM candidate_batches WHERE program_id = ? "
+                            "AND max_expires_at > ? ORDER BY id", (program_id, ts)).fetchall()
+        return [(i, d, bool(p), bool(k)) for i, d, p, k in rows if batch_date in (None, d)]
 
     def track_cutoffs(self, query: ChannelQuery, now: datetime | None = None) -> dict[int, PageKey]:
         ts = epoch_now(now)
