@@ -25,7 +25,7 @@ P = "music-feedback"
 @pytest.fixture(scope="module")
 def loaded(postgres_server, small_warehouse):
     postgres_server.create_database("contract")
-    server = type(postgres_server)(postgres_server.host, postgres_server.port, database="contract")
+    server = postgres_server.with_database("contract")
     load_warehouse(small_warehouse, server)
     return server
 
@@ -103,7 +103,11 @@ def test_a_query_past_the_timeout_names_the_setting(loaded, monkeypatch):
 
 
 def test_wrong_credentials_and_endpoint_are_named(loaded, monkeypatch):
-    monkeypatch.setenv("MUSIC_FEEDBACK_REDSHIFT_USER", "nobody")
+    with pytest.raises(WarehouseError, match="password authentication failed for user .*check "
+                                             "MUSIC_FEEDBACK_REDSHIFT_USER and MUSIC_FEEDBACK_REDSHIFT_PASSWORD"):
+        redshift(loaded, monkeypatch, MUSIC_FEEDBACK_REDSHIFT_PASSWORD="not-" + loaded.password).columns_of("tracks")
+    with pytest.raises(WarehouseError, match="check MUSIC_FEEDBACK_REDSHIFT_DATABASE"):
+        redshift(loaded, monkeypatch, MUSIC_FEEDBACK_REDSHIFT_DATABASE="nowhere").columns_of("tracks")
     with pytest.raises(WarehouseError, match="check MUSIC_FEEDBACK_REDSHIFT_USER and MUSIC_FEEDBACK_REDSHIFT_PASSWORD"):
         redshift(loaded, monkeypatch, MUSIC_FEEDBACK_REDSHIFT_USER="nobody").columns_of("tracks")
     with pytest.raises(WarehouseError, match="check MUSIC_FEEDBACK_REDSHIFT_HOST and MUSIC_FEEDBACK_REDSHIFT_PORT"):
