@@ -14,7 +14,6 @@ from music_feedback.standins.postgres import redshift_env
 from music_feedback.transforms.validate import malformed_rows_query
 from music_feedback.warehouse import queries
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
-from music_feedback.warehouse.load_postgres import load_warehouse
 from music_feedback.warehouse.port import WarehouseError, bind_batch_window
 from music_feedback.warehouse.redshift_warehouse import RedshiftWarehouse
 from music_feedback_tests.conftest import BATCH_DAY
@@ -23,11 +22,8 @@ P = "music-feedback"
 
 
 @pytest.fixture(scope="module")
-def loaded(postgres_server, small_warehouse):
-    postgres_server.create_database("contract")
-    server = postgres_server.with_database("contract")
-    load_warehouse(small_warehouse, server)
-    return server
+def loaded(postgres_warehouse):
+    return postgres_warehouse
 
 
 def redshift(server, monkeypatch=None, **env) -> RedshiftWarehouse:
