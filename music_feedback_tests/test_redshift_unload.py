@@ -60,9 +60,10 @@ def test_an_unloaded_day_reads_back_as_the_cursor_reads_it(postgres_warehouse, s
     s3.create_bucket(Bucket="unload-read")
     # One file per slice, in Parquet's own physical types (nanosecond timestamps, 64-bit integers).
     half = by_cursor.height // 2
-    entries = [put_parquet(s3, "unload-read", f"day/part_000{i}_part_00.parquet",
-                           part.with_columns(pl.col(pl.Datetime).cast(pl.Datetime("ns")), pl.col(pl.Int32).cast(pl.Int64)))
-               for i, part in enumerate((by_cursor[:half], by_cursor[half:]))]
+    as_written = [part.with_columns(pl.col(pl.Datetime).cast(pl.Datetime("ns")), pl.col(pl.Int32).cast(pl.Int64))
+                  for part in (by_cursor[:half], by_cursor[half:])]
+    entries = [put_parquet(s3, "unload-read", f"day/part_000{i}_part_00.parquet", part)
+               for i, part in enumerate(as_written)]
     s3.put_object(Bucket="unload-read", Key="day/part_manifest", Body=json.dumps({"entries": entries}))
     got = read_manifest("s3://unload-read/day/part_manifest", s3, wh.schema_of(sql))
     cols = by_cursor.columns
