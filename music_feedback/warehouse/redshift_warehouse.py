@@ -155,9 +155,10 @@ class RedshiftWarehouse(Warehouse):
                 f"SET statement_timeout TO {int(self.query_timeout_s * 1000)}; {sql}")
         except psycopg2.errors.QueryCanceled:
             raise WarehouseError(f"{self.describe()}: the statement ran past {self.query_timeout_s:g} s "
-                                 f"({TIMEOUT_VAR})") from None
+                                 f"({TIMEOUT_VAR}); raise it: {' '.join(sql.split())[:200]}") from None
         except psycopg2.Error as exc:
-            raise WarehouseError(f"{self.describe()}: {str(exc).splitlines()[0]}") from None
+            raise WarehouseError(f"{self.describe()}: {str(exc).splitlines()[0]} in "
+                                 f"{' '.join(sql.split())[:200]}") from None
 
     def columns_of(self, table: str) -> set[str]:
         import psycopg2
