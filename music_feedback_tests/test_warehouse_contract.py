@@ -3,18 +3,19 @@ adapter (dagster-aws's RedshiftClientResource over psycopg2) on a real PostgreSQ
 same generated warehouse. Every read the batch makes must give the same frame on both."""
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import polars as pl
 import pytest
 
+from music_feedback.metrics.compute import later_plays
 from music_feedback.policy.contact import contact_signals
 from music_feedback.programs.loader import load_programs
+from music_feedback.scoring.outcomes import training_rows
 from music_feedback.standins.postgres import redshift_env
 from music_feedback.transforms.validate import malformed_rows_query
 from music_feedback.warehouse import queries
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
-from music_feedback.warehouse.load_postgres import load_warehouse
 from music_feedback.warehouse.port import WarehouseError, bind_batch_window
 from music_feedback.warehouse.redshift_warehouse import RedshiftWarehouse
 from music_feedback_tests.conftest import BATCH_DAY
@@ -23,11 +24,8 @@ P = "music-feedback"
 
 
 @pytest.fixture(scope="module")
-def loaded(postgres_server, small_warehouse):
-    postgres_server.create_database("contract")
-    server = type(postgres_server)(postgres_server.host, postgres_server.port, database="contract")
-    load_warehouse(small_warehouse, server)
-    return server
+def loaded(postgres_warehouse):
+    return postgres_warehouse
 
 
 def redshift(server, monkeypatch=None, **env) -> RedshiftWarehouse:
@@ -59,8 +57,12 @@ def same(a: pl.DataFrame, b: pl.DataFrame) -> None:
     assert a.sort(a.columns).equals(b.sort(b.columns)), (a.height, b.height)
 
 
+def extract_sql(day) -> str:
+    return bind_batch_window(load_programs()[0].connector.config.query, day)
+
+
 READS = {
-    "extract": lambda wh: wh.fetch(bind_batch_window(load_programs()[0].connector.config.query, BATCH_DAY)),
+    "extract": lambda wh: wh.fetch(extract_sql(BATCH_DAY)),
     "malformed": lambda wh: wh.fetch(bind_batch_window(malformed_rows_query("track_plays"), BATCH_DAY)),
     "listeners": lambda wh: queries.listener_context(wh),
     "tracks": lambda wh: queries.track_context(wh),
@@ -71,6 +73,13 @@ READS = {
     "genre_affinity": lambda wh: queries.genre_affinity(wh),
     "training_outcomes": lambda wh: queries.training_outcomes(wh, P),
     "contact_signals": lambda wh: contact_signals(wh, P, BATCH_DAY),
+    # the extract's row-count check on the day before, the retrain's history, the holdout's later plays
+    "day_before_count": lambda wh: wh.fetch(
+        f"SELECT COUNT(*) AS n FROM ({extract_sql(BATCH_DAY - timedelta(days=1))}) q"),
+    "training_rows": lambda wh: training_rows(wh, P, None, [], BATCH_DAY)[0],
+    "later_plays": lambda wh: later_plays(wh, wh.fetch("SELECT DISTINCT track_id FROM track_plays WHERE "
+                                                       "track_id < 200")["track_id"].to_list(),
+                                          BATCH_DAY - timedelta(days=6), BATCH_DAY + timedelta(days=1)),
 }
 
 
@@ -98,18 +107,38 @@ def test_an_empty_result_keeps_its_columns(warehouse):
 
 def test_a_query_past_the_timeout_names_the_setting(loaded, monkeypatch):
     wh = redshift(loaded, monkeypatch, MUSIC_FEEDBACK_REDSHIFT_QUERY_TIMEOUT_S="0.2")
-    with pytest.raises(WarehouseError, match="ran past 0.2 s and was cancelled \\(MUSIC_FEEDBACK_REDSHIFT_QUERY_TIMEOUT_S\\)"):
-        wh.fetch("SELECT pg_sleep(3) AS slept")
+    heavy = "SELECT COUNT(*) AS n FROM track_plays a CROSS JOIN track_plays b WHERE a.genre <> b.genre"
+    with pytest.raises(WarehouseError, match="ran past 0.2 s and was cancelled "
+                                             "\\(MUSIC_FEEDBACK_REDSHIFT_QUERY_TIMEOUT_S\\).*CROSS JOIN track_plays"):
+        wh.fetch(heavy)
+    assert wh.fetch("SELECT COUNT(*) AS n FROM tracks")["n"][0] > 0  # the next read is not affected
 
 
 def test_wrong_credentials_and_endpoint_are_named(loaded, monkeypatch):
-    monkeypatch.setenv("MUSIC_FEEDBACK_REDSHIFT_USER", "nobody")
+    with pytest.raises(WarehouseError, match="password authentication failed for user .*check "
+                                             "MUSIC_FEEDBACK_REDSHIFT_USER and MUSIC_FEEDBACK_REDSHIFT_PASSWORD"):
+        redshift(loaded, monkeypatch, MUSIC_FEEDBACK_REDSHIFT_PASSWORD="not-" + loaded.password).columns_of("tracks")
+    with pytest.raises(WarehouseError, match="check MUSIC_FEEDBACK_REDSHIFT_DATABASE"):
+        redshift(loaded, monkeypatch, MUSIC_FEEDBACK_REDSHIFT_DATABASE="nowhere").columns_of("tracks")
     with pytest.raises(WarehouseError, match="check MUSIC_FEEDBACK_REDSHIFT_USER and MUSIC_FEEDBACK_REDSHIFT_PASSWORD"):
         redshift(loaded, monkeypatch, MUSIC_FEEDBACK_REDSHIFT_USER="nobody").columns_of("tracks")
     with pytest.raises(WarehouseError, match="check MUSIC_FEEDBACK_REDSHIFT_HOST and MUSIC_FEEDBACK_REDSHIFT_PORT"):
         redshift(loaded, monkeypatch, MUSIC_FEEDBACK_REDSHIFT_PORT="9").columns_of("tracks")
     with pytest.raises(WarehouseError, match="MUSIC_FEEDBACK_REDSHIFT_QUERY_TIMEOUT_S must be a number"):
         redshift(loaded, monkeypatch, MUSIC_FEEDBACK_REDSHIFT_QUERY_TIMEOUT_S="soon")
+
+
+def test_the_password_comes_from_a_secrets_file(loaded, monkeypatch, tmp_path):
+    secret = tmp_path / "redshift-password"
+    secret.write_text(loaded.password + "\n")
+    monkeypatch.setenv("MUSIC_FEEDBACK_REDSHIFT_PASSWORD_FILE", str(secret))
+    assert "listener_id" in redshift(loaded, monkeypatch, MUSIC_FEEDBACK_REDSHIFT_PASSWORD="").columns_of("listeners")
+    secret.write_text("stale")
+    with pytest.raises(WarehouseError, match="password authentication failed"):
+        redshift(loaded, monkeypatch).columns_of("listeners")  # the file wins over the variable
+    monkeypatch.setenv("MUSIC_FEEDBACK_REDSHIFT_PASSWORD_FILE", str(tmp_path / "missing"))
+    with pytest.raises(WarehouseError, match="MUSIC_FEEDBACK_REDSHIFT_PASSWORD_FILE=.*missing cannot be read"):
+        redshift(loaded, monkeypatch)
 
 
 def test_missing_settings_are_named(monkeypatch):

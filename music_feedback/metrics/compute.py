@@ -119,6 +119,13 @@ def business(m: DayMetrics, program: Program, table: pl.DataFrame, lift: dict) -
                      cost_per_feedback=round(cost / answers, 4) if answers else None, lift=lift)
 
 
+def later_plays(warehouse: Warehouse, track_ids: list[int], start: date, end: date) -> pl.DataFrame:
+    """Distinct (listener_id, track_id) plays of the tracks in [start, end): the holdout's outcome."""
+    tracks = ", ".join(str(int(t)) for t in track_ids)
+    return warehouse.fetch(f"SELECT DISTINCT listener_id, track_id FROM track_plays WHERE track_id IN ({tracks}) "
+                           f"AND played_at >= {date_literal(start)} AND played_at < {date_literal(end)}")
+
+
 def holdout_lift(program: Program, feedback: FeedbackStore, warehouse: Warehouse, day: str) -> dict:
     """Later plays of the asked track (the 7 days after the send day): treated against held out, with a 95%
     interval for the difference; unknown until the warehouse has plays after the send day."""
@@ -127,9 +134,7 @@ def holdout_lift(program: Program, feedback: FeedbackStore, warehouse: Warehouse
         return {"status": "no requests"}
     send_day = date.fromisoformat(day) + timedelta(days=1)
     start, end = send_day + timedelta(days=1), send_day + timedelta(days=8)
-    tracks = ", ".join(str(t) for t in ledger["track_id"].unique().to_list())
-    plays = warehouse.fetch(f"SELECT DISTINCT listener_id, track_id FROM track_plays WHERE track_id IN ({tracks}) "
-                            f"AND played_at >= {date_literal(start)} AND played_at < {date_literal(end)}")
+    plays = later_plays(warehouse, ledger["track_id"].unique().to_list(), start, end)
     if plays.is_empty():
         return {"status": f"no plays after {send_day} in the warehouse yet"}
     played = ledger.join(plays.with_columns(pl.lit(True).alias("played")), on=["listener_id", "track_id"], how="left")

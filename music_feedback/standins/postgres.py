@@ -1,11 +1,14 @@
 """A PostgreSQL 15 server of its own, in a folder, on a free loopback port: the Redshift stand-in and the
 storage of a Postgres-backed Dagster instance. Built with the machine's `initdb` and `pg_ctl`; as root it
-runs as the `postgres` system user, since PostgreSQL refuses to run as root."""
+runs as the `postgres` system user, since PostgreSQL refuses to run as root. TCP logins need the password
+(scram-sha-256, as Redshift checks one), so a wrong password is refused as it would be in production."""
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -28,6 +31,9 @@ class Server:
     def params(self) -> dict:
         return {"host": self.host, "port": self.port, "user": self.user, "password": self.password,
                 "database": self.database}
+
+    def with_database(self, name: str) -> "Server":
+        return dataclasses.replace(self, database=name)
 
     def connect(self, database: str | None = None):
         import psycopg2
@@ -77,18 +83,25 @@ def _free_port() -> int:
 
 @contextmanager
 def running() -> Iterator[Server]:
-    """A fresh server (trust authentication on loopback only), stopped and deleted on exit. Its folder is
-    in the system's temporary folder: the server's user must reach it, and a test's own folder is private."""
+    """A fresh server (loopback only; user `postgres` with a random password), stopped and deleted on exit.
+    Its folder is in the system's temporary folder: the server's user must reach it, and a test's own folder
+    is private."""
     binaries, who = bin_dir(), _as_server_user()
     owner = who.pop("owner", None)
     root = Path(tempfile.mkdtemp(prefix="music-feedback-pg-"))
     data = root / "data"
     if owner is not None:
         os.chown(root, owner.pw_uid, owner.pw_gid)
-    port = _free_port()
+    port, password = _free_port(), secrets.token_hex(16)
+    pwfile = root / "password"
+    pwfile.write_text(password)
+    pwfile.chmod(0o600)
+    if owner is not None:
+        os.chown(pwfile, owner.pw_uid, owner.pw_gid)
     run = dict(check=True, capture_output=True, text=True, **who)
     try:
-        subprocess.run([str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+        subprocess.run([str(binaries / "initdb"), "-D", str(data), "--auth-local=trust",
+                        "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-U", "postgres", "-E", "UTF8",
                         "--no-sync"], **run)
         subprocess.run([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-o",
                         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
@@ -97,8 +110,13 @@ def running() -> Iterator[Server]:
         log = (root / "server.log").read_text() if (root / "server.log").exists() else ""
         shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"PostgreSQL did not start: {exc.stderr or exc.stdout}{log[-1000:]}") from None
+    except (subprocess.SubprocessError, OSError) as exc:  # e.g. the switch to `postgres` was not permitted
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"PostgreSQL's initdb could not be run{' as the postgres user' if owner else ''} "
+                           f"({exc}): run the tests as a user other than root, or as a root that may switch "
+                           "users (CAP_SETUID)") from None
     try:
-        yield Server("127.0.0.1", port)
+        yield Server("127.0.0.1", port, password=password)
     finally:
         subprocess.run([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True, **who)

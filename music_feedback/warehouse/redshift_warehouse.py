@@ -7,6 +7,7 @@ Redshift writes the files in parallel from every slice, and the leader node is n
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -17,6 +18,7 @@ from pydantic import Field
 from music_feedback.warehouse.port import Warehouse, WarehouseError
 
 TIMEOUT_VAR = "MUSIC_FEEDBACK_REDSHIFT_QUERY_TIMEOUT_S"
+CONNECT_TIMEOUT_VAR = "MUSIC_FEEDBACK_REDSHIFT_CONNECT_TIMEOUT_S"
 CHUNK_ROWS = 100_000
 # Postgres type OIDs (Redshift reports the same) to the dtypes the DuckDB adapter returns.
 _DTYPES = {16: pl.Boolean, 20: pl.Int64, 21: pl.Int16, 23: pl.Int32, 700: pl.Float32, 701: pl.Float64,
@@ -49,7 +51,7 @@ class RedshiftWarehouse(Warehouse):
                                      f"{exc.strerror}") from None
         numbers = {}
         for var, default in ((TIMEOUT_VAR, "600"), ("MUSIC_FEEDBACK_REDSHIFT_PORT", "5439"),
-                             ("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_ROWS", "")):
+                             ("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_ROWS", ""), (CONNECT_TIMEOUT_VAR, "10")):
             raw = env(var, default) or default
             try:
                 numbers[var] = float(raw) if raw else None
@@ -61,8 +63,12 @@ class RedshiftWarehouse(Warehouse):
             host=env("MUSIC_FEEDBACK_REDSHIFT_HOST"), port=int(numbers["MUSIC_FEEDBACK_REDSHIFT_PORT"]),
             user=env("MUSIC_FEEDBACK_REDSHIFT_USER"), password=password or None,
             database=env("MUSIC_FEEDBACK_REDSHIFT_DATABASE", "dev"),
-            sslmode=env("MUSIC_FEEDBACK_REDSHIFT_SSLMODE", "require"), autocommit=True)
+            sslmode=env("MUSIC_FEEDBACK_REDSHIFT_SSLMODE", "require"), autocommit=True,
+            connect_timeout=max(1, round(numbers[CONNECT_TIMEOUT_VAR])))
         unload_rows = numbers["MUSIC_FEEDBACK_REDSHIFT_UNLOAD_ROWS"]
+        if unload_rows:
+            from music_feedback.warehouse.unload import check_settings
+            check_settings(env("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_S3_URI"), env("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_IAM_ROLE"))
         return cls(redshift=client, query_timeout_s=numbers[TIMEOUT_VAR],
                    unload_threshold_rows=int(unload_rows) if unload_rows else None,
                    unload_s3_uri=env("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_S3_URI"),
@@ -84,6 +90,9 @@ class RedshiftWarehouse(Warehouse):
                 fix = "MUSIC_FEEDBACK_REDSHIFT_USER and MUSIC_FEEDBACK_REDSHIFT_PASSWORD(_FILE)"
             elif "database" in text:
                 fix = "MUSIC_FEEDBACK_REDSHIFT_DATABASE"
+            elif "timeout expired" in text:
+                fix = (f"MUSIC_FEEDBACK_REDSHIFT_HOST and MUSIC_FEEDBACK_REDSHIFT_PORT (no answer within "
+                       f"{CONNECT_TIMEOUT_VAR}={self.redshift.connect_timeout} s: a security group or VPC route?)")
             else:
                 fix = "MUSIC_FEEDBACK_REDSHIFT_HOST and MUSIC_FEEDBACK_REDSHIFT_PORT (and the network path)"
             raise WarehouseError(f"{self.describe()} refused the connection: {text.splitlines()[0]}; "
@@ -101,8 +110,8 @@ class RedshiftWarehouse(Warehouse):
         return self._stream(sql)
 
     def _is_extract(self, sql: str) -> bool:
-        low = sql.lower()
-        return any(f"from {t}" in low for t in self.extract_tables)
+        """A read of a plays table (however the query is laid out or quoted): only those grow with traffic."""
+        return any(re.search(rf'\bfrom\s+"?{re.escape(t)}\b', sql, re.I) for t in self.extract_tables)
 
     def _stream(self, sql: str) -> pl.DataFrame:
         import psycopg2
@@ -134,6 +143,10 @@ class RedshiftWarehouse(Warehouse):
             conn.close()
         return pl.concat(chunks) if chunks else pl.DataFrame(schema=schema)
 
+    def schema_of(self, sql: str) -> pl.Schema:
+        """The columns and dtypes `sql` gives through the cursor, from an empty result of it."""
+        return self._stream(f"SELECT * FROM ({sql}) AS q LIMIT 0").schema
+
     def execute(self, sql: str) -> None:
         """A statement without rows (UNLOAD), through the client resource, under the timeout."""
         import psycopg2
@@ -142,16 +155,24 @@ class RedshiftWarehouse(Warehouse):
                 f"SET statement_timeout TO {int(self.query_timeout_s * 1000)}; {sql}")
         except psycopg2.errors.QueryCanceled:
             raise WarehouseError(f"{self.describe()}: the statement ran past {self.query_timeout_s:g} s "
-                                 f"({TIMEOUT_VAR})") from None
+                                 f"({TIMEOUT_VAR}); raise it: {' '.join(sql.split())[:200]}") from None
         except psycopg2.Error as exc:
-            raise WarehouseError(f"{self.describe()}: {str(exc).splitlines()[0]}") from None
+            raise WarehouseError(f"{self.describe()}: {str(exc).splitlines()[0]} in "
+                                 f"{' '.join(sql.split())[:200]}") from None
 
     def columns_of(self, table: str) -> set[str]:
+        import psycopg2
         conn = self._connect()
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s "
                             "AND table_schema = ANY (current_schemas(false))", (table,))
                 return {r[0] for r in cur.fetchall()}
+        except psycopg2.errors.QueryCanceled:
+            raise WarehouseError(f"{self.describe()}: reading the columns of '{table}' ran past "
+                                 f"{self.query_timeout_s:g} s ({TIMEOUT_VAR})") from None
+        except psycopg2.Error as exc:
+            raise WarehouseError(f"{self.describe()}: the columns of '{table}' cannot be read: "
+                                 f"{str(exc).splitlines()[0]}") from None
         finally:
             conn.close()

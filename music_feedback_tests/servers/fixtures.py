@@ -64,3 +64,13 @@ def postgres_server():
     from music_feedback.standins import postgres
     with postgres.running() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_warehouse(postgres_server, small_warehouse):
+    """The small generated warehouse copied into a database of the test server: the Redshift stand-in."""
+    from music_feedback.warehouse.load_postgres import load_warehouse
+    postgres_server.create_database("warehouse")
+    server = postgres_server.with_database("warehouse")
+    load_warehouse(small_warehouse, server)
+    return server
