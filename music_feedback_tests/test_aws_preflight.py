@@ -45,9 +45,10 @@ def aws(monkeypatch, moto_endpoint, program, small_warehouse):
 
 
 def provision(s: AwsSettings, resources: dict) -> None:
-    boto3.client("s3", region_name=s.region).create_bucket(Bucket=s.bucket)
-    boto3.client("glue", region_name=s.region).create_database(DatabaseInput={"Name": s.glue_database})
-    boto3.client("events", region_name=s.region).create_event_bus(Name=s.event_bus)
+    session = boto3.session.Session()
+    session.client("s3", region_name=s.region).create_bucket(Bucket=s.bucket)
+    session.client("glue", region_name=s.region).create_database(DatabaseInput={"Name": s.glue_database})
+    session.client("events", region_name=s.region).create_event_bus(Name=s.event_bus)
     resources["candidate_store"].create_table(ttl=False)
     resources["score_cache"].ensure_table()
 
@@ -75,7 +76,7 @@ def test_a_provisioned_set_passes(aws, program):
 def test_a_missing_index_and_endpoint_and_configuration_set_are_named(aws, program, monkeypatch):
     s, resources = aws
     provision(s, resources)
-    dynamodb = boto3.client("dynamodb", region_name=s.region)
+    dynamodb = boto3.session.Session().client("dynamodb", region_name=s.region)
     dynamodb.delete_table(TableName=s.candidates_table)
     from music_feedback.store.dynamodb.table import definition as table_definition
     spec = table_definition(s.candidates_table)

@@ -9,7 +9,9 @@ _clients: dict[tuple, object] = {}
 
 
 def client_for(endpoint_url: str | None, region: str, workers: int):
-    k = (endpoint_url, region, workers)
+    import os
+    # boto3 resolves an unset endpoint from the environment: a cached client must not outlive a change of it.
+    k = (endpoint_url, region, workers, os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"), os.environ.get("AWS_ENDPOINT_URL"))
     if k not in _clients:
         import boto3
         from botocore.config import Config

@@ -47,7 +47,9 @@ class DynamoDBCandidateStore(CandidateStore):
 
     def client(self):
         """One thread-safe client per endpoint, shared by the writer threads."""
-        k = (self.endpoint_url, self.region, self.writers)
+        # boto3 resolves an unset endpoint from the environment: a cached client must not outlive a change of it.
+        k = (self.endpoint_url, self.region, self.writers, os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"),
+             os.environ.get("AWS_ENDPOINT_URL"))
         if k not in _clients:
             import boto3
             from botocore.config import Config
