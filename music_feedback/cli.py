@@ -144,7 +144,8 @@ def cmd_why(args) -> int:
     from music_feedback.explain import explain
     from music_feedback.resources import get_resources
     program = _program(args.program)
-    for line in explain(settings.io_root(), get_resources()["candidate_store"], program, args.listener,
+    resources = get_resources()  # the IO manager of the adapter set: a folder, or S3 on AWS
+    for line in explain(resources["io_manager"], resources["candidate_store"], program, args.listener,
                         args.track, args.date):
         print(line)
     return 0

@@ -6,27 +6,35 @@ from pathlib import Path
 
 import polars as pl
 
+from music_feedback.io.parquet_io_manager import LocalParquetIOManager
+from music_feedback.io.port import ParquetIOManager
 from music_feedback.programs.model import Program
 from music_feedback.store.base import CandidateStore
 
 
-def _rows(root: Path, program: Program, asset: str, day: date, listener: int, track: int) -> pl.DataFrame | None:
-    path = root / program.slug / asset / f"{day.isoformat()}.parquet"
-    if not path.exists():
+def _rows(frames: ParquetIOManager, program: Program, asset: str, day: date, listener: int,
+          track: int) -> pl.DataFrame | None:
+    try:
+        scan = frames.scan([program.slug, asset], day.isoformat())
+    except FileNotFoundError:
         return None
-    return pl.scan_parquet(path).filter((pl.col("listener_id") == listener) & (pl.col("track_id") == track)).collect()
+    return scan.filter((pl.col("listener_id") == listener) & (pl.col("track_id") == track)).collect()
 
 
-def explain(root: Path, store: CandidateStore, program: Program, listener: int, track: int, day: date) -> list[str]:
+def explain(assets: Path | ParquetIOManager, store: CandidateStore, program: Program, listener: int, track: int,
+            day: date) -> list[str]:
+    """`assets`: the IO manager the batch wrote through, a folder or S3 (a path stands for the local one)."""
+    frames = assets if isinstance(assets, ParquetIOManager) else LocalParquetIOManager(base_dir=str(assets))
     who = f"listener {listener}, track {track}, {day.isoformat()}"
-    unified = _rows(root, program, "unified_candidates", day, listener, track)
+    unified = _rows(frames, program, "unified_candidates", day, listener, track)
     if unified is None:
-        where = root / program.slug / "unified_candidates"
-        hint = ("" if root.parent.exists() and any(root.parent.iterdir()) else
+        where = frames.where(frames.key_of([program.slug, "unified_candidates"], day.isoformat(), "parquet"))
+        root = Path(frames.base_dir) if isinstance(frames, LocalParquetIOManager) else None
+        hint = ("" if root is None or (root.parent.exists() and any(root.parent.iterdir())) else
                 f"; nothing is there at all: run from the project folder or set MUSIC_FEEDBACK_HOME to its data folder")
         return [f"{who}: the {program.program_id} batch for {day.isoformat()} has not run "
-                f"(looked for {where / (day.isoformat() + '.parquet')}{hint})"]
-    rejected = _rows(root, program, "rejected_streams", day, listener, track)
+                f"(looked for {where}{hint})"]
+    rejected = _rows(frames, program, "rejected_streams", day, listener, track)
     if rejected is not None and rejected.height:
         reasons = ", ".join(sorted(set(rejected["reason"])))
         lines = [f"{who}: {rejected.height} extracted play row(s) set aside as malformed ({reasons})"]
@@ -37,14 +45,14 @@ def explain(root: Path, store: CandidateStore, program: Program, listener: int, 
     if not unified.height:
         return [f"{who}: not a candidate: no play of at least 95% on that day of a track released in the 7 days "
                 "before it"]
-    decision = _rows(root, program, "candidate_decisions", day, listener, track)
+    decision = _rows(frames, program, "candidate_decisions", day, listener, track)
     if decision is None:
         return lines + [f"{who}: a candidate, but the filter stage of {day.isoformat()} has not completed; "
                         "re-run the day and ask again"]
     if decision.height:
         row = decision.row(0, named=True)
         return lines + [f"{who}: removed by the '{row['filter']}' filter, reason {row['reason']}"]
-    scored = _rows(root, program, "scored_candidates", day, listener, track)
+    scored = _rows(frames, program, "scored_candidates", day, listener, track)
     if scored is None or not scored.height:
         return lines + [f"{who}: passed every filter but has not been scored yet"]
     s = scored.row(0, named=True)

@@ -80,3 +80,45 @@ def test_the_image_installs_from_the_lock_file():
     assert "COPY constraints.txt" in dockerfile and "-c constraints.txt" in dockerfile
     assert "USER " in dockerfile  # not root
     assert "music_feedback.definitions" in dockerfile
+
+
+def test_the_template_passes_cfn_lint():
+    """CloudFormation's own rules (cfn-lint's copy of its resource specs): a template that lints clean deploys."""
+    from cfnlint.api import ManualArgs, lint_file
+    problems = lint_file(DEPLOY / "infrastructure" / "template.json", config=ManualArgs(regions=["us-east-1"]))
+    assert not problems, "\n".join(str(p) for p in problems)
+
+
+# IAM prefix -> the botocore service models whose operations its actions name.
+SERVICES = {"s3": ["s3"], "glue": ["glue"], "sagemaker": ["sagemaker-runtime", "sagemaker"], "dynamodb": ["dynamodb"],
+            "ses": ["sesv2"], "events": ["events"], "cloudwatch": ["cloudwatch"], "ecs": ["ecs"], "ec2": ["ec2"],
+            "logs": ["logs"], "secretsmanager": ["secretsmanager"], "iam": ["iam"], "sts": ["sts"],
+            "redshift": ["redshift"], "redshift-data": ["redshift-data"], "ecr": ["ecr"]}
+# Permissions that are no API operation of that name (ConditionCheckItem: a check inside TransactWriteItems).
+PERMISSION_ONLY = {"s3:ListBucket", "iam:PassRole", "dynamodb:ConditionCheckItem"}
+
+
+@pytest.mark.parametrize("path", sorted((DEPLOY / "iam").glob("*.json")), ids=lambda p: p.stem)
+def test_each_action_is_an_operation_of_its_service(path):
+    """A misspelt action is silently ignored by IAM and shows up only as AccessDenied in a run."""
+    import botocore.session
+    session = botocore.session.get_session()
+    for st in json.loads(path.read_text())["Statement"]:
+        for action in st["Action"] if isinstance(st["Action"], list) else [st["Action"]]:
+            prefix, _, name = action.partition(":")
+            assert prefix in SERVICES, f"{path.name}: {action}: add its service to SERVICES"
+            ops = {op for svc in SERVICES[prefix] for op in session.get_service_model(svc).operation_names}
+            assert action in PERMISSION_ONLY or name in ops, f"{path.name}: {action} is no {prefix} operation"
+
+
+def test_the_workspace_points_at_the_code_server(monkeypatch):
+    import re
+
+    import yaml
+    from dagster._core.workspace.config_schema import ensure_workspace_config
+    monkeypatch.setenv("MUSIC_FEEDBACK_CODE_HOST", "code.music-feedback.internal")
+    path = DEPLOY / "workspace.yaml"
+    server = ensure_workspace_config(yaml.safe_load(path.read_text()), str(path))["load_from"][0]["grpc_server"]
+    assert (server["host"], server["port"]) == ("code.music-feedback.internal", 4000)
+    cmd = re.search(r"^CMD (.*)$", (DEPLOY / "Dockerfile").read_text(), re.M).group(1)
+    assert '"-p", "4000"' in cmd and '"-h", "0.0.0.0"' in cmd

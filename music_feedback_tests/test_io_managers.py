@@ -84,3 +84,62 @@ def test_a_partitioned_job_runs_through_dagster(io_manager):
     assert result.success
     assert io_manager.read_frame(["p", "totals"], "2026-11-22").to_dicts() == [{"day": "2026-11-22", "n": 6}]
     Definitions.validate_loadable(Definitions(assets=[plays, totals], resources={"io_manager": io_manager}))
+
+
+def test_a_lazy_input_scans_the_stored_object_itself(io_manager):
+    """On S3 too the scan reads the object where it lies (projection and filters pushed down), not a copy."""
+    io_manager.handle_output(out(["p", "scored"], "2026-11-21"), FRAME)
+    lazy = io_manager.load_input(into(["p", "scored"], "2026-11-21", lazy=True))
+    plan = lazy.filter(pl.col("score") > 0.6).select("listener_id").explain()
+    assert "SCAN" in plan.upper() and io_manager.where("p/scored/2026-11-21.parquet") in plan
+    assert lazy.filter(pl.col("score") > 0.6).select("listener_id").collect()["listener_id"].to_list() == [3, 2]
+
+
+def test_per_partition_objects_and_unpartitioned_frames(io_manager):
+    io_manager.handle_output(out(["p", "decision"], "2026-11-21"), {"promoted": True})
+    io_manager.handle_output(out(["p", "decision"], "2026-11-22"), {"promoted": False})
+    assert io_manager.load_input(into(["p", "decision"], "2026-11-21")) == {"promoted": True}
+    assert io_manager.load_input(into(["p", "decision"], "2026-11-22")) == {"promoted": False}
+    assert io_manager.partitions(["p", "decision"]) == []  # objects are not frames
+    io_manager.handle_output(out(["p", "table"]), FRAME)
+    assert io_manager.load_input(into(["p", "table"], lazy=True)).collect().equals(FRAME)
+    with pytest.raises(FileNotFoundError, match=r"asset p/table partition 2026-11-21 has no frame at .*"
+                                                r"p/table/2026-11-21.parquet: materialize it first"):
+        io_manager.read_frame(["p", "table"], "2026-11-21")
+
+
+def test_the_retrain_reads_logged_features_wherever_they_are(io_manager):
+    from datetime import date
+
+    from music_feedback.scoring.outcomes import logged_features
+    for day, n in (("2026-11-21", 3), ("2026-11-22", 2), ("2026-11-23", 4)):
+        frame = pl.DataFrame({"listener_id": list(range(n)), "track_id": [7] * n,
+                              "features": [f'{{"plays": {i}}}' for i in range(n)]})
+        io_manager.handle_output(out(["p", "scored_candidates"], day), frame)
+    logged = logged_features(io_manager, ["p", "scored_candidates"], date(2026, 11, 23))  # before its own day
+    assert logged.height == 5 and logged["plays"].to_list() == [0, 1, 2, 0, 1]
+    assert sorted(set(logged["batch_date"].cast(str))) == ["2026-11-21", "2026-11-22"]
+
+
+def test_why_reads_the_batch_wherever_it_is(io_manager, program):
+    from datetime import date
+
+    from music_feedback.explain import explain
+    day, slug = date(2026, 11, 23), program.slug
+    lines = explain(io_manager, None, program, 1, 2, day)
+    assert "has not run" in lines[0] and io_manager.where(f"{slug}/unified_candidates/2026-11-23.parquet") in lines[0]
+    io_manager.handle_output(out([slug, "unified_candidates"], "2026-11-23"),
+                             pl.DataFrame({"listener_id": [1], "track_id": [3]}))
+    assert "not a candidate" in explain(io_manager, None, program, 1, 2, day)[0]
+
+
+def test_from_env_names_the_missing_bucket(monkeypatch):
+    monkeypatch.setenv("MUSIC_FEEDBACK_S3_BUCKET", "feedback-assets")
+    monkeypatch.setenv("MUSIC_FEEDBACK_S3_IO_PREFIX", "io")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    m = S3ParquetIOManager.from_env()
+    assert (m.bucket, m.prefix, m.region_name) == ("feedback-assets", "io", "eu-west-1")
+    assert m.where("p/x.parquet") == "s3://feedback-assets/io/p/x.parquet"
+    monkeypatch.delenv("MUSIC_FEEDBACK_S3_BUCKET")
+    with pytest.raises(ValueError, match="MUSIC_FEEDBACK_S3_BUCKET"):
+        S3ParquetIOManager.from_env()

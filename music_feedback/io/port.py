@@ -70,10 +70,9 @@ class ParquetIOManager(ConfigurableIOManager):
         for suffix in SUFFIXES:
             key = self._key(context, suffix)
             if self._exists(key):
-                source = self._open(key)
                 if suffix == "joblib":
-                    return joblib.load(source)
-                return self._scan(source) if lazy else pl.read_parquet(source)
+                    return joblib.load(self._open(key))
+                return self._scan(key) if lazy else pl.read_parquet(self._open(key))
         name = "/".join(context.asset_key.path)
         part = f" partition {context.asset_partition_key}" if context.has_asset_partitions else ""
         hint = ("train the models with `music-feedback run --retrain` (or materialize the models group)"
@@ -81,8 +80,9 @@ class ParquetIOManager(ConfigurableIOManager):
         raise FileNotFoundError(f"asset {name}{part} has not been materialized yet (no object at "
                                 f"{self.where(self._key(context, 'parquet'))} or .joblib): {hint}")
 
-    @staticmethod
-    def _scan(source) -> pl.LazyFrame:
+    def _scan(self, key: str) -> pl.LazyFrame:
+        """A lazy scan of the Parquet object: only the columns and row groups the query needs are read."""
+        source = self._open(key)
         return pl.scan_parquet(source) if isinstance(source, str) else pl.read_parquet(source).lazy()
 
     def partitions(self, asset_path: list[str]) -> list[str]:
@@ -90,5 +90,15 @@ class ParquetIOManager(ConfigurableIOManager):
         prefix = "/".join(asset_path) + "/"
         return sorted(k[len(prefix):-len(".parquet")] for k in self._list(prefix) if k.endswith(".parquet"))
 
+    def scan(self, asset_path: list[str], partition: str | None) -> pl.LazyFrame:
+        """A lazy scan of a stored frame (FileNotFoundError naming where it looked if there is none)."""
+        key = self.key_of(asset_path, partition, "parquet")
+        if not self._exists(key):
+            part = f" partition {partition}" if partition is not None else ""
+            raise FileNotFoundError(f"asset {'/'.join(asset_path)}{part} has no frame at {self.where(key)}: "
+                                    "materialize it first")
+        return self._scan(key)
+
     def read_frame(self, asset_path: list[str], partition: str, columns: list[str] | None = None) -> pl.DataFrame:
-        return pl.read_parquet(self._open(self.key_of(asset_path, partition, "parquet")), columns=columns)
+        scan = self.scan(asset_path, partition)
+        return (scan.select(columns) if columns is not None else scan).collect()

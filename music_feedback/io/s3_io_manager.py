@@ -1,12 +1,14 @@
 """The IO manager on S3: the same keys as the local folder, under a prefix. One PUT replaces an object
-whole, so no temporary objects are needed; reads fetch the object into memory (Parquet between assets
-is a few hundred MB at most at the seed's scale)."""
+whole, so no temporary objects are needed. Eager reads fetch the object into memory; a LazyFrame input
+is a polars scan of the object itself, with the credentials boto3 resolved (the standard chain), so an
+asset reads only the columns and row groups it needs, as it does from the local folder."""
 from __future__ import annotations
 
 import io
 import os
 from typing import Iterable, Optional
 
+import polars as pl
 from pydantic import PrivateAttr
 
 from music_feedback.io.port import ParquetIOManager
@@ -22,6 +24,7 @@ class S3ParquetIOManager(ParquetIOManager):
     region_name: str = "us-east-1"
     endpoint_url: Optional[str] = None  # None: boto3's own (AWS_ENDPOINT_URL_S3, else the region's)
     _client = PrivateAttr(default=None)
+    _session = PrivateAttr(default=None)
 
     @classmethod
     def from_env(cls) -> "S3ParquetIOManager":
@@ -36,7 +39,8 @@ class S3ParquetIOManager(ParquetIOManager):
     def client(self):
         if self._client is None:
             import boto3
-            self._client = boto3.client("s3", region_name=self.region_name, endpoint_url=self.endpoint_url)
+            self._session = boto3.session.Session()
+            self._client = self._session.client("s3", region_name=self.region_name, endpoint_url=self.endpoint_url)
         return self._client
 
     def _full(self, key: str) -> str:
@@ -75,6 +79,26 @@ class S3ParquetIOManager(ParquetIOManager):
     def _open(self, key: str) -> io.BytesIO:
         body = self._call("read", key, lambda: self.client().get_object(Bucket=self.bucket, Key=self._full(key)))
         return io.BytesIO(body["Body"].read())
+
+    def storage_options(self) -> dict:
+        """polars' (object_store's) options: boto3's region, credentials and, when not AWS's own, endpoint."""
+        client = self.client()
+        creds = self._session.get_credentials()
+        if creds is None:
+            raise S3IOError(f"no AWS credentials to read s3://{self.bucket}: configure the standard chain "
+                            "(the task role, AWS_PROFILE or AWS_ACCESS_KEY_ID)")
+        frozen = creds.get_frozen_credentials()
+        opts = {"aws_region": client.meta.region_name, "aws_access_key_id": frozen.access_key,
+                "aws_secret_access_key": frozen.secret_key}
+        if frozen.token:
+            opts["aws_session_token"] = frozen.token
+        if self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"):
+            opts["aws_endpoint_url"] = client.meta.endpoint_url
+            opts["aws_allow_http"] = str(client.meta.endpoint_url.startswith("http://")).lower()
+        return opts
+
+    def _scan(self, key: str) -> pl.LazyFrame:
+        return pl.scan_parquet(self.where(key), storage_options=self.storage_options())
 
     def _delete(self, key: str) -> None:
         self._call("delete", key, lambda: self.client().delete_object(Bucket=self.bucket, Key=self._full(key)))

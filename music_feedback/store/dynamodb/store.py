@@ -46,10 +46,11 @@ class DynamoDBCandidateStore(CandidateStore):
                    writers=int(env("MUSIC_FEEDBACK_DYNAMODB_WRITERS", "4")))
 
     def client(self):
-        """One thread-safe client per endpoint, shared by the writer threads."""
-        # boto3 resolves an unset endpoint from the environment: a cached client must not outlive a change of it.
-        k = (self.endpoint_url, self.region, self.writers, os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"),
-             os.environ.get("AWS_ENDPOINT_URL"))
+        """One thread-safe client per endpoint, shared by the writer threads. Unset, the endpoint is boto3's
+        from AWS_ENDPOINT_URL(_DYNAMODB): it belongs in the key, or a stopped stand-in's client is reused."""
+        env = os.environ.get
+        endpoint = self.endpoint_url or env("AWS_ENDPOINT_URL_DYNAMODB") or env("AWS_ENDPOINT_URL")
+        k = (endpoint, self.region, self.writers)
         if k not in _clients:
             import boto3
             from botocore.config import Config
