@@ -5,6 +5,7 @@ runs as the `postgres` system user, since PostgreSQL refuses to run as root. TCP
 from __future__ import annotations
 
 import dataclasses
+import ctypes
 import glob
 import os
 import pwd
@@ -72,7 +73,21 @@ def _as_server_user() -> dict:
     def demote():
         os.setgid(user.pw_gid)
         os.setuid(user.pw_uid)
+        _die_with_parent()
     return {"preexec_fn": demote, "owner": user}
+
+
+try:  # loaded here: nothing may be imported between fork and exec
+    _PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+except OSError:
+    _PRCTL = None
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGINT (a fast shutdown) when the process that started it dies, even by
+    SIGKILL, so a killed test or demo leaves no server behind."""
+    if _PRCTL is not None:
+        _PRCTL(1, 2)  # PR_SET_PDEATHSIG, SIGINT
 
 
 def _free_port() -> int:
@@ -103,13 +118,16 @@ def running() -> Iterator[Server]:
         subprocess.run([str(binaries / "initdb"), "-D", str(data), "--auth-local=trust",
                         "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-U", "postgres", "-E", "UTF8",
                         "--no-sync"], **run)
-        subprocess.run([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-o",
-                        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                        "-c max_connections=200", "start"], **run)
+        # The postmaster is our own child (not pg_ctl's daemon), so it can die with us.
+        log = open(root / "server.log", "w")
+        server = subprocess.Popen([str(binaries / "postgres"), "-D", str(data), "-p", str(port), "-k", str(root),
+                                   "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"],
+                                  stdout=log, stderr=subprocess.STDOUT, preexec_fn=who.get("preexec_fn", _die_with_parent))
+        _wait_ready(server, Server("127.0.0.1", port, password=password))
     except subprocess.CalledProcessError as exc:
-        log = (root / "server.log").read_text() if (root / "server.log").exists() else ""
+        text = (root / "server.log").read_text() if (root / "server.log").exists() else ""
         shutil.rmtree(root, ignore_errors=True)
-        raise RuntimeError(f"PostgreSQL did not start: {exc.stderr or exc.stdout}{log[-1000:]}") from None
+        raise RuntimeError(f"PostgreSQL did not start: {exc.stderr or exc.stdout}{text[-1000:]}") from None
     except (subprocess.SubprocessError, OSError) as exc:  # e.g. the switch to `postgres` was not permitted
         shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"PostgreSQL's initdb could not be run{' as the postgres user' if owner else ''} "
@@ -118,9 +136,27 @@ def running() -> Iterator[Server]:
     try:
         yield Server("127.0.0.1", port, password=password)
     finally:
-        subprocess.run([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, **who)
+        server.send_signal(2)  # SIGINT: the fast shutdown
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_ready(server: subprocess.Popen, probe: Server, timeout: float = 60) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            probe.connect().close()
+            return
+        except Exception:  # psycopg2.OperationalError until the server accepts connections
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise subprocess.CalledProcessError(server.poll() or 1, "postgres", "", "did not accept connections")
+            time.sleep(0.1)
 
 
 def redshift_env(server: Server) -> dict[str, str]:
