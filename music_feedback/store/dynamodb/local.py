@@ -36,19 +36,6 @@ def missing_reason() -> str | None:
     return None
 
 
-try:  # loaded here: nothing may be imported between fork and exec
-    import ctypes
-    _PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-except OSError:
-    _PRCTL = None
-
-
-def _die_with_parent() -> None:
-    """Linux: DynamoDB Local gets SIGTERM when the process that started it dies, even by SIGKILL."""
-    if _PRCTL is not None:
-        _PRCTL(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -66,7 +53,7 @@ def running(timeout: float = 60.0, heap: str = "1g") -> Iterator[str]:
     proc = subprocess.Popen(
         ["java", "-Xms128m", f"-Xmx{heap}", f"-Djava.library.path={lib / 'DynamoDBLocal_lib'}", "-jar",
          str(lib / "DynamoDBLocal.jar"), "-inMemory", "-port", str(port)],
-        cwd=lib, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ}, preexec_fn=_die_with_parent)
+        cwd=lib, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
     try:
         deadline = time.monotonic() + timeout
         while True:
