@@ -40,11 +40,37 @@ def redshift(server, monkeypatch=None, **env) -> RedshiftWarehouse:
             mp.undo()
 
 
-@pytest.fixture(params=["duckdb", "redshift-on-postgres"])
+@pytest.fixture(params=["duckdb", "duckdb-in-a-run", "redshift-on-postgres"])
 def warehouse(request, small_warehouse, loaded):
     if request.param == "duckdb":
-        return DuckDBWarehouse(path=str(small_warehouse))
-    return redshift(loaded)
+        yield DuckDBWarehouse(path=str(small_warehouse))
+    elif request.param == "duckdb-in-a-run":  # one connection and one schema look-up for every read
+        wh = DuckDBWarehouse(path=str(small_warehouse))
+        wh.open_session()
+        yield wh
+        wh.close_session()
+    else:
+        yield redshift(loaded)
+
+
+def test_a_run_closes_its_duckdb_connection(small_warehouse, tmp_path):
+    """The run's connection must not outlive it: a read-only handle left open would keep `warehouse seed
+    --force` (a writer) out of the file."""
+    import shutil
+
+    import duckdb
+    from dagster import asset, materialize
+
+    path = tmp_path / "w.duckdb"
+    shutil.copy(small_warehouse, path)
+
+    @asset
+    def listeners_seen(warehouse: DuckDBWarehouse) -> int:
+        assert warehouse._session is not None
+        return warehouse.fetch("SELECT COUNT(*) AS n FROM listeners")["n"][0]
+
+    assert materialize([listeners_seen], resources={"warehouse": DuckDBWarehouse(path=str(path))}).success
+    duckdb.connect(str(path)).close()  # a writer gets in: nothing holds the file any more
 
 
 @pytest.fixture(scope="module")
