@@ -85,6 +85,8 @@ def _aws_ready(program) -> dict[str, str]:
 def cmd_run(args) -> int:
     import json
 
+    from music_feedback.quality import gx_worker
+    gx_worker.start()  # first: it imports GX on the other core while the definitions load
     from music_feedback import runner
     from music_feedback.definitions import defs
     program = _program(args.program)
@@ -115,6 +117,8 @@ def cmd_run(args) -> int:
 def cmd_simulate(args) -> int:
     from datetime import timedelta
 
+    from music_feedback.quality import gx_worker
+    gx_worker.start()
     from music_feedback import runner
     from music_feedback.definitions import defs
     from music_feedback.simulate.day import run_day

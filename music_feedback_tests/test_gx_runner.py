@@ -244,3 +244,27 @@ def test_does_not_steal_callers_current_gx_context():
         "assert project_manager.get_current_project() is theirs\n"
     )
     run_python(code)
+
+
+def test_a_gx_worker_judges_as_this_process_does(good):
+    """The CLI's batch judges suites in a worker process: same outcomes, GX never imported here (checked
+    in a fresh interpreter), and a dead worker falls back to judging here."""
+    run_python("""
+import sys
+import polars as pl
+from music_feedback.quality import gx_worker, validate, Between, NotNull, RowCountBetween, Unique, InSet
+df = pl.DataFrame({"a": [1, 2, None, 2], "b": [0.1, 0.5, 2.0, 0.7], "m": ["US", "GB", "XX", "US"]})
+suite = [NotNull("a"), Between("b", 0, 1), Unique(("a",)), InSet("m", ["US", "GB"]), RowCountBetween(5, None),
+         NotNull("missing")]
+gx_worker.start()
+remote = validate(df, "t.remote", suite)
+assert "great_expectations" not in sys.modules
+gx_worker.current().proc.kill()
+gx_worker.current().proc.wait()
+after_death = validate(df, "t.after", suite)
+assert gx_worker.current() is None and "great_expectations" in sys.modules
+local = validate(df, "t.local", suite)
+shape = lambda r: [(o.expectation, o.success, o.unexpected_count, o.observed_value, o.error) for o in r.results]
+assert shape(remote) == shape(local) == shape(after_death), (shape(remote), shape(local))
+assert [o.success for o in remote.results] == [False, False, False, False, False, False]
+""")

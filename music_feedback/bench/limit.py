@@ -29,7 +29,7 @@ from music_feedback.warehouse.port import bind_batch_window
 def run_limit(program: Program, day: date, store_path: str) -> dict:
     """Every stage once, in order; returns per-stage seconds and the rows stored."""
     wh, seconds, started = DuckDBWarehouse(path=str(settings.warehouse_path())), {}, time.perf_counter()
-    wh.open_session()  # one connection for every read, as a plain script keeps it
+    wh.snapshot_schema()  # as a Dagster run does
     conn = program.connector
 
     def lap(name: str) -> None:

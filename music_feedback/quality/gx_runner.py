@@ -84,9 +84,14 @@ def _gx_state() -> _GxState:
     return _STATE
 
 
-def warm_up_in_background() -> threading.Thread:
+def warm_up_in_background() -> threading.Thread | None:
     """Import GX and build its context on a thread while the first stages query and compute (DuckDB and
-    polars release the GIL), so the first check does not pay ~1.3 s of imports on the critical path."""
+    polars release the GIL), so the first check does not pay ~1.3 s of imports on the critical path.
+    Nothing to do when a GX worker process judges this process's suites."""
+    from music_feedback.quality import gx_worker
+    if gx_worker.current() is not None:
+        return None
+
     def build() -> None:
         with _LOCK:
             _gx_state()
@@ -162,6 +167,47 @@ def _outcome(spec: Expectation, evr: Any) -> ExpectationOutcome:
     )
 
 
+def judge_here(pdf: "pd.DataFrame", specs: list[Expectation], runnable: list[int], suite_name: str,
+               result_format: str, max_examples: int) -> list[tuple[int, ExpectationOutcome]]:
+    """GX judges the runnable expectations on `pdf`, in this process."""
+    with _LOCK:
+        state = _gx_state()
+        gx_expectations = [
+            specs[i]._to_gx(state.gxe, meta={"mf_index": i}, description=specs[i].describe())
+            for i in runnable
+        ]
+        # Built via the constructor and never saved: add_expectation() would look the
+        # name up in the current context's store.
+        suite = state.gx.ExpectationSuite(name=suite_name, expectations=gx_expectations)
+        try:
+            batch = state.batch_definition.get_batch(batch_parameters={"dataframe": pdf})
+            suite_result = batch.validate(
+                suite,
+                result_format={
+                    "result_format": result_format,
+                    "partial_unexpected_count": max_examples,
+                },
+            )
+        finally:
+            _release(state)
+    out = []
+    for evr in suite_result.results:
+        i = (evr.expectation_config.meta or {})["mf_index"]
+        out.append((i, _outcome(specs[i], evr)))
+    return out
+
+
+def _judge(pdf, specs, runnable, suite_name, result_format, max_examples):
+    """In the GX worker process when one runs (see gx_worker), else here."""
+    from music_feedback.quality import gx_worker
+    worker = gx_worker.current()
+    if worker is not None:
+        found = worker.judge(pdf, specs, runnable, suite_name, result_format, max_examples)
+        if found is not None:
+            return found
+    return judge_here(pdf, specs, runnable, suite_name, result_format, max_examples)
+
+
 def validate(
     df: "pl.DataFrame",
     suite_name: str,
@@ -194,30 +240,8 @@ def validate(
         needed.extend(c for c in spec.needed_columns if c not in needed)
 
     if runnable:
-        pdf = _to_pandas(df, needed)
-        with _LOCK:
-            state = _gx_state()
-            gx_expectations = [
-                specs[i]._to_gx(state.gxe, meta={"mf_index": i}, description=specs[i].describe())
-                for i in runnable
-            ]
-            # Built via the constructor and never saved: add_expectation() would look the
-            # name up in the current context's store.
-            suite = state.gx.ExpectationSuite(name=suite_name, expectations=gx_expectations)
-            try:
-                batch = state.batch_definition.get_batch(batch_parameters={"dataframe": pdf})
-                suite_result = batch.validate(
-                    suite,
-                    result_format={
-                        "result_format": result_format,
-                        "partial_unexpected_count": max_examples,
-                    },
-                )
-            finally:
-                _release(state)
-        for evr in suite_result.results:
-            i = (evr.expectation_config.meta or {})["mf_index"]
-            outcomes[i] = _outcome(specs[i], evr)
+        for i, outcome in _judge(_to_pandas(df, needed), specs, runnable, suite_name, result_format, max_examples):
+            outcomes[i] = outcome
 
     results = [o for o in outcomes if o is not None]
     assert len(results) == len(specs), "GX returned fewer results than expectations"

@@ -5,14 +5,13 @@ from pathlib import Path
 
 
 def add_model_commands(sub, serve_func) -> None:
-    from music_feedback.serving.model_server import model_dir_from_env, port_from_env
     model = sub.add_parser("model", help="the models").add_subparsers(dest="action", required=True)
     serve = model.add_parser("serve", help="serve one model on the SageMaker contract (GET /ping, POST /invocations)")
     serve.add_argument("--model-dir", type=Path, default=None,
-                       help=f"model artifacts (model.joblib, model.json); default $SM_MODEL_DIR or "
-                            f"{model_dir_from_env()}")
+                       help="model artifacts (model.joblib, model.json); default $SM_MODEL_DIR or "
+                            "the SageMaker container's model folder")
     serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=int, default=None, help=f"default $SAGEMAKER_BIND_TO_PORT or {port_from_env()}")
+    serve.add_argument("--port", type=int, default=None, help="default $SAGEMAKER_BIND_TO_PORT or SageMaker's 8080")
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=serve_func)
 

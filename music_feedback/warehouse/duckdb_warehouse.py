@@ -1,9 +1,7 @@
 """Embedded warehouse adapter: a DuckDB file, opened read-only."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 import polars as pl
@@ -13,13 +11,12 @@ from music_feedback.warehouse.port import Warehouse, WarehouseError
 
 
 class DuckDBWarehouse(Warehouse):
-    """Inside a Dagster run one read-only connection serves every read of the run (opening the file
-    costs ~30 ms, and a batch makes ~50 reads and schema look-ups) and is closed when the run ends, so
-    no lock outlives it; called outside a run, each read opens its own."""
+    """Each read opens the file read-only and closes it, so no lock outlives a read and DuckDB's buffer
+    pool is freed after each (a connection kept for the run held ~100 MB of cached blocks). Inside a
+    Dagster run the tables' columns are read once: a batch makes ~30 schema look-ups at ~30 ms a file open."""
 
     path: str
-    _session = PrivateAttr(default=None)  # duckdb.DuckDBPyConnection while a run holds it
-    _tables = PrivateAttr(default=None)  # table -> column names, read once per session
+    _tables = PrivateAttr(default=None)  # table -> column names, for the run (see setup_for_execution)
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         if not Path(self.path).is_file():
@@ -33,35 +30,29 @@ class DuckDBWarehouse(Warehouse):
                                  "`music-feedback warehouse seed --force`") from None
 
     def setup_for_execution(self, context) -> None:
-        self.open_session()
+        self.snapshot_schema()
 
     def teardown_after_execution(self, context) -> None:
-        self.close_session()
+        self._tables = None
 
-    def open_session(self) -> None:
-        """Keep one connection (and the tables' columns) until close_session."""
-        if self._session is None and Path(self.path).is_file():
-            self._session = self._connect()
+    def snapshot_schema(self) -> None:
+        """Answer columns_of from one read of every table's columns until teardown."""
+        if Path(self.path).is_file():
+            self._tables = self._read_schema()
 
-    def close_session(self) -> None:
-        if self._session is not None:
-            self._session.close()
-        self._session, self._tables = None, None
-
-    @contextmanager
-    def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        if self._session is not None:
-            with self._session.cursor() as cur:  # a cursor per read: safe from any thread
-                yield cur
-        else:
-            with self._connect() as con:
-                yield con
+    def _read_schema(self) -> dict[str, set[str]]:
+        with self._connect() as con:
+            rows = con.execute("SELECT table_name, column_name FROM information_schema.columns").fetchall()
+        tables: dict[str, set[str]] = {}
+        for t, c in rows:
+            tables.setdefault(t, set()).add(c)
+        return tables
 
     def describe(self) -> str:
         return f"DuckDB warehouse {self.path}"
 
     def fetch(self, sql: str) -> pl.DataFrame:
-        with self._reading() as con:
+        with self._connect() as con:
             try:
                 return con.sql(sql).pl()
             except duckdb.BinderException as exc:
@@ -70,13 +61,5 @@ class DuckDBWarehouse(Warehouse):
                 raise WarehouseError(f"{self.describe()}: the query failed: {exc}") from None
 
     def columns_of(self, table: str) -> set[str]:
-        if self._session is not None and self._tables is not None:
-            return self._tables.get(table, set())
-        with self._reading() as con:
-            rows = con.execute("SELECT table_name, column_name FROM information_schema.columns").fetchall()
-        schema: dict[str, set[str]] = {}
-        for t, c in rows:
-            schema.setdefault(t, set()).add(c)
-        if self._session is not None:  # a read-only session sees a fixed schema
-            self._tables = schema
-        return schema.get(table, set())
+        tables = self._tables if self._tables is not None else self._read_schema()
+        return tables.get(table, set())
