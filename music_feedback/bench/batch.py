@@ -67,6 +67,7 @@ def measure(program: Program, scale: float) -> tuple[dict, bool]:
     day = runner.latest_complete_day(meta)
     from music_feedback.definitions import build_definitions
     train_s = runner.ensure_models(build_definitions(), program, runner.instance(), force=True, day=day)
+    _unstore(program, day)
     with tempfile.TemporaryDirectory() as tmp:
         out, limit_out = Path(tmp) / "report.json", Path(tmp) / "limit.json"
         rc, process_s, peak_mb = _child([sys.executable, "-m", "music_feedback.cli", "run", "--program",
@@ -81,6 +82,18 @@ def measure(program: Program, scale: float) -> tuple[dict, bool]:
                                               "--limit-out", str(limit_out)])
         limit = json.loads(limit_out.read_text()) if limit_rc == 0 and limit_out.exists() else {}
     return _figures(report, day, process_s, peak_mb, train_s, gen_s, limit, limit_s, limit_mb), bool(report["success"])
+
+
+def _unstore(program: Program, day) -> None:
+    """Take the day out of both stores first, so each run stores a new day as the daily schedule does: a
+    re-run also drops the old table and carries over the statuses an earlier bench's deliveries set."""
+    import polars as pl
+
+    from music_feedback.resources import candidate_store
+    from music_feedback.store.base import CANDIDATE_SCHEMA
+    candidate_store().put_batch(program.program_id, day.isoformat(), pl.DataFrame(schema=CANDIDATE_SCHEMA))
+    for name in ("limit_candidates.sqlite", "limit_candidates.sqlite-wal", "limit_candidates.sqlite-shm"):
+        (settings.data_home() / name).unlink(missing_ok=True)
 
 
 def run(program: Program, args) -> tuple[dict, bool]:
