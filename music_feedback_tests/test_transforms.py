@@ -128,6 +128,21 @@ def test_unify_dedupes_by_listener_and_track():
     assert out["play_count"].sum() == SAMPLE["play_count"].sum()
 
 
+def test_unify_packed_and_two_key_paths_agree(monkeypatch):
+    """Ids that fit one int64 key group on it; others (here a listener id past 2**31) group on both
+    columns: the same rows either way, and distinct_pairs counts alike."""
+    import music_feedback.transforms.unify as u
+    from music_feedback.assets.unify import distinct_pairs
+    big = SAMPLE.with_columns(pl.when(pl.col("listener_id") == 7).then(2**40).otherwise(pl.col("listener_id"))
+                              .alias("listener_id"))
+    assert u.packable(SAMPLE.lazy()) and not u.packable(big.lazy())
+    packed = unified(SAMPLE)
+    assert distinct_pairs(SAMPLE) == packed.height == 5
+    monkeypatch.setattr(u, "packable", lambda plays: False)
+    assert unified(SAMPLE).equals(packed)
+    assert unified(big).height == distinct_pairs(big) == 5
+
+
 def test_unify_joins_context():
     out = unified(SAMPLE)
     by_pair = {(r["listener_id"], r["track_id"]): r for r in out.iter_rows(named=True)}

@@ -7,7 +7,7 @@ from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_met
 from music_feedback.assets.warehouse_tables import reads
 from music_feedback.programs.model import Program
 from music_feedback.quality.checks import run_stats_suite, zero
-from music_feedback.transforms.unify import unify
+from music_feedback.transforms.unify import packable, pair_key, unify
 from music_feedback.warehouse import queries as q
 from music_feedback.warehouse.port import Warehouse
 
@@ -20,8 +20,12 @@ UNIFY_STATS = ("rows_minus_raw_pairs", "duplicate_pairs", "plays_lost", "null_re
 
 
 def distinct_pairs(frame: pl.DataFrame | pl.LazyFrame) -> int:
-    """Distinct listener+track pairs, counted on the sorted keys (a third of the memory of hashing them)."""
-    keys = frame.lazy().select("listener_id", "track_id").sort("listener_id", "track_id").collect()
+    """Distinct listener+track pairs: one int64 key hashed when the ids fit one, else counted on the
+    sorted keys (a third of the memory of hashing two columns)."""
+    frame = frame.lazy()
+    if packable(frame):
+        return int(frame.select(pair_key().n_unique()).collect().item())
+    keys = frame.select("listener_id", "track_id").sort("listener_id", "track_id").collect()
     new_pair = (pl.col("listener_id") != pl.col("listener_id").shift()) | \
         (pl.col("track_id") != pl.col("track_id").shift())
     return int(keys.select(new_pair.fill_null(True).sum()).item() or 0)
