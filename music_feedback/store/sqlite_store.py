@@ -18,7 +18,6 @@ from typing import Iterable, Iterator
 import polars as pl
 
 from music_feedback.store import sqlite_serving
-from music_feedback.store.sqlite_bulk import bulk_transaction
 from music_feedback.store.base import (
     CANDIDATE_COLUMNS,
     CANDIDATE_SCHEMA,
@@ -34,6 +33,7 @@ from music_feedback.store.base import (
 _SQL_TYPES = {pl.Int64: "INTEGER", pl.Float64: "REAL", pl.Utf8: "TEXT"}
 _NOT_NULL = {"listener_id", "track_id", "channel", "score", "expires_at"}
 _COLS = ", ".join(CANDIDATE_COLUMNS)
+_INSERT = f"INSERT INTO {{t}} ({_COLS}) VALUES ({', '.join('?' * len(CANDIDATE_COLUMNS))})"
 _COL_DEFS = ", ".join(
     f"{c} {_SQL_TYPES[t]}{' NOT NULL' * (c in _NOT_NULL)}" for c, t in CANDIDATE_SCHEMA.items()
 )
@@ -72,6 +72,7 @@ DROP VIEW IF EXISTS candidates;
 _ADDED = ("plain", "dated")
 
 
+INSERT_SLICE = 20_000
 _READY: set[tuple[int, str]] = set()  # (process, path) whose schema is known to exist
 
 
@@ -164,33 +165,35 @@ class SQLiteCandidateStore(CandidateStore):
     def put_batch(self, program_id: str, batch_date: str, candidates: pl.DataFrame) -> int:
         df = validate_candidates(candidates)
         is_plain = bool(df.height) and sqlite_serving.plain(df)  # outside the write lock
-        with self._connect():  # the file, WAL mode and the registry exist
-            pass
-        with bulk_transaction(self.path) as cur:
-            cur.execute("SELECT id FROM candidate_batches WHERE program_id = ? AND batch_date = ?",
-                        (program_id, batch_date))
-            old = cur.fetchone()
+        with self._write() as conn:
+            old = conn.execute(
+                "SELECT id FROM candidate_batches WHERE program_id = ? AND batch_date = ?",
+                (program_id, batch_date),
+            ).fetchone()
             if old:  # keep its table until the new one has taken over the delivery statuses
-                cur.execute("DELETE FROM candidate_batches WHERE id = ?", (old[0],))
+                conn.execute("DELETE FROM candidate_batches WHERE id = ?", (old[0],))
             if df.height:
-                cur.execute(
+                bid = conn.execute(
                     "INSERT INTO candidate_batches (program_id, batch_date, min_expires_at, max_expires_at, plain, "
-                    "dated) VALUES (?, ?, ?, ?, ?, 1) RETURNING id",
-                    (program_id, batch_date, df["expires_at"].min(), df["expires_at"].max(), int(is_plain)))
-                t = f"cand_{cur.fetchone()[0]}"
-                cur.execute(_TABLE_DDL.format(t=t, d=_lit(batch_date)))
-                cur.adbc_ingest(t, df.to_arrow(), mode="append")
+                    "dated) VALUES (?, ?, ?, ?, ?, 1)",
+                    (program_id, batch_date, df["expires_at"].min(), df["expires_at"].max(), is_plain),
+                ).lastrowid
+                t = f"cand_{bid}"
+                conn.execute(_TABLE_DDL.format(t=t, d=_lit(batch_date)))
+                # Python tuples for a slice at a time: all 250K rows at once took ~250 MB.
+                for part in df.iter_slices(INSERT_SLICE):
+                    conn.executemany(_INSERT.format(t=t), part.rows())
                 for ddl in _INDEX_DDL:
-                    cur.execute(ddl.format(t=t))
-                if old:
-                    cur.execute(f"SELECT 1 FROM cand_{old[0]} WHERE status <> ? LIMIT 1", (DEFAULT_STATUS,))
-                if old and cur.fetchone():  # a re-run must not bring back candidates already sent or answered
-                    cur.execute(
+                    conn.execute(ddl.format(t=t))
+                delivered = old and conn.execute(
+                    f"SELECT 1 FROM cand_{old[0]} WHERE status <> ? LIMIT 1", (DEFAULT_STATUS,)).fetchone()
+                if delivered:  # a re-run must not bring back candidates already sent or answered
+                    conn.execute(
                         f"UPDATE {t} SET status = o.status FROM cand_{old[0]} AS o WHERE o.status <> ? "
                         f"AND o.listener_id = {t}.listener_id AND o.track_id = {t}.track_id "
                         f"AND o.channel = {t}.channel", (DEFAULT_STATUS,))
             if old:
-                cur.execute(f"DROP TABLE cand_{old[0]}")
+                conn.execute(f"DROP TABLE cand_{old[0]}")
         return df.height
 
     def for_listener(self, program_id: str, listener_id: int, now: datetime | None = None) -> list[dict]:
