@@ -108,6 +108,8 @@ def cmd_run(args) -> int:
                                                           "failure": day_report.failure, "funnel": funnel}))
         return 0 if day_report.success else 1
     report = runner.run_batch(defs, program, day, inst)
+    if gx_worker.current() is not None:
+        report.gx_worker_peak_rss_mb = gx_worker.current().peak_rss_mb()
     print(runner.summary(report))
     if args.report_json:
         Path(args.report_json).write_text(json.dumps(report.__dict__, default=str))

@@ -58,6 +58,7 @@ class BatchReport:
     assets: dict[str, dict] = field(default_factory=dict)  # asset name -> metadata values
     checks: dict[str, dict] = field(default_factory=dict)  # "asset.check" -> {passed, asset, description}
     step_s: dict[str, float] = field(default_factory=dict)  # Dagster step -> wall seconds (IO and checks included)
+    gx_worker_peak_rss_mb: float | None = None  # the process that judged the checks, when one did
     failure: str | None = None
 
     def meta(self, asset: str, name: str, default=None):

@@ -136,6 +136,8 @@ def _figures(report: dict, day, process_s: float, peak_mb: float, train_s: float
         "batch_wall_s": round(report["wall_s"], 2),
         "process_wall_s": round(process_s, 2),
         "peak_rss_mb": round(peak_mb, 1),
+        # The checks are judged in a worker process of the batch (quality/gx_worker.py): its own peak.
+        "gx_worker_peak_rss_mb": report.get("gx_worker_peak_rss_mb"),
         "train_models_s": round(train_s, 2),
         "warehouse_s": round(gen_s, 2),
         "limit_process_wall_s": round(limit_s, 2),

@@ -69,6 +69,17 @@ class GxWorker:
             raise RuntimeError(f"Great Expectations could not judge suite {suite_name}: {value}")
         return value
 
+    def peak_rss_mb(self) -> float | None:
+        """Its peak resident memory so far (Linux), reported beside the batch's own."""
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return round(int(line.split()[1]) / 1024, 1)
+        except OSError:
+            pass
+        return None
+
     def close(self) -> None:
         try:
             self.proc.stdin.close()
