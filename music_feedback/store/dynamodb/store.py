@@ -125,7 +125,8 @@ class DynamoDBCandidateStore(CandidateStore):
                    expected: str | None = None) -> int:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; one of {STATUSES}")
-        return reads.set_status(self.client(), self.table_name, program_id, batch_date, keys_, status, expected)
+        return reads.set_status(self.client(), self.table_name, program_id, batch_date, keys_, status, expected,
+                                self.writers)
 
     # -- reads --------------------------------------------------------------------------------------------
     def _live(self, program_id: str, ts: float, batch_date: str | None = None) -> list[dict]:
