@@ -4,7 +4,7 @@ from __future__ import annotations
 import heapq
 import json
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from music_feedback.store.base import CANDIDATE_COLUMNS, SERVING_COLUMNS, ChannelQuery, PageKey, order_key, page_key
 from music_feedback.store.dynamodb import keys
@@ -109,30 +109,6 @@ def track_rows(client, table: str, program_id: str, track_id: int, batch_date: s
         KeyConditionExpression="GSI2PK = :pk AND begins_with(GSI2SK, :d)",
         ExpressionAttributeValues={":pk": {"S": keys.gsi2_pk(program_id, track_id)},
                                    ":d": {"S": f"B#{batch_date}#"}, ":now": keys.number(ts)})]
-
-
-def set_status(client, table: str, program_id: str, batch_date: str, rows: Iterable[tuple[int, int, str]],
-               status: str, expected: str | None, workers: int = 1) -> int:
-    """One conditional UpdateItem per row (each reports on its own); many rows go over `workers` threads
-    (the email's senders call this per chunk of 50, already on their own threads)."""
-    cond = "attribute_exists(PK)" + (" AND #s = :e" if expected is not None else "")
-    values = {":v": {"S": status}, **({":e": {"S": expected}} if expected is not None else {})}
-
-    def one(row: tuple[int, int, str]) -> bool:
-        lid, tid, ch = row
-        try:
-            client.update_item(TableName=table, Key={"PK": {"S": keys.pk(lid, program_id)},
-                                                     "SK": {"S": keys.sk(batch_date, tid, ch)}},
-                               UpdateExpression="SET #s = :v", ConditionExpression=cond,
-                               ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues=values)
-            return True
-        except client.exceptions.ConditionalCheckFailedException:
-            return False
-    rows = list(rows)
-    if workers <= 1 or len(rows) < 100:
-        return sum(map(one, rows))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return sum(pool.map(one, rows))
 
 
 # -- the channel query --------------------------------------------------------------------------------------
