@@ -237,6 +237,17 @@ def test_set_status_is_a_compare_and_set(store):
     assert {r["listener_id"]: r["status"] for r in everything(store, "prog")} == {1: "sent", 2: "sending"}
 
 
+def test_set_status_counts_each_row_of_a_large_mixed_set(store):
+    """Many rows at once (more than one transaction on DynamoDB), some already moved, some missing and
+    one repeated: each row is judged on its own condition."""
+    store.put_batch("prog", "2025-06-01", frame(*(row(lid, 10, 0.5) for lid in range(1, 251))))
+    assert store.set_status("prog", "2025-06-01", [(lid, 10, "email") for lid in range(1, 11)], "sent") == 10
+    wanted = [(lid, 10, "email") for lid in range(1, 261)] + [(20, 10, "email")]
+    assert store.set_status("prog", "2025-06-01", wanted, "sending", expected="pending") == 240
+    status = {r["listener_id"]: r["status"] for r in everything(store, "prog", range(1, 251))}
+    assert status == {lid: "sent" if lid <= 10 else "sending" for lid in range(1, 251)}
+
+
 def pages(store, q, size: int, now=NOW) -> list[list[dict]]:
     from music_feedback.store.base import page_key
     cut, after, out = store.track_cutoffs(q, now=now), None, []

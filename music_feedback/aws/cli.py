@@ -53,11 +53,13 @@ def cmd_demo(args) -> int:
     print(f"set-up {result.setup_s}s, the day {result.day_s}s; time waiting on each adapter during the day:")
     for name, t in result.adapters.items():
         print(f"  {name:<32}{t['s']:>8.2f}s {t['calls']:>8,} calls")
+    for step, names in result.adapters_by_step.items():
+        print(f"  {step} ({report.steps.get(step)}s): " + ", ".join(f"{k} {v}s" for k, v in names.items()))
     if args.report_json:
         with open(args.report_json, "w") as f:
             json.dump({"success": report.success, "steps": report.steps, "funnel": result.funnel,
-                       "adapters": result.adapters, "setup_s": result.setup_s, "day_s": result.day_s,
-                       "failure": report.failure}, f)
+                       "adapters": result.adapters, "adapters_by_step": result.adapters_by_step,
+                       "setup_s": result.setup_s, "day_s": result.day_s, "failure": report.failure}, f)
     return 0 if report.success else 1
 
 

@@ -17,6 +17,7 @@ class DemoResult:
     report: object  # simulate.day.DayReport
     funnel: dict[str, int]
     adapters: dict[str, dict] = field(default_factory=dict)
+    adapters_by_step: dict[str, dict[str, float]] = field(default_factory=dict)
     setup_s: float = 0.0
     day_s: float = 0.0
 
@@ -51,12 +52,14 @@ def run_demo(program, day: date, warehouse: Path, home: Path, echo=print) -> Dem
             setup_s = time.perf_counter() - started
             times.reset()  # from here on: the day itself
             day_started = time.perf_counter()
-            report = run_day(defs, program, day, inst, echo=echo)
+            report = run_day(defs, program, day, inst, echo=echo, on_step=lambda name: setattr(times, "step", name))
             if report.success:
+                times.step = "events"
                 _relay_events(defs, inst, report, resources, echo)
+            times.step = None
             day_s = time.perf_counter() - day_started
             funnel = funnel_counts(program, report) if report.success else {}
-        return DemoResult(report, funnel, times.summary(), round(setup_s, 2), round(day_s, 2))
+        return DemoResult(report, funnel, times.summary(), times.step_summary(), round(setup_s, 2), round(day_s, 2))
 
 
 def _relay_events(defs, inst, report, resources, echo) -> None:

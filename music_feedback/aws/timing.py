@@ -13,17 +13,27 @@ class AdapterTimes:
     def __init__(self):
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        self.by_step: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.step: str | None = None  # the step of the day now running: its calls are also counted under it
         self.lock = threading.Lock()
 
     def add(self, name: str, seconds: float) -> None:
         with self.lock:
             self.seconds[name] += seconds
             self.calls[name] += 1
+            if self.step is not None:
+                self.by_step[self.step][name] += seconds
 
     def reset(self) -> None:
         with self.lock:
             self.seconds.clear()
             self.calls.clear()
+            self.by_step.clear()
+
+    def step_summary(self) -> dict[str, dict[str, float]]:
+        """Per step of the day, the seconds waited on each adapter (largest first)."""
+        return {step: {k: round(v, 2) for k, v in sorted(names.items(), key=lambda kv: -kv[1])}
+                for step, names in self.by_step.items()}
 
     def summary(self) -> dict[str, dict]:
         return {k: {"s": round(v, 2), "calls": self.calls[k]}

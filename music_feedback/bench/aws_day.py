@@ -20,6 +20,7 @@ def run(program: Program, args) -> tuple[dict, bool]:
     figures = {"aws_day_s": report["day_s"], "aws_day_setup_s": report["setup_s"], "aws_day_wall_s": round(wall, 1),
                "aws_day_steps_s": report["steps"],
                "aws_day_adapter_s": {k: v["s"] for k, v in report["adapters"].items()},
+               "aws_day_step_adapter_s": report.get("adapters_by_step", {}),
                "aws_day_funnel_equal": None if embedded is None else report["funnel"] == embedded}
     if embedded is not None and report["funnel"] != embedded:
         diff = {k: (embedded.get(k), report["funnel"].get(k)) for k in set(embedded) | set(report["funnel"])

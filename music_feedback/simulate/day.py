@@ -66,11 +66,15 @@ class _Lines(list):
             self.echo(line)
 
 
-def run_day(defs, program: Program, day: date, inst: DagsterInstance, simulate: bool = True, echo=None) -> DayReport:
+def run_day(defs, program: Program, day: date, inst: DagsterInstance, simulate: bool = True, echo=None,
+            on_step=None) -> DayReport:
+    """`on_step(name)` is called as each step starts (the AWS demo counts adapter time per step)."""
     report, key = DayReport(day.isoformat()), day.isoformat()
     report.lines = _Lines(echo)
 
     def step(name: str, fn):
+        if on_step:
+            on_step(name)
         if echo:
             echo(f"{name}: running")
         started = time.perf_counter()

@@ -16,7 +16,9 @@ from music_feedback.feedback.port import LEDGER_SCHEMA, FeedbackStore
 from music_feedback.programs.model import Program
 from music_feedback.store.base import CandidateStore, ChannelQuery, page_key
 
-PAGE = 5_000
+# Pages as large as a day's default limit: the whole selection in one pass. On DynamoDB each page reads
+# the channel's shards again from its position, and small pages read each shard's head many times.
+PAGE = 100_000
 
 
 def send_window(program: Program, marketplace: str, batch_day: date) -> tuple[float, float]:
@@ -43,10 +45,11 @@ def select(program: Program, store: CandidateStore, batch_day: date, now: dateti
     rows: list[dict] = []
     after = None
     while len(rows) < config.limit:
-        page = store.channel_page(query, after, min(PAGE, config.limit - len(rows)), cutoffs, now)
-        if not page:
-            break
+        size = min(PAGE, config.limit - len(rows))
+        page = store.channel_page(query, after, size, cutoffs, now)
         rows.extend(page)
+        if len(page) < size:  # a short page is the last
+            break
         after = page_key(page[-1])
     columns = ["listener_id", "track_id", "score", "marketplace", "genre", "track_name", "artist_id"]
     return pl.DataFrame([{c: r[c] for c in columns} for r in rows],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
 from typing import Optional
@@ -38,12 +39,15 @@ class DynamoDBScoreCache(ScoreCache):
     table_name: str = "music-feedback-score-cache"
     region_name: str = "us-east-1"
     endpoint_url: Optional[str] = None
+    workers: int = 4  # threads sending the batch calls
     _client = PrivateAttr(default=None)
 
     def client(self):
         if self._client is None:
             import boto3
-            self._client = boto3.client("dynamodb", region_name=self.region_name, endpoint_url=self.endpoint_url)
+            from botocore.config import Config
+            self._client = boto3.client("dynamodb", region_name=self.region_name, endpoint_url=self.endpoint_url,
+                                        config=Config(max_pool_connections=max(10, 2 * self.workers)))
         return self._client
 
     def ensure_table(self) -> None:
@@ -60,26 +64,45 @@ class DynamoDBScoreCache(ScoreCache):
     def _backoff(attempt: int) -> None:
         time.sleep(min(2.0, 0.05 * 2 ** attempt) * random.random())
 
+    def _each(self, fn, chunks: list) -> list:
+        """`fn` over the chunks on `workers` threads (one client, which is thread-safe): the calls overlap
+        their round trips, and a day's pairs make thousands of them."""
+        self.client()  # created once, before the threads share it
+        if self.workers <= 1 or len(chunks) <= 1:
+            return [fn(c) for c in chunks]
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            return list(pool.map(fn, chunks))
+
+    def _get(self, keys: list[dict], cutoff: int) -> list[tuple]:
+        rows, request = [], {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+        for attempt in range(MAX_TRIES):
+            answer = self.client().batch_get_item(RequestItems=request)
+            for item in answer.get("Responses", {}).get(self.table_name, []):
+                if int(item["expires_at"]["N"]) > cutoff:
+                    rows.append((int(item["listener_id"]["N"]), int(item["track_id"]["N"]),
+                                 float(item["propensity_score"]["N"]), float(item["affinity_score"]["N"])))
+            request = answer.get("UnprocessedKeys") or {}
+            if not request:
+                return rows
+            self._backoff(attempt)
+        raise RuntimeError(f"score cache {self.table_name}: DynamoDB left keys unprocessed after {MAX_TRIES} tries")
+
     def lookup(self, program_id: str, versions: str, pairs: pl.DataFrame, now: datetime) -> pl.DataFrame:
         keys = [{"pk": {"S": _pk(program_id, lid, tid)}, "sk": {"S": versions}}
                 for lid, tid in pairs.select("listener_id", "track_id").unique().iter_rows()]
-        rows, cutoff = [], epoch(now)
-        for i in range(0, len(keys), GET_CHUNK):
-            request = {self.table_name: {"Keys": keys[i:i + GET_CHUNK], "ConsistentRead": True}}
-            for attempt in range(MAX_TRIES):
-                answer = self.client().batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self.table_name, []):
-                    if int(item["expires_at"]["N"]) > cutoff:
-                        rows.append((int(item["listener_id"]["N"]), int(item["track_id"]["N"]),
-                                     float(item["propensity_score"]["N"]), float(item["affinity_score"]["N"])))
-                request = answer.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                self._backoff(attempt)
-            else:
-                raise RuntimeError(f"score cache {self.table_name}: DynamoDB left keys unprocessed after "
-                                   f"{MAX_TRIES} tries")
-        return pl.DataFrame(rows, schema=SCHEMA, orient="row")
+        cutoff = epoch(now)
+        found = self._each(lambda part: self._get(part, cutoff),
+                           [keys[i:i + GET_CHUNK] for i in range(0, len(keys), GET_CHUNK)])
+        return pl.DataFrame([r for rows in found for r in rows], schema=SCHEMA, orient="row")
+
+    def _put(self, items: list[dict]) -> None:
+        request = {self.table_name: items}
+        for attempt in range(MAX_TRIES):
+            request = self.client().batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+            if not request:
+                return
+            self._backoff(attempt)
+        raise RuntimeError(f"score cache {self.table_name}: DynamoDB left writes unprocessed after {MAX_TRIES} tries")
 
     def store(self, program_id: str, versions: str, scores: pl.DataFrame, now: datetime) -> int:
         expires = str(self.expires_at(now))
@@ -90,16 +113,7 @@ class DynamoDBScoreCache(ScoreCache):
             "expires_at": {"N": expires}}}}
             for lid, tid, p, a in scores.select("listener_id", "track_id", "propensity_score",
                                                 "affinity_score").unique(["listener_id", "track_id"]).iter_rows()]
-        for i in range(0, len(items), PUT_CHUNK):
-            request = {self.table_name: items[i:i + PUT_CHUNK]}
-            for attempt in range(MAX_TRIES):
-                request = self.client().batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-                if not request:
-                    break
-                self._backoff(attempt)
-            else:
-                raise RuntimeError(f"score cache {self.table_name}: DynamoDB left writes unprocessed after "
-                                   f"{MAX_TRIES} tries")
+        self._each(self._put, [items[i:i + PUT_CHUNK] for i in range(0, len(items), PUT_CHUNK)])
         return len(items)
 
     def purge_expired(self, now: datetime) -> int:

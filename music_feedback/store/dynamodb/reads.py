@@ -4,9 +4,9 @@ from __future__ import annotations
 import heapq
 import json
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Iterator
+from typing import Iterator
 
-from music_feedback.store.base import CANDIDATE_COLUMNS, ChannelQuery, PageKey, order_key, page_key
+from music_feedback.store.base import CANDIDATE_COLUMNS, SERVING_COLUMNS, ChannelQuery, PageKey, order_key, page_key
 from music_feedback.store.dynamodb import keys
 
 _FIELDS = (*CANDIDATE_COLUMNS, "program_id", "batch_date", "status")
@@ -23,6 +23,11 @@ def _pages(call, **kw) -> Iterator[dict]:
         if "LastEvaluatedKey" not in resp:
             return
         kw["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def _names(*attributes: str) -> tuple[str, dict]:
+    """A ProjectionExpression and its names (aliased: several column names are DynamoDB reserved words)."""
+    return ", ".join(f"#a{i}" for i in range(len(attributes))), {f"#a{i}": a for i, a in enumerate(attributes)}
 
 
 # -- registry -----------------------------------------------------------------------------------------------
@@ -106,23 +111,6 @@ def track_rows(client, table: str, program_id: str, track_id: int, batch_date: s
                                    ":d": {"S": f"B#{batch_date}#"}, ":now": keys.number(ts)})]
 
 
-def set_status(client, table: str, program_id: str, batch_date: str, rows: Iterable[tuple[int, int, str]],
-               status: str, expected: str | None) -> int:
-    changed = 0
-    cond = "attribute_exists(PK)" + (" AND #s = :e" if expected is not None else "")
-    values = {":v": {"S": status}, **({":e": {"S": expected}} if expected is not None else {})}
-    for lid, tid, ch in rows:
-        try:
-            client.update_item(TableName=table, Key={"PK": {"S": keys.pk(lid, program_id)},
-                                                     "SK": {"S": keys.sk(batch_date, tid, ch)}},
-                               UpdateExpression="SET #s = :v", ConditionExpression=cond,
-                               ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues=values)
-            changed += 1
-        except client.exceptions.ConditionalCheckFailedException:
-            pass
-    return changed
-
-
 # -- the channel query --------------------------------------------------------------------------------------
 def _filter(q: ChannelQuery, ts: float) -> tuple[str, dict, dict]:
     expr, values, names = "expires_at > :now", {":now": keys.number(ts)}, {}
@@ -132,15 +120,23 @@ def _filter(q: ChannelQuery, ts: float) -> tuple[str, dict, dict]:
     return expr, values, names
 
 
+_SERVED = dict(zip(("ProjectionExpression", "ExpressionAttributeNames"),
+                   _names("GSI1SK", *SERVING_COLUMNS, "program_id", "batch_date", "status")))
+
+
 class _Shard:
     """One GSI1 partition read lazily from a position, in sort-key order."""
 
-    def __init__(self, client, table: str, pk: str, date: str, lo: str | None, hi: str, q: ChannelQuery, ts: float):
+    def __init__(self, client, table: str, pk: str, date: str, lo: str | None, hi: str, q: ChannelQuery, ts: float,
+                 full: bool = False):
         expr, values, names = _filter(q, ts)
         cond = "GSI1PK = :p AND " + ("GSI1SK <= :hi" if lo is None else "GSI1SK BETWEEN :lo AND :hi")
         values = {**values, ":p": {"S": pk}, ":hi": {"S": hi}, **({":lo": {"S": lo}} if lo is not None else {})}
+        project = {} if full else _SERVED  # a page serves SERVING_COLUMNS: the features stay in the table
         self.kw = dict(TableName=table, IndexName="GSI1", KeyConditionExpression=cond, FilterExpression=expr,
-                       ExpressionAttributeValues=values, **({"ExpressionAttributeNames": names} if names else {}))
+                       ExpressionAttributeValues=values, **project)
+        if names or project:
+            self.kw["ExpressionAttributeNames"] = {**names, **project.get("ExpressionAttributeNames", {})}
         self.client, self.date, self.buffer, self.done = client, date, [], False
 
     def fill(self, limit: int) -> "_Shard":
@@ -171,14 +167,14 @@ def channel_page(client, table: str, batches: list[dict], q: ChannelQuery, after
             lo = keys.after_sk(after) + ("" if b["batch_date"] > after[3] else "!")
             if lo > hi:
                 continue
-        shards += [_Shard(client, table, pk, b["batch_date"], lo, hi, q, ts)
+        shards += [_Shard(client, table, pk, b["batch_date"], lo, hi, q, ts, full)
                    for pk in _gsi1_pks(b, q.channel, q.marketplace)]
     if not shards or size <= 0:
         return []
     first = min(size, max(50, 2 * size // len(shards))) + 1
     with ThreadPoolExecutor(max_workers=min(16, len(shards))) as pool:  # first chunks in parallel
         list(pool.map(lambda s: s.fill(first), shards))
-    chunk = min(size, 1_000) if full else min(size, 500)
+    chunk = min(size, max(1_000 if full else 500, first))  # a large page refills in large reads
     cut = {t: order_key(k) for t, k in cutoffs.items()}
     out = []
     for _, item in heapq.merge(*(s.rows(chunk) for s in shards), key=lambda e: e[0]):
@@ -191,24 +187,43 @@ def channel_page(client, table: str, batches: list[dict], q: ChannelQuery, after
     return out
 
 
+def _track_keys(client, table: str, q: ChannelQuery, track: int, batch_date: str, ts: float) -> list[tuple]:
+    """order_key of every row of `track` in one day that the query matches, whatever its status. Reads the
+    day's GSI2 range only, filtered in the table and projected to the sort key and score: the listener and
+    the channel are in GSI2SK."""
+    proj, names = _names("GSI2SK", "score", "channel", "expires_at", "marketplace")
+    expr = "#a2 = :ch AND #a1 >= :min AND #a3 > :now" + (" AND #a4 = :m" if q.marketplace is not None else "")
+    values = {":pk": {"S": keys.gsi2_pk(q.program_id, track)}, ":d": {"S": f"B#{batch_date}#"},
+              ":ch": {"S": q.channel}, ":min": keys.number(q.min_score), ":now": keys.number(ts),
+              **({":m": {"S": q.marketplace}} if q.marketplace is not None else {})}
+    return [(-float(i["score"]["N"]), int(i["GSI2SK"]["S"].split("#", 4)[3]), track, batch_date)
+            for i in _pages(client.query, TableName=table, IndexName="GSI2", ProjectionExpression=proj,
+                            KeyConditionExpression="GSI2PK = :pk AND begins_with(GSI2SK, :d)", FilterExpression=expr,
+                            ExpressionAttributeNames=names, ExpressionAttributeValues=values)]
+
+
 def cutoffs(client, table: str, batches: list[dict], q: ChannelQuery, ts: float) -> dict[int, PageKey]:
+    """The registry's per-track counts name the tracks that can exceed the cap; only those are read, each
+    live day's range of them in parallel (the client is thread-safe)."""
     if q.max_per_track is None:
         return {}
     totals: dict[int, int] = {}
     for b in batches:
         for t, n in b["track_counts"].get(q.channel, {}).items():
             totals[int(t)] = totals.get(int(t), 0) + n
-    live = {b["batch_date"] for b in batches}
+    over = sorted(t for t, n in totals.items() if n > q.max_per_track)
+    work = [(t, b["batch_date"]) for t in over for b in batches]
+    if not work:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(8, len(work))) as pool:
+        found = list(pool.map(lambda w: _track_keys(client, table, q, w[0], w[1], ts), work))
+    by_track: dict[int, list[tuple]] = {}
+    for (t, _), ks in zip(work, found):
+        by_track.setdefault(t, []).extend(ks)
     out = {}
-    for track in sorted(t for t, n in totals.items() if n > q.max_per_track):
-        rows = [decode_item(i) for i in _pages(
-            client.query, TableName=table, IndexName="GSI2", KeyConditionExpression="GSI2PK = :pk",
-            ExpressionAttributeValues={":pk": {"S": keys.gsi2_pk(q.program_id, track)}})]
-        rows = [r for r in rows if r["batch_date"] in live and r["channel"] == q.channel
-                and r["score"] >= q.min_score and r["expires_at"] > ts
-                and q.marketplace in (None, r["marketplace"])]  # whatever the status: see the port
-        if len(rows) > q.max_per_track:
-            rows.sort(key=lambda r: order_key(page_key(r)))
-            out[track] = page_key(rows[q.max_per_track - 1])
+    for track, ks in by_track.items():
+        if len(ks) > q.max_per_track:
+            ks.sort()
+            k = ks[q.max_per_track - 1]
+            out[track] = (-k[0], k[1], k[2], k[3])
     return out
-

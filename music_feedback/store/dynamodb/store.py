@@ -18,6 +18,7 @@ from pydantic import PrivateAttr
 from music_feedback.store.base import (
     DEFAULT_STATUS, STATUSES, CandidateStore, ChannelQuery, PageKey, epoch_now, validate_candidates)
 from music_feedback.store.dynamodb import keys, reads
+from music_feedback.store.dynamodb import status as status_updates
 from music_feedback.store.dynamodb.table import TTL_ATTRIBUTE, create_table
 from music_feedback.store.dynamodb.writer import Backoff, WriteStats, write_all
 
@@ -125,7 +126,8 @@ class DynamoDBCandidateStore(CandidateStore):
                    expected: str | None = None) -> int:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; one of {STATUSES}")
-        return reads.set_status(self.client(), self.table_name, program_id, batch_date, keys_, status, expected)
+        return status_updates.set_status(self.client(), self.table_name, program_id, batch_date, keys_, status,
+                                         expected)
 
     # -- reads --------------------------------------------------------------------------------------------
     def _live(self, program_id: str, ts: float, batch_date: str | None = None) -> list[dict]:
