@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,10 +51,24 @@ def _child(cmd: list[str]) -> tuple[int, float, float]:
 
 
 def _home(scale: float) -> None:
-    """A home of its own per scale, so the bench neither replaces nor mixes with the data `make run` uses."""
+    """A home of its own per scale, so the bench neither replaces nor mixes with the data `make run` uses;
+    another scale also gets its own Dagster instance, or the row-count checks would compare its day with
+    the 1x day's counts in the shared run history (and rightly fail)."""
     base = Path(os.environ.setdefault("MUSIC_FEEDBACK_BENCH_BASE", str(settings.data_home())))
-    os.environ["MUSIC_FEEDBACK_HOME"] = str(base / "bench" if scale == 1 else base / "bench" / f"scale{scale:g}")
+    os.environ.setdefault("MUSIC_FEEDBACK_BENCH_DAGSTER_HOME", os.environ.get("DAGSTER_HOME", ""))
     os.environ.pop("MUSIC_FEEDBACK_WAREHOUSE", None)
+    if scale == 1:
+        os.environ["MUSIC_FEEDBACK_HOME"] = str(base / "bench")
+        if os.environ["MUSIC_FEEDBACK_BENCH_DAGSTER_HOME"]:
+            os.environ["DAGSTER_HOME"] = os.environ["MUSIC_FEEDBACK_BENCH_DAGSTER_HOME"]
+        return
+    home = base / "bench" / f"scale{scale:g}"
+    instance = home / "dagster_home"
+    instance.mkdir(parents=True, exist_ok=True)
+    shared = Path(os.environ["MUSIC_FEEDBACK_BENCH_DAGSTER_HOME"] or ".") / "dagster.yaml"
+    if shared.is_file() and not (instance / "dagster.yaml").exists():
+        shutil.copy(shared, instance / "dagster.yaml")
+    os.environ["MUSIC_FEEDBACK_HOME"], os.environ["DAGSTER_HOME"] = str(home), str(instance)
 
 
 def measure(program: Program, scale: float) -> tuple[dict, bool]:
@@ -74,8 +89,9 @@ def measure(program: Program, scale: float) -> tuple[dict, bool]:
                                          program.program_id, "--date", day.isoformat(), "--report-json", str(out),
                                          "--no-email"])
         if rc != 0 or not out.exists():
-            print("the batch failed; see above", file=sys.stderr)
-            return {"batch_date": day.isoformat(), "batch_failed": True}, False
+            failure = json.loads(out.read_text()).get("failure") if out.exists() else None
+            print(f"the batch at scale {scale:g} failed: {failure or 'see above'}", file=sys.stderr)
+            return {"batch_date": day.isoformat(), "batch_failed": failure or True}, False
         report = json.loads(out.read_text())
         limit_rc, limit_s, limit_mb = _child([sys.executable, "-m", "music_feedback.cli", "bench", "--limit",
                                               "--program", program.program_id, "--date", day.isoformat(),
@@ -102,6 +118,9 @@ def run(program: Program, args) -> tuple[dict, bool]:
     if ok and scale and scale != 1:
         more, ok = measure(program, scale)
         tag = f"scale{scale:g}"
+        if not ok:
+            _home(1)
+            return {**figures, f"{tag}_batch_failed": more.get("batch_failed", True)}, False
         figures.update({f"{tag}_batch_wall_s": more["batch_wall_s"], f"{tag}_peak_rss_mb": more["peak_rss_mb"],
                         f"{tag}_process_wall_s": more["process_wall_s"], f"{tag}_raw_records": more["raw_records"],
                         f"{tag}_limit_ratio": more["limit_ratio"],
