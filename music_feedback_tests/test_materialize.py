@@ -27,7 +27,7 @@ def program():
 
 def _run(program, day, instance):
     defs = build_definitions()
-    runner.ensure_models(defs, program, instance)
+    runner.ensure_models(defs, program, instance, day=day)
     return runner.run_batch(defs, program, day, instance)
 
 
