@@ -80,6 +80,30 @@ def test_a_run_reads_the_schema_once_and_holds_no_connection(small_warehouse, tm
     assert wh.columns_of("added_later") == {"x"}
 
 
+def test_a_session_shares_one_connection_and_closes_it(small_warehouse, tmp_path, monkeypatch):
+    """A step's look-ups inside `session()` open the file once; after the block a writer gets in."""
+    import shutil
+
+    import duckdb
+
+    path = tmp_path / "w.duckdb"
+    shutil.copy(small_warehouse, path)
+    opened = []
+    real_connect = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: opened.append(a) or real_connect(*a, **k))
+    wh = DuckDBWarehouse(path=str(path))
+    wh.snapshot_schema()
+    with wh.session():
+        with wh.session():  # nested: still the one connection
+            queries.listener_context(wh)
+        queries.track_context(wh)
+        wh.fetch("SELECT 1 AS x")
+    assert len(opened) == 2  # the schema snapshot, then the session
+    with real_connect(str(path)) as con:
+        con.execute("CREATE TABLE added_later (x INTEGER)")
+    assert wh.fetch("SELECT COUNT(*) AS n FROM added_later")["n"][0] == 0
+
+
 @pytest.fixture(scope="module")
 def reference(small_warehouse):
     return DuckDBWarehouse(path=str(small_warehouse))

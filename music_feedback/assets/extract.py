@@ -67,7 +67,7 @@ def build_extract(program: Program, partitions):
         day = batch_date(context)
         watch = Stopwatch()
         warm_up_in_background()
-        with watch.stage("query"):
+        with watch.stage("query"), warehouse.session():
             warehouse.require_contract(connector.connector_id, connector.config.table)
             try:
                 raw = warehouse.fetch(bind_batch_window(connector.config.query, day))

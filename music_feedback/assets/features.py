@@ -23,7 +23,8 @@ def build_features(program: Program, partitions):
            description="Listener features for the day's candidates: " + ", ".join(f.LISTENER_FEATURES) + ".")
     def listener_features(context: AssetExecutionContext, warehouse: Warehouse, candidates: pl.DataFrame):
         watch = Stopwatch()
-        out = f.listener_features(warehouse, program.program_id, batch_date(context), candidates["listener_id"])
+        with warehouse.session():
+            out = f.listener_features(warehouse, program.program_id, batch_date(context), candidates["listener_id"])
         yield Output(out, metadata=frame_metadata(out, watch.total))
         yield run_suite(lkey, "listener_features_valid", out, LISTENER_CHECKS)
 
@@ -33,7 +34,8 @@ def build_features(program: Program, partitions):
            description="Track features for the day's candidates: " + ", ".join(f.TRACK_FEATURES) + ".")
     def track_features(context: AssetExecutionContext, warehouse: Warehouse, candidates: pl.DataFrame):
         watch = Stopwatch()
-        out = f.track_features(warehouse, program.program_id, batch_date(context), candidates["track_id"])
+        with warehouse.session():
+            out = f.track_features(warehouse, program.program_id, batch_date(context), candidates["track_id"])
         yield Output(out, metadata=frame_metadata(out, watch.total))
         yield run_suite(tkey, "track_features_valid", out, TRACK_CHECKS)
 

@@ -65,7 +65,7 @@ def build_filter(program: Program, partitions):
                           unified: pl.LazyFrame):
         day = batch_date(context)
         watch = Stopwatch()
-        with watch.stage("context"):
+        with watch.stage("context"), warehouse.session():  # closed before the chain: its cache is ~100 MB
             own = own_history(feedback_store, program.program_id, day)
             ctx = FilterContext(program.program_id, day,
                                 with_suppressions(q.listener_context(warehouse, LISTENER_SIGNALS), own.suppressed),
@@ -88,7 +88,8 @@ def build_filter(program: Program, partitions):
             **{f"removed_share:{name}": MetadataValue.float(v) for name, v in removed_share.items()}))
         decisions = result.decisions.with_columns(pl.lit(day).alias("batch_date"))
         yield Output(decisions, "candidate_decisions", metadata=frame_metadata(decisions, watch.total))
-        signals = with_suppressions(contact_signals(warehouse, program.program_id, day), own.suppressed)
+        with warehouse.session():
+            signals = with_suppressions(contact_signals(warehouse, program.program_id, day), own.suppressed)
         yield run_suite(kept_key, "no_ineligible_listener_passes", guard_frame(result.kept, signals, own.contacts),
                         guard_expectations(ContactPolicy.of_chain(chain)))
         def seed_pass_rate() -> int:

@@ -61,7 +61,7 @@ def build_unify(program: Program, partitions):
     )
     def unified_candidates(context: AssetExecutionContext, warehouse: Warehouse, raw: pl.LazyFrame):
         watch = Stopwatch()
-        with watch.stage("context"):
+        with watch.stage("context"), warehouse.session():
             listeners = q.listener_context(warehouse, ["listener_id", "marketplace", "time_zone", "voice_enabled"])
             tracks = q.track_context(warehouse, ["track_id", "track_name"])
         with watch.stage("unify"):

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from datetime import date, timedelta
+from typing import Iterator
 
 import polars as pl
 from dagster import ConfigurableResource
@@ -49,6 +51,11 @@ class Warehouse(ConfigurableResource):
 
     def describe(self) -> str:
         raise NotImplementedError
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Reads inside the block may share a connection (a step's several look-ups); no-op by default."""
+        yield
 
     def meta(self) -> dict[str, str]:
         """What the generator recorded (seed, dates); empty for a warehouse it did not write."""
