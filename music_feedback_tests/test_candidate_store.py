@@ -368,3 +368,24 @@ def test_sqlite_fast_pages_give_the_same_bytes(tmp_path):
     store.set_status("prog", "2025-06-01", [(2, 11, "email")], "pending")
     assert store.channel_page_json(q, None, 10, {}, now=NOW) == fast
     assert len(fast[0]) == 7 and b'"status":"sent"' in b"".join(fast_any[0])
+
+
+def test_sqlite_keeps_a_batch_constant_once_and_reads_it_back_the_same(tmp_path):
+    """Model versions and expiry that are one value in a batch become constants of its table (not stored
+    per row); a batch where they vary stores them per row; both read back exactly as written."""
+    import sqlite3
+
+    store = SQLiteCandidateStore(path=str(tmp_path / "c.sqlite"))
+    same = frame(row(1, 10, 0.9), row(2, 10, 0.8, channel="voice"))
+    mixed = frame(row(3, 10, 0.7), row(4, 11, 0.6, propensity_model_version="prop-v2", expires_at=LIVE + 60))
+    store.put_batch("prog", "2025-06-01", same)
+    store.put_batch("prog", "2025-06-02", mixed)
+    with sqlite3.connect(store.path) as conn:
+        generated = {d: {r[1] for r in conn.execute(f"PRAGMA table_xinfo(cand_{i})") if r[6] == 2}
+                     for i, d in conn.execute("SELECT id, batch_date FROM candidate_batches")}
+    assert generated == {"2025-06-01": {"propensity_model_version", "affinity_model_version", "expires_at",
+                                        "batch_date"},
+                         "2025-06-02": {"affinity_model_version", "batch_date"}}
+    for day, df in (("2025-06-01", same), ("2025-06-02", mixed)):
+        got = [r for lid in range(1, 5) for r in store.for_listener("prog", lid, now=NOW) if r["batch_date"] == day]
+        assert [{c: r[c] for c in CANDIDATE_COLUMNS} for r in got] == df.to_dicts()
