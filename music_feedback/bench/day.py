@@ -17,8 +17,10 @@ def run(program: Program, args) -> tuple[dict, bool]:
     home = settings.data_home()
     shutil.rmtree(home / "outbox", ignore_errors=True)  # a fresh day of email: the ledger and outbox anew
     # a fresh program: no ledger, and candidates without earlier bench days' statuses (a re-run batch keeps
-    # them, so the voice channel would find nothing pending); the serving section refills its history
-    for name in ("feedback.sqlite", "candidates.sqlite"):
+    # them, so the voice channel would find nothing pending); the serving section refills its history. And
+    # an empty score cache, as the AWS day starts with: the scoring section's runs of D-1 and D leave cached
+    # D-1 scores that D would reuse, and a few changed scores change which candidates the email selects.
+    for name in ("feedback.sqlite", "candidates.sqlite", "score_cache.sqlite"):
         for suffix in ("", "-wal", "-shm"):
             (home / f"{name}{suffix}").unlink(missing_ok=True)
     report, wall, output = run_cli_json(["run", "--program", program.program_id, "--date", day.isoformat()])
