@@ -51,19 +51,27 @@ def warehouse(request, small_warehouse, loaded):
     return redshift(loaded)
 
 
-def test_a_run_reads_the_schema_once_and_holds_no_connection(small_warehouse, tmp_path, monkeypatch):
-    """Schema look-ups in a run come from one read; after the run nothing holds the file (a read-only
-    handle would keep `warehouse seed --force`, a writer, out), and the next run sees a new table."""
+@pytest.fixture
+def counted(small_warehouse, tmp_path, monkeypatch):
+    """A copy of the small warehouse, and the list of every duckdb.connect made from here on."""
     import shutil
 
     import duckdb
-    from dagster import asset, materialize
 
     path = tmp_path / "w.duckdb"
     shutil.copy(small_warehouse, path)
     opened = []
     real_connect = duckdb.connect
     monkeypatch.setattr(duckdb, "connect", lambda *a, **k: opened.append(a) or real_connect(*a, **k))
+    return path, opened, real_connect
+
+
+def test_a_run_reads_the_schema_once_and_holds_no_connection(counted):
+    """Schema look-ups in a run come from one read; after the run nothing holds the file (a read-only
+    handle would keep `warehouse seed --force`, a writer, out), and the next run sees a new table."""
+    from dagster import asset, materialize
+
+    path, opened, real_connect = counted
 
     @asset
     def contract_checked(warehouse: DuckDBWarehouse) -> int:
@@ -80,17 +88,9 @@ def test_a_run_reads_the_schema_once_and_holds_no_connection(small_warehouse, tm
     assert wh.columns_of("added_later") == {"x"}
 
 
-def test_a_session_shares_one_connection_and_closes_it(small_warehouse, tmp_path, monkeypatch):
+def test_a_session_shares_one_connection_and_closes_it(counted):
     """A step's look-ups inside `session()` open the file once; after the block a writer gets in."""
-    import shutil
-
-    import duckdb
-
-    path = tmp_path / "w.duckdb"
-    shutil.copy(small_warehouse, path)
-    opened = []
-    real_connect = duckdb.connect
-    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: opened.append(a) or real_connect(*a, **k))
+    path, opened, real_connect = counted
     wh = DuckDBWarehouse(path=str(path))
     wh.snapshot_schema()
     with wh.session():

@@ -52,9 +52,7 @@ def _table_ddl(t: str, batch_date: str, constants: dict) -> str:
 
 def _constants(df: pl.DataFrame) -> dict:
     """The BATCH_CONSTANTS columns that hold a single non-null value in `df`."""
-    one = df.select(pl.col(c).drop_nulls().unique().len().alias(c) for c in BATCH_CONSTANTS).row(0, named=True)
-    nulls = df.select(pl.col(c).null_count() for c in BATCH_CONSTANTS).row(0, named=True)
-    return {c: df[c][0] for c in BATCH_CONSTANTS if one[c] == 1 and nulls[c] == 0}
+    return {c: df[c][0] for c in BATCH_CONSTANTS if df[c].null_count() == 0 and df[c].n_unique() == 1}
 
 
 # Built after the insert (a sort, much cheaper than per-row index maintenance). Within a batch

@@ -17,7 +17,7 @@ class DuckDBWarehouse(Warehouse):
     """Each read opens the file read-only and closes it, so no lock outlives a read and DuckDB's buffer
     pool is freed after each (a connection kept for the run held ~100 MB of cached blocks). Inside a
     Dagster run the tables' columns are read once: a batch makes ~30 schema look-ups at ~30 ms a file open.
-    A step's look-ups share one connection inside `session()` (~15-30 ms a file open, ~20 of them a day)."""
+    A step's ~20 look-ups a day share one connection inside `session()`."""
 
     path: str
     _tables = PrivateAttr(default=None)  # table -> column names, for the run (see setup_for_execution)
