@@ -29,7 +29,7 @@ def auth(key: str = ALL_KEY) -> dict:
 def candidate(listener_id: int, track_id: int, score: float, **kw) -> dict:
     base = dict(channel="email", propensity_score=0.5, affinity_score=0.5, marketplace="US", genre="rock",
                 time_zone="UTC", track_name=f"Track {track_id}", artist_id=1, propensity_model_version="p1",
-                affinity_model_version="a1", features="{}", expires_at=int(time.time()) + 86_400)
+                affinity_model_version="a1", expires_at=int(time.time()) + 86_400)
     return {**base, "listener_id": listener_id, "track_id": track_id, "score": score, **kw}
 
 

@@ -40,7 +40,7 @@ def row(listener_id: int, track_id: int, score: float, **kw) -> dict:
     base = dict(
         channel="email", propensity_score=0.5, affinity_score=0.25, marketplace="US", genre="rock",
         time_zone="America/New_York", track_name=f"Track {track_id}", artist_id=7,
-        propensity_model_version="prop-v1", affinity_model_version="aff-v1", features='{"plays_30d": 3}',
+        propensity_model_version="prop-v1", affinity_model_version="aff-v1",
         expires_at=LIVE,
     )
     return {**base, "listener_id": listener_id, "track_id": track_id, "score": score, **kw}
@@ -182,7 +182,7 @@ def test_now_defaults_to_current_utc_time(store):
 @pytest.mark.parametrize(
     "bad, message",
     [
-        (frame(row(1, 10, 0.5)).drop("features", "expires_at"), "features, expires_at"),
+        (frame(row(1, 10, 0.5)).drop("genre", "expires_at"), "genre, expires_at"),
         (frame(row(1, 10, 0.5), row(2, 10, 1.5)), r"\[0, 1\]"),
         (frame(row(1, 10, -0.1)), r"\[0, 1\]"),
         (frame(row(1, 10, 0.5), row(1, 10, 0.6)), "duplicate"),

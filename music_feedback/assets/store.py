@@ -8,14 +8,12 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, MaterializeR
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, key, preview
 from music_feedback.programs.model import Program
 from music_feedback.quality.checks import run_stats_suite, zero
-from music_feedback.store.base import CandidateStore
+from music_feedback.store.base import CANDIDATE_COLUMNS, CandidateStore
 
 SAMPLE_LISTENERS = 200
 READ_BACK_STATS = ("stored_minus_written", "sample_rows_missing", "sample_rows_unexpected")
 
-STORE_COLUMNS = ["listener_id", "track_id", "channel", "score", "propensity_score", "affinity_score",
-                 "marketplace", "genre", "time_zone", "track_name", "artist_id", "propensity_model_version",
-                 "affinity_model_version", "features", "expires_at"]
+STORE_COLUMNS = list(CANDIDATE_COLUMNS)
 
 
 def expires_at(day: date, ttl_days: int) -> int:

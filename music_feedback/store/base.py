@@ -13,7 +13,8 @@ from typing import Iterable
 import polars as pl
 from dagster import ConfigurableResource
 
-# Input columns and their dtypes; every one is required.
+# Input columns and their dtypes; every one is required. No features: no channel reads them, and the
+# retraining reads those logged in scored_candidates (they were 60% of a stored row's bytes).
 CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
     "listener_id": pl.Int64,
     "track_id": pl.Int64,
@@ -28,7 +29,6 @@ CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
     "artist_id": pl.Int64,
     "propensity_model_version": pl.Utf8,
     "affinity_model_version": pl.Utf8,
-    "features": pl.Utf8,
     "expires_at": pl.Int64,
 }
 CANDIDATE_COLUMNS = tuple(CANDIDATE_SCHEMA)
@@ -37,7 +37,7 @@ ROW_KEY = ("listener_id", "track_id", "channel")
 DEFAULT_STATUS = "pending"
 # A candidate's delivery state: channels read pending ones; delivery moves them on.
 STATUSES = ("pending", "sending", "sent", "failed", "consumed", "cancelled")
-# What the serving API returns of a row (the features JSON stays in the store, for training).
+# What the serving API returns of a row.
 SERVING_COLUMNS = ("listener_id", "track_id", "channel", "score", "propensity_score", "affinity_score",
                    "marketplace", "genre", "time_zone", "track_name", "artist_id", "propensity_model_version",
                    "affinity_model_version", "expires_at")

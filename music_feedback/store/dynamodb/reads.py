@@ -132,7 +132,7 @@ class _Shard:
         expr, values, names = _filter(q, ts)
         cond = "GSI1PK = :p AND " + ("GSI1SK <= :hi" if lo is None else "GSI1SK BETWEEN :lo AND :hi")
         values = {**values, ":p": {"S": pk}, ":hi": {"S": hi}, **({":lo": {"S": lo}} if lo is not None else {})}
-        project = {} if full else _SERVED  # a page serves SERVING_COLUMNS: the features stay in the table
+        project = {} if full else _SERVED  # a page reads only what it serves
         self.kw = dict(TableName=table, IndexName="GSI1", KeyConditionExpression=cond, FilterExpression=expr,
                        ExpressionAttributeValues=values, **project)
         if names or project:
