@@ -72,14 +72,13 @@ def _value(v):
     return v
 
 
-def ensure_models(defs, program: Program, inst: DagsterInstance, force: bool = False,
-                  day: date | None = None) -> float:
-    """Run the weekly retrain of the latest week ending on or before `day` (default: today) unless both
-    models already have a champion for that day; returns seconds spent. Decided from the model registry
-    (what exists), not run history: a shared DAGSTER_HOME with a new data home has history but no models."""
+def ensure_models(defs, program: Program, inst: DagsterInstance, *, day: date, force: bool = False) -> float:
+    """Run the weekly retrain of the latest week ending on or before `day` unless both models already
+    have a champion for that day; returns seconds spent. `day` is required: a champion trained today is
+    too new for a past day. Decided from the model registry (what exists), not run history: a shared
+    DAGSTER_HOME with a new data home has history but no models."""
     from music_feedback.assets.models import week_for_day
     from music_feedback.resources import get_resources
-    day = day or datetime.now(timezone.utc).date()
     registry = get_resources()["model_registry"]
     if not force and all(registry.champion_version(m.model_id, day) for m in program.scoring_models):
         return 0.0
