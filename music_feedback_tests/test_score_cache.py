@@ -45,6 +45,15 @@ def test_a_stored_pair_is_found_with_its_exact_scores(cache):
     assert sort(hits).equals(sort(s))  # bit for bit
 
 
+@pytest.mark.parametrize("offset", [0, 2**31, -5], ids=["packable", "large-ids", "negative-ids"])
+def test_any_ids_hit_once_even_when_asked_twice(cache, offset):
+    """Ids that fit one packed int64 and ids that do not take different paths in the SQLite adapter."""
+    s = scores(40, offset=offset)
+    cache.store("music-feedback", V1, s, NOW)
+    wanted = pl.concat([s, s]).select("listener_id", "track_id")
+    assert sort(cache.lookup("music-feedback", V1, wanted, NOW)).equals(sort(s))
+
+
 def test_only_stored_pairs_hit(cache):
     cache.store("music-feedback", V1, scores(50), NOW)
     wanted = scores(100).select("listener_id", "track_id")
