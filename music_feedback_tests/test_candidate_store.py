@@ -342,32 +342,35 @@ def test_channel_pages_match_a_brute_force_oracle(store, seed):
         assert got == want, (min_score, market, cap)
 
 
-def test_sqlite_fast_pages_give_the_same_bytes(tmp_path):
-    """SQLite renders a batch whose text needs no JSON escaping with one printf per row, and reads a batch
-    stored with its date in the channel index without sorting; the bytes must be those of the general way
-    (json_object, a table without the date), and a batch that needs escaping must take the general one."""
+def test_sqlite_page_renderings_agree(tmp_path):
+    """A batch is stored with each row's JSON, which pages serve as they are: the bytes orjson writes for
+    the row, with its current status. Batches stored before that are read with json_object, or printf
+    when no text needs escaping, and with or without their date in the channel index: the same values."""
     import sqlite3
 
-    from music_feedback.store.base import ChannelQuery
+    import orjson
+
+    from music_feedback.store.base import ChannelQuery, serving_item
+    from music_feedback.store.sqlite_serving import GENERAL, PLAIN, RENDERED
     store = SQLiteCandidateStore(path=str(tmp_path / "c.sqlite"))
     store.put_batch("prog", "2025-06-01", frame(row(1, 10, 0.1 + 0.2), row(2, 11, 1.0), row(3, 12, 1e-7, affinity_score=0.0),
                                                row(4, 13, 0.9793882783398715, track_name="Ünïcode ✓ 'single'")))
     store.put_batch("prog", "2025-06-02", frame(row(5, 10, 0.5, track_name='Quote " and \\ backslash'),
                                                row(6, 10, 0.4, propensity_score=None), row(1, 10, 0.1 + 0.2)))
-    q = ChannelQuery("prog", "email")
     with sqlite3.connect(store.path) as conn:
         assert set(conn.execute("SELECT batch_date, plain, dated FROM candidate_batches")) == {
-            ("2025-06-01", 1, 1), ("2025-06-02", 0, 1)}
-    fast = store.channel_page_json(q, None, 10, {}, now=NOW)
+            ("2025-06-01", RENDERED, 1), ("2025-06-02", RENDERED, 1)}
     store.set_status("prog", "2025-06-01", [(2, 11, "email")], "sent")
     anything = ChannelQuery("prog", "email", status=None)
-    fast_any = store.channel_page_json(anything, None, 10, {}, now=NOW)
-    with sqlite3.connect(store.path) as conn:
-        conn.execute("UPDATE candidate_batches SET plain = 0, dated = 0")
-    assert store.channel_page_json(anything, None, 10, {}, now=NOW) == fast_any
-    store.set_status("prog", "2025-06-01", [(2, 11, "email")], "pending")
-    assert store.channel_page_json(q, None, 10, {}, now=NOW) == fast
-    assert len(fast[0]) == 7 and b'"status":"sent"' in b"".join(fast_any[0])
+    served, _ = store.channel_page_json(anything, None, 10, {}, now=NOW)
+    assert served == [orjson.dumps(serving_item(r)) for r in store.channel_page(anything, None, 10, {}, now=NOW)]
+    assert len(served) == 7 and b'"status":"sent"' in b"".join(served)
+    for first, dated in ((PLAIN, 1), (GENERAL, 1), (GENERAL, 0)):  # the second batch needs escaping
+        with sqlite3.connect(store.path) as conn:
+            conn.execute("UPDATE candidate_batches SET plain = CASE batch_date WHEN '2025-06-01' THEN ? ELSE ? END, "
+                         "dated = ?", (first, GENERAL, dated))
+        got, _ = store.channel_page_json(anything, None, 10, {}, now=NOW)
+        assert [orjson.loads(b) for b in got] == [orjson.loads(b) for b in served], (first, dated)
 
 
 def test_sqlite_keeps_a_batch_constant_once_and_reads_it_back_the_same(tmp_path):

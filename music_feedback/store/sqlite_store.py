@@ -46,7 +46,7 @@ def _table_ddl(t: str, batch_date: str, constants: dict) -> str:
     """batch_date, and each column in `constants`, is a VIRTUAL generated constant of the table."""
     defs = [f"{c} {_SQL_TYPES[k]} GENERATED ALWAYS AS ({_sql_literal(constants[c])}) VIRTUAL" if c in constants
             else f"{c} {_SQL_TYPES[k]}{' NOT NULL' * (c in _NOT_NULL)}" for c, k in CANDIDATE_SCHEMA.items()]
-    return (f"CREATE TABLE {t} ({', '.join(defs)}, status TEXT NOT NULL DEFAULT '{DEFAULT_STATUS}', "
+    return (f"CREATE TABLE {t} ({', '.join(defs)}, item TEXT, status TEXT NOT NULL DEFAULT '{DEFAULT_STATUS}', "
             f"batch_date TEXT GENERATED ALWAYS AS ({_lit(batch_date)}) VIRTUAL)")
 
 
@@ -77,7 +77,7 @@ CREATE TABLE IF NOT EXISTS candidate_batches (
   batch_date TEXT NOT NULL,
   min_expires_at INTEGER NOT NULL,
   max_expires_at INTEGER NOT NULL,
-  plain INTEGER NOT NULL DEFAULT 0,  -- 1: pages render its rows the fast way (sqlite_serving.plain)
+  plain INTEGER NOT NULL DEFAULT 0,  -- how pages render its rows: sqlite_serving.GENERAL, PLAIN or RENDERED
   dated INTEGER NOT NULL DEFAULT 0,  -- 1: its table has batch_date, last in its channel index
   UNIQUE (program_id, batch_date)
 );
@@ -179,7 +179,7 @@ class SQLiteCandidateStore(CandidateStore):
 
     def put_batch(self, program_id: str, batch_date: str, candidates: pl.DataFrame) -> int:
         df = validate_candidates(candidates)
-        is_plain = bool(df.height) and sqlite_serving.plain(df)  # outside the write lock
+        items = sqlite_serving.rendered(df)  # outside the write lock
         with self._write() as conn:
             old = conn.execute(
                 "SELECT id FROM candidate_batches WHERE program_id = ? AND batch_date = ?",
@@ -191,15 +191,15 @@ class SQLiteCandidateStore(CandidateStore):
                 bid = conn.execute(
                     "INSERT INTO candidate_batches (program_id, batch_date, min_expires_at, max_expires_at, plain, "
                     "dated) VALUES (?, ?, ?, ?, ?, 1)",
-                    (program_id, batch_date, df["expires_at"].min(), df["expires_at"].max(), is_plain),
+                    (program_id, batch_date, df["expires_at"].min(), df["expires_at"].max(), sqlite_serving.RENDERED),
                 ).lastrowid
                 t = f"cand_{bid}"
                 constants = _constants(df)
                 conn.execute(_table_ddl(t, batch_date, constants))
-                stored = [c for c in CANDIDATE_COLUMNS if c not in constants]
+                stored = [c for c in CANDIDATE_COLUMNS if c not in constants] + ["item"]
                 insert = f"INSERT INTO {t} ({', '.join(stored)}) VALUES ({', '.join('?' * len(stored))})"
                 # Python tuples for a slice at a time: all 250K rows at once took ~250 MB.
-                for part in df.select(stored).iter_slices(INSERT_SLICE):
+                for part in df.with_columns(items).select(stored).iter_slices(INSERT_SLICE):
                     conn.executemany(insert, part.rows())
                 for ddl in _INDEX_DDL:
                     conn.execute(ddl.format(t=t))
@@ -273,7 +273,7 @@ class SQLiteCandidateStore(CandidateStore):
               ) -> list[sqlite_serving.Batch]:
         rows = conn.execute("SELECT id, batch_date, plain, dated FROM candidate_batches WHERE program_id = ? "
                             "AND max_expires_at > ? ORDER BY id", (program_id, ts)).fetchall()
-        return [(i, d, bool(p), bool(k)) for i, d, p, k in rows if batch_date in (None, d)]
+        return [(i, d, p, bool(k)) for i, d, p, k in rows if batch_date in (None, d)]
 
     def track_cutoffs(self, query: ChannelQuery, now: datetime | None = None) -> dict[int, PageKey]:
         ts = epoch_now(now)
