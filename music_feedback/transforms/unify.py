@@ -51,12 +51,12 @@ def unify(plays: pl.DataFrame | pl.LazyFrame, listeners: pl.DataFrame, tracks: p
                    .sort(_PAIR, maintain_order=True).with_columns(pl.col(_PAIR).set_sorted())
                    .group_by(_PAIR, maintain_order=True)
                    .agg(pl.col("listener_id").first(), pl.col("track_id").first(), *aggregations)
-                   .drop(_PAIR).collect())
+                   .drop(_PAIR))
     else:
         grouped = plays.sort("listener_id", "track_id", maintain_order=True).group_by(
-            "listener_id", "track_id", maintain_order=True).agg(*aggregations).collect()
-    listener_cols = listeners.select("listener_id", "marketplace", "time_zone", "voice_enabled")
-    track_cols = tracks.select("track_id", "track_name")
+            "listener_id", "track_id", maintain_order=True).agg(*aggregations)
+    listener_cols = listeners.lazy().select("listener_id", "marketplace", "time_zone", "voice_enabled")
+    track_cols = tracks.lazy().select("track_id", "track_name")
     # A readable natural key: stable across library versions, unlike a hash.
     key = pl.concat_str([pl.lit(f"{program_id}:{batch_date.isoformat()}:"), pl.col("listener_id"),
                          pl.lit(":"), pl.col("track_id")])
@@ -70,4 +70,5 @@ def unify(plays: pl.DataFrame | pl.LazyFrame, listeners: pl.DataFrame, tracks: p
             pl.lit(connector_id).alias("source_connector"),
             key.alias("event_id"),
         )
+        .collect()
     )
