@@ -31,7 +31,8 @@ def unify(plays: pl.DataFrame | pl.LazyFrame, listeners: pl.DataFrame, tracks: p
     Listeners or tracks the warehouse does not know keep null context; the trust filter removes them.
     """
     # A stable sort by the keys, then a group-by that keeps that order: `first` is still the day's first
-    # play, and the result comes out sorted. Given a scan, the plays are in memory only until grouped.
+    # play, and the result comes out sorted. Given a scan, the plays are in memory only until grouped;
+    # one lazy query to the end frees the grouped frame once joined (~160 MB at the default scale).
     plays = plays.lazy()
     aggregations = [
         pl.col("play_count").sum().alias("play_count"),
