@@ -1,0 +1,141 @@
+"""The instance's event log (dagster.yaml): Dagster's SQLite storage in the same files, which frees a step's
+output when the step ends and records what Dagster's records."""
+from __future__ import annotations
+
+import gc
+import shutil
+import weakref
+from pathlib import Path
+
+import pytest
+from dagster import (AssetCheckResult, AssetCheckSpec, AssetKey, AssetRecordsFilter, DagsterInstance,
+                     DailyPartitionsDefinition, Definitions, Output, asset, define_asset_job)
+from dagster._core.instance.ref import InstanceRef
+
+from music_feedback.instance.sqlite_event_log import MAX_ENGINES, EventLogStorage
+from music_feedback.runner import execute_in_process
+
+REPO_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+DAYS = DailyPartitionsDefinition(start_date="2026-11-01")
+ALIVE: weakref.WeakSet = weakref.WeakSet()  # the `payload` objects still in memory
+SEEN_ALIVE: list[int] = []  # how many there were when `summary` ran, a step after `payload` ended
+
+
+class Payload:
+    def __init__(self, n: int):
+        self.rows = list(range(n))
+
+
+@asset(partitions_def=DAYS, check_specs=[AssetCheckSpec("has_rows", asset="payload")])
+def payload():
+    out = Payload(1000)
+    ALIVE.add(out)
+    yield Output(out)
+    yield AssetCheckResult(check_name="has_rows", passed=bool(out.rows))
+
+
+@asset(partitions_def=DAYS)
+def summary(payload: Payload) -> int:
+    SEEN_ALIVE.append(len(ALIVE))
+    return len(payload.rows)
+
+
+JOB = define_asset_job("payload_job", selection=[payload, summary], partitions_def=DAYS)
+DEFS = Definitions(assets=[payload, summary], jobs=[JOB])
+
+
+def _instance(home: Path, monkeypatch, yaml_text: str) -> DagsterInstance:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(yaml_text)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return DagsterInstance.get()
+
+
+def _stock_yaml() -> str:
+    """The repo's instance settings without the event_log_storage block: Dagster's own storage."""
+    lines, skip = [], False
+    for line in REPO_YAML.read_text().splitlines():
+        if line.startswith("event_log_storage:"):
+            skip = True
+        elif skip and line and not line.startswith(" "):
+            skip = False
+        if not skip:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _run_twice(instance) -> list:
+    """The same partition twice, the collector off: the second materialization is the one whose
+    asset-key row already exists."""
+    job = DEFS.resolve_job_def("payload_job")
+    SEEN_ALIVE.clear()
+    ALIVE.clear()
+    gc.collect()
+    gc.disable()
+    try:
+        results = [execute_in_process(job, "2026-11-02", instance, {}) for _ in range(2)]
+    finally:
+        gc.enable()
+    return results
+
+
+def test_a_step_output_is_freed_when_its_step_ends(tmp_path, monkeypatch):
+    instance = _instance(tmp_path / "home", monkeypatch, REPO_YAML.read_text())
+    assert isinstance(instance.event_log_storage, EventLogStorage)
+    results = _run_twice(instance)
+    assert all(r.success for r in results)
+    assert SEEN_ALIVE == [0, 0]
+
+
+def test_dagsters_own_storage_keeps_it_until_a_full_collection(tmp_path, monkeypatch):
+    """Why the class exists (and how this file's first test would see a regression): Dagster's storage
+    catches an IntegrityError when an asset's row exists (its planned event made it), and the error's
+    traceback keeps the step's stack, output included, in a reference cycle."""
+    instance = _instance(tmp_path / "home", monkeypatch, _stock_yaml())
+    assert not isinstance(instance.event_log_storage, EventLogStorage)
+    _run_twice(instance)
+    assert SEEN_ALIVE == [1, 2]
+
+
+def _history(home: Path, runs: list) -> dict:
+    """What the UI reads back, through a fresh instance on the files (another process's view)."""
+    reader = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    ids = [r.run_id for r in runs]
+    mats = reader.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey("payload")), limit=10).records
+    checks = reader.event_log_storage.get_asset_check_execution_history(
+        check_key=AssetCheckSpec("has_rows", asset="payload").key, limit=10)
+    latest = reader.get_asset_records([AssetKey("payload")])[0].asset_entry.last_materialization_record
+    return {"materialized": sorted((ids.index(m.run_id), m.partition_key) for m in mats),
+            "latest": ids.index(latest.run_id),
+            "summary_latest": ids.index(reader.get_latest_materialization_event(AssetKey("summary")).run_id),
+            "checks": sorted((ids.index(c.run_id), c.status.value, c.partition or "") for c in checks),
+            "events": [[e.dagster_event_type for e in reader.all_logs(i)] for i in ids]}
+
+
+def test_it_records_what_dagsters_storage_records_in_the_same_files(tmp_path, monkeypatch):
+    job, days = DEFS.resolve_job_def("payload_job"), ("2026-11-01", "2026-11-02", "2026-11-02")
+    stock = _instance(tmp_path / "stock", monkeypatch, _stock_yaml())
+    stock_runs = [execute_in_process(job, day, stock, {}) for day in days]
+    # the first run through Dagster's storage, the others through ours, in the same files
+    first = execute_in_process(job, days[0], _instance(tmp_path / "ours", monkeypatch, _stock_yaml()), {})
+    ours = _instance(tmp_path / "ours", monkeypatch, REPO_YAML.read_text())
+    our_runs = [first, *(execute_in_process(job, day, ours, {}) for day in days[1:])]
+    assert all(r.success for r in stock_runs + our_runs)
+    expected = _history(tmp_path / "stock", stock_runs)
+    assert expected["latest"] == 2 and len(expected["materialized"]) == 3
+    assert _history(tmp_path / "ours", our_runs) == expected
+    fresh = _instance(tmp_path / "fresh", monkeypatch, REPO_YAML.read_text())  # ours from the first event on
+    fresh_runs = [execute_in_process(job, day, fresh, {}) for day in days]
+    assert _history(tmp_path / "fresh", fresh_runs) == expected
+
+
+def test_engines_are_kept_for_the_recent_files_only(tmp_path):
+    storage = EventLogStorage(str(tmp_path / "runs"))
+    for i in range(MAX_ENGINES + 8):
+        with storage.run_connection(f"run{i}") as conn:
+            conn.exec_driver_sql("SELECT 1")
+    assert len(storage._engines) == MAX_ENGINES
+    assert "run0" not in storage._engines and f"run{MAX_ENGINES + 7}" in storage._engines
+    with storage.run_connection("run0") as conn:  # an evicted file opens again
+        assert conn.exec_driver_sql("SELECT count(*) FROM event_logs").scalar() == 0
+    shutil.rmtree(tmp_path / "runs")
