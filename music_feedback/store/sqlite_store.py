@@ -198,9 +198,10 @@ class SQLiteCandidateStore(CandidateStore):
                 conn.execute(_table_ddl(t, batch_date, constants))
                 stored = [c for c in CANDIDATE_COLUMNS if c not in constants] + ["item"]
                 insert = f"INSERT INTO {t} ({', '.join(stored)}) VALUES ({', '.join('?' * len(stored))})"
-                # Python tuples for a slice at a time: all 250K rows at once took ~250 MB.
+                # Python values for a slice at a time (all 250K rows at once took ~250 MB), a column at a
+                # time: zipping the columns' lists makes the row tuples faster than `rows()` (0.36 s against 0.45).
                 for part in df.with_columns(items).select(stored).iter_slices(INSERT_SLICE):
-                    conn.executemany(insert, part.rows())
+                    conn.executemany(insert, zip(*(part[c].to_list() for c in stored)))
                 for ddl in _INDEX_DDL:
                     conn.execute(ddl.format(t=t))
                 delivered = old and conn.execute(
