@@ -3,11 +3,9 @@ output when the step ends and records what Dagster's records."""
 from __future__ import annotations
 
 import gc
-import shutil
 import weakref
 from pathlib import Path
 
-import pytest
 from dagster import (AssetCheckResult, AssetCheckSpec, AssetKey, AssetRecordsFilter, DagsterInstance,
                      DailyPartitionsDefinition, Definitions, Output, asset, define_asset_job)
 from dagster._core.instance.ref import InstanceRef
@@ -138,4 +136,3 @@ def test_engines_are_kept_for_the_recent_files_only(tmp_path):
     assert "run0" not in storage._engines and f"run{MAX_ENGINES + 7}" in storage._engines
     with storage.run_connection("run0") as conn:  # an evicted file opens again
         assert conn.exec_driver_sql("SELECT count(*) FROM event_logs").scalar() == 0
-    shutil.rmtree(tmp_path / "runs")
