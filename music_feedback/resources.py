@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from music_feedback import settings
 from music_feedback.io.parquet_io_manager import LocalParquetIOManager
-from music_feedback.scoring.cache.sqlite_cache import SQLiteScoreCache
+from music_feedback.scoring.cache.parquet_cache import ParquetScoreCache
 from music_feedback.scoring.registry.local import LocalModelRegistry
 from music_feedback.scoring.select import scorer_resource
 from music_feedback.store.sqlite_store import SQLiteCandidateStore
@@ -26,7 +26,7 @@ def local_resources() -> dict:
     return {
         "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path())),
         "scorer": scorer_resource("local"),
-        "score_cache": SQLiteScoreCache(path=str(settings.data_home() / "score_cache.sqlite")),
+        "score_cache": ParquetScoreCache(path=str(settings.score_cache_path())),
         "model_registry": LocalModelRegistry(root=str(settings.data_home() / "lake" / "model_registry")),
         "candidate_store": candidate_store(),
         "io_manager": LocalParquetIOManager(base_dir=str(settings.io_root())),

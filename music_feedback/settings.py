@@ -42,6 +42,10 @@ def store_path() -> Path:
     return data_home() / "candidates.sqlite"
 
 
+def score_cache_path() -> Path:
+    return data_home() / "score_cache"
+
+
 def candidate_store_kind() -> str:
     """`sqlite` (the embedded default) or `dynamodb`."""
     kind = os.environ.get(CANDIDATE_STORE_VAR, "sqlite").strip().lower()

@@ -1,4 +1,4 @@
-"""One contract for every score cache adapter: embedded SQLite, and DynamoDB on moto's server mode."""
+"""One contract for every score cache adapter: embedded Parquet files, and DynamoDB on moto's server mode."""
 from __future__ import annotations
 
 import uuid
@@ -10,17 +10,17 @@ import pytest
 
 from music_feedback.scoring.cache.dynamodb_cache import DynamoDBScoreCache
 from music_feedback.scoring.cache.port import versions_key
-from music_feedback.scoring.cache.sqlite_cache import SQLiteScoreCache
+from music_feedback.scoring.cache.parquet_cache import ParquetScoreCache
 
 NOW = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 V1 = versions_key("feedback-propensity-v3@aaaa", "music-affinity-v2@bbbb")
 V2 = versions_key("feedback-propensity-v3@cccc", "music-affinity-v2@bbbb")
 
 
-@pytest.fixture(params=["sqlite", "dynamodb"])
+@pytest.fixture(params=["parquet", "dynamodb"])
 def cache(request, tmp_path):
-    if request.param == "sqlite":
-        return SQLiteScoreCache(path=str(tmp_path / "cache.sqlite"))
+    if request.param == "parquet":
+        return ParquetScoreCache(path=str(tmp_path / "cache"))
     c = DynamoDBScoreCache(table_name=f"score-cache-{uuid.uuid4().hex[:8]}",
                            endpoint_url=request.getfixturevalue("moto_url"))
     c.ensure_table()
@@ -47,7 +47,7 @@ def test_a_stored_pair_is_found_with_its_exact_scores(cache):
 
 @pytest.mark.parametrize("offset", [0, 2**31, -5], ids=["packable", "large-ids", "negative-ids"])
 def test_any_ids_hit_once_even_when_asked_twice(cache, offset):
-    """Ids that fit one packed int64 and ids that do not take different paths in the SQLite adapter."""
+    """Ids of any size and sign, each pair asked twice."""
     s = scores(40, offset=offset)
     cache.store("music-feedback", V1, s, NOW)
     wanted = pl.concat([s, s]).select("listener_id", "track_id")
@@ -92,8 +92,28 @@ def test_empty_inputs(cache):
     assert cache.lookup("music-feedback", V1, scores(0), NOW).height == 0
 
 
-def test_sqlite_purge_deletes_expired(tmp_path):
-    c = SQLiteScoreCache(path=str(tmp_path / "c.sqlite"))
+def test_parquet_purge_deletes_expired_files(tmp_path):
+    c = ParquetScoreCache(path=str(tmp_path / "c"))
     c.store("music-feedback", V1, scores(5), NOW)
+    c.store("podcast-feedback", V1, scores(3), NOW + timedelta(days=5))
     assert c.purge_expired(NOW + timedelta(days=1)) == 0
     assert c.purge_expired(NOW + timedelta(days=15)) == 5
+    assert len(list((tmp_path / "c" / "music-feedback").iterdir())) == 0
+    assert c.lookup("podcast-feedback", V1, scores(3), NOW + timedelta(days=15)).height == 3
+
+
+def test_parquet_store_sweeps_the_programs_expired_files_and_crash_leftovers(tmp_path):
+    c = ParquetScoreCache(path=str(tmp_path / "c"))
+    c.store("music-feedback", V1, scores(5), NOW)
+    folder = tmp_path / "c" / "music-feedback"
+    leftover = folder / f".{c.expires_at(NOW)}-{'0' * 32}.parquet.tmp"  # a write cut short by a crash
+    leftover.write_bytes(b"PAR1 half a file")
+    assert c.lookup("music-feedback", V1, scores(5), NOW).height == 5  # the half-written file is not read
+    c.store("music-feedback", V1, scores(2, offset=100), NOW + timedelta(days=15))
+    (left,) = folder.iterdir()  # only the new file
+    assert left.name.startswith(f"{c.expires_at(NOW + timedelta(days=15))}-")
+
+
+def test_parquet_program_id_must_be_a_folder_name(tmp_path):
+    with pytest.raises(ValueError, match="cannot name a score cache folder"):
+        ParquetScoreCache(path=str(tmp_path / "c")).store("../x", V1, scores(1), NOW)

@@ -2,6 +2,7 @@
 the score cache across runs, the SageMaker path as one setting, and failures that store nothing."""
 from __future__ import annotations
 
+import shutil
 from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
@@ -75,7 +76,7 @@ def test_the_endpoint_path_scores_the_same_and_failures_store_nothing(data_home,
     with instance_for_test() as instance:
         assert run(program, BACKFILL_DAY, instance).success
         in_process = scored(data_home, program, BACKFILL_DAY)
-        (data_home / "score_cache.sqlite").unlink()  # so every pair goes to the endpoints
+        shutil.rmtree(data_home / "score_cache")  # so every pair goes to the endpoints
 
         dirs = {program.model(r).endpoint_name: registry.export(models[("A", r)].model_id,
                                                                models[("A", r)].version, tmp_path / r)

@@ -20,9 +20,10 @@ def run(program: Program, args) -> tuple[dict, bool]:
     # them, so the voice channel would find nothing pending); the serving section refills its history. And
     # an empty score cache, as the AWS day starts with: the scoring section's runs of D-1 and D leave cached
     # D-1 scores that D would reuse, and a few changed scores change which candidates the email selects.
-    for name in ("feedback.sqlite", "candidates.sqlite", "score_cache.sqlite"):
+    for name in ("feedback.sqlite", "candidates.sqlite"):
         for suffix in ("", "-wal", "-shm"):
             (home / f"{name}{suffix}").unlink(missing_ok=True)
+    shutil.rmtree(settings.score_cache_path(), ignore_errors=True)
     report, wall, output = run_cli_json(["run", "--program", program.program_id, "--date", day.isoformat()])
     if report is None:
         return {"whole_day_failed": output}, False

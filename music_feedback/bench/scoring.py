@@ -4,6 +4,7 @@ weekly retrain. Runs after the batch section, on the day it stored, in the bench
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from datetime import timedelta
@@ -47,7 +48,7 @@ def _endpoint_s(program: Program, registry, models: dict, frame: pl.DataFrame, t
 
 def _cache_hit_rate(program: Program, day, defs, inst) -> float | None:
     """Fresh cache; batch day D-1, then day D: the share of D's candidates already scored on D-1."""
-    (settings.data_home() / "score_cache.sqlite").unlink(missing_ok=True)
+    shutil.rmtree(settings.score_cache_path(), ignore_errors=True)
     runner.ensure_models(defs, program, inst, day=day - timedelta(days=1))
     for d in (day - timedelta(days=1), day):
         report = runner.run_batch(defs, program, d, inst)
