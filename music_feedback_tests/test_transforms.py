@@ -143,6 +143,17 @@ def test_unify_packed_and_two_key_paths_agree(monkeypatch):
     assert unified(big).height == distinct_pairs(big) == 5
 
 
+@pytest.mark.parametrize("pairs, distinct", [([(1, 1), (1, 2), (2, 1)], 3), ([(1, 1), (1, 1), (2, 1)], 2),
+                                             ([(2, 1), (1, 1), (1, 2)], 3), ([(2, 1), (1, 1), (2, 1)], 2),
+                                             ([(1, 1)], 1), ([], 0)],
+                         ids=["sorted", "sorted-duplicate", "unsorted", "unsorted-duplicate", "one", "none"])
+def test_distinct_pairs_counts_sorted_and_unsorted_keys(pairs, distinct):
+    """Strictly increasing keys (the unify's sorted output) are counted without hashing; others are hashed."""
+    from music_feedback.assets.unify import distinct_pairs
+    frame = pl.DataFrame(pairs, schema={"listener_id": pl.Int64, "track_id": pl.Int64}, orient="row")
+    assert distinct_pairs(frame) == distinct
+
+
 def test_unify_joins_context():
     out = unified(SAMPLE)
     by_pair = {(r["listener_id"], r["track_id"]): r for r in out.iter_rows(named=True)}
