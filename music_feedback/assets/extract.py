@@ -9,7 +9,7 @@ from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_met
 from music_feedback.assets.warehouse_tables import table_key
 from music_feedback.programs.model import Program
 from music_feedback.quality.checks import (row_count_expectation, run_row_count_suite, run_stats_suite,
-                                           run_suite, zero)
+                                           run_suite, started, zero)
 from music_feedback.quality.expectations import Between
 from music_feedback.quality.gx_runner import warm_up_in_background
 from music_feedback.transforms.validate import EXTRACT_COLUMNS, REQUIRED, malformed_rows_query, split_invalid
@@ -82,12 +82,13 @@ def build_extract(program: Program, partitions):
         with watch.stage("validate"):
             valid, rejected = split_invalid(raw)
         reasons = dict(rejected.group_by("reason").len().sort("reason").iter_rows())
+        fields_valid = started(lambda: run_stats_suite(
+            raw_key, "extract_fields_valid", window_stats(valid, rejected, raw.height, day), zero(*WINDOW_STATS)))
         yield Output(valid, "raw_streams", metadata=frame_metadata(
             valid, watch.total, extracted_rows=raw.height, rejected_rows=rejected.height,
             rejected_by_reason=reasons, stage_seconds=watch.stages, connector=connector.connector_id))
         yield Output(rejected, "rejected_streams", metadata=frame_metadata(rejected, watch.total, by_reason=reasons))
-        yield run_stats_suite(raw_key, "extract_fields_valid", window_stats(valid, rejected, raw.height, day),
-                              zero(*WINDOW_STATS))
+        yield fields_valid.result()
         def day_before_in_warehouse() -> int:
             sql = bind_batch_window(connector.config.query, day - timedelta(days=1))
             return int(warehouse.fetch(f"SELECT COUNT(*) AS n FROM ({sql}) q")["n"][0])

@@ -12,7 +12,7 @@ from music_feedback.policy.history import add_contacts, own_history, with_suppre
 from music_feedback.feedback.port import FeedbackStore
 from music_feedback.assets.warehouse_tables import reads
 from music_feedback.programs.model import Program
-from music_feedback.quality.checks import row_count_expectation, run_row_count_suite, run_suite
+from music_feedback.quality.checks import row_count_expectation, run_row_count_suite, run_suite, started
 from music_feedback.quality.expectations import Between, InSet, NotNull
 from music_feedback.warehouse import queries as q
 from music_feedback.warehouse.port import Warehouse
@@ -80,6 +80,13 @@ def build_filter(program: Program, partitions):
         stages = {**watch.stages, **{f"filter:{k}": v for k, v in result.seconds_by_filter.items()}}
         removed_share = {k: round(v / max(unified_rows, 1), 4) for k, v in result.removed_by_filter.items()}
         reasons = dict(result.decisions.group_by("reason").len().sort("reason").iter_rows())
+
+        def guard():
+            with warehouse.session():
+                signals = with_suppressions(contact_signals(warehouse, program.program_id, day), own.suppressed)
+            return run_suite(kept_key, "no_ineligible_listener_passes", guard_frame(result.kept, signals, own.contacts),
+                             guard_expectations(ContactPolicy.of_chain(chain)))
+        guarded = started(guard)
         yield Output(result.kept, "filtered_candidates", metadata=frame_metadata(
             result.kept, watch.total, input_rows=unified_rows, removed_by_filter=result.removed_by_filter,
             removed_share_by_filter=removed_share, removed_by_reason=reasons, stage_seconds=stages,
@@ -88,10 +95,7 @@ def build_filter(program: Program, partitions):
             **{f"removed_share:{name}": MetadataValue.float(v) for name, v in removed_share.items()}))
         decisions = result.decisions.with_columns(pl.lit(day).alias("batch_date"))
         yield Output(decisions, "candidate_decisions", metadata=frame_metadata(decisions, watch.total))
-        with warehouse.session():
-            signals = with_suppressions(contact_signals(warehouse, program.program_id, day), own.suppressed)
-        yield run_suite(kept_key, "no_ineligible_listener_passes", guard_frame(result.kept, signals, own.contacts),
-                        guard_expectations(ContactPolicy.of_chain(chain)))
+        yield guarded.result()
         def seed_pass_rate() -> int:
             in_program = unified.filter(pl.col("marketplace").is_in(list(program.marketplaces))) \
                 if program.marketplaces else unified

@@ -7,7 +7,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, MetadataValu
 
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
 from music_feedback.programs.model import Program
-from music_feedback.quality.checks import run_stats_suite, zero
+from music_feedback.quality.checks import run_stats_suite, started, zero
 from music_feedback.scoring.cache.port import ScoreCache
 from music_feedback.scoring.cached_scoring import score_with_cache
 from music_feedback.scoring.combine import combined_score, score_distribution
@@ -84,11 +84,12 @@ def build_score(program: Program, partitions):
             pl.struct(features).struct.json_encode().alias("features"),
         ).sort("score", "listener_id", "track_id", descending=[True, False, False])
         dist = score_distribution(out["score"])
+        check = started(lambda: run_stats_suite(asset_key, "scores_in_range", score_stats(out, candidates.height),
+                                                zero(*SCORE_STATS)))
         yield Output(out, metadata=frame_metadata(
             out, watch.total, score_distribution=MetadataValue.json(dist), batches=-(-out.height // settings.batch_size),
             mean_score=round(float(out["score"].mean() or 0), 4), stage_seconds=watch.stages,
             model_versions=MetadataValue.json([propensity_model.version, affinity_model.version]), **cache_stats))
-        yield run_stats_suite(asset_key, "scores_in_range", score_stats(out, candidates.height),
-                              zero(*SCORE_STATS))
+        yield check.result()
 
     return scored_candidates

@@ -6,7 +6,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, Output, asse
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
 from music_feedback.assets.warehouse_tables import reads
 from music_feedback.programs.model import Program
-from music_feedback.quality.checks import run_stats_suite, zero
+from music_feedback.quality.checks import run_stats_suite, started, zero
 from music_feedback.transforms.unify import packable, pair_key, unify
 from music_feedback.warehouse import queries as q
 from music_feedback.warehouse.port import Warehouse
@@ -72,8 +72,10 @@ def build_unify(program: Program, partitions):
                         program.connector.connector_id)
         unknown = int(out["marketplace"].is_null().sum())
         raw_rows = raw.select(pl.len()).collect().item()  # from the Parquet footer
+        check = started(lambda: run_stats_suite(asset_key, "unique_and_complete", unify_stats(raw, out),
+                                                zero(*UNIFY_STATS)))
         yield Output(out, metadata=frame_metadata(out, watch.total, duplicates_merged=raw_rows - out.height,
                                                   unknown_listeners=unknown, stage_seconds=watch.stages))
-        yield run_stats_suite(asset_key, "unique_and_complete", unify_stats(raw, out), zero(*UNIFY_STATS))
+        yield check.result()
 
     return unified_candidates
