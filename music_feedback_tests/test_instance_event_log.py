@@ -1,13 +1,15 @@
 """The instance's event log (dagster.yaml): Dagster's SQLite storage in the same files, which frees a step's
-output when the step ends and records what Dagster's records."""
+output when the step ends, keeps each file's connection open, and records what Dagster's records."""
 from __future__ import annotations
 
 import gc
+import time
 import weakref
 from pathlib import Path
 
 from dagster import (AssetCheckResult, AssetCheckSpec, AssetKey, AssetRecordsFilter, DagsterInstance,
                      DailyPartitionsDefinition, Definitions, Output, asset, define_asset_job)
+from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.ref import InstanceRef
 
 from music_feedback.instance.sqlite_event_log import MAX_ENGINES, EventLogStorage
@@ -136,3 +138,55 @@ def test_engines_are_kept_for_the_recent_files_only(tmp_path):
     assert "run0" not in storage._engines and f"run{MAX_ENGINES + 7}" in storage._engines
     with storage.run_connection("run0") as conn:  # an evicted file opens again
         assert conn.exec_driver_sql("SELECT count(*) FROM event_logs").scalar() == 0
+
+
+def _log(run_id: str, message: str) -> EventLogEntry:
+    return EventLogEntry(error_info=None, level="INFO", user_message=message, run_id=run_id, timestamp=time.time())
+
+
+def test_a_watcher_in_another_process_sees_each_event_as_it_is_stored(tmp_path):
+    """The UI watches a run's file for modification; the writer keeps its connection open, so no checkpoint
+    modifies the file, and each write touches it instead."""
+    writer, ui = EventLogStorage(str(tmp_path / "runs")), EventLogStorage(str(tmp_path / "runs"))
+    seen: list[str] = []
+    writer.store_event(_log("run1", "first"))
+    def seen_by_ui(entry, cursor):
+        seen.append(entry.user_message)
+    ui.watch("run1", None, seen_by_ui)
+    try:
+        for message in ("second", "third"):
+            writer.store_event(_log("run1", message))
+            deadline = time.monotonic() + 10
+            while message not in seen and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert message in seen, f"the watcher did not see {message!r} (saw {seen})"
+    finally:
+        ui.end_watch("run1", seen_by_ui)
+        ui.dispose()
+        writer.dispose()
+
+
+def test_a_file_keeps_one_connection_until_disposed(tmp_path):
+    """No checkpoint and WAL deletion per event; disposing (the process's end) closes it, which
+    checkpoints the WAL into the file, and what was stored is all there."""
+    storage = EventLogStorage(str(tmp_path / "runs"))
+    ids = set()
+    for i in range(5):
+        storage.store_event(_log("run1", f"event {i}"))
+        with storage.run_connection("run1") as conn:
+            ids.add(id(conn.connection.dbapi_connection))
+    assert len(ids) == 1
+    assert (tmp_path / "runs" / "run1.db-wal").exists()
+    storage.dispose()
+    assert not (tmp_path / "runs" / "run1.db-wal").exists()
+    reader = EventLogStorage(str(tmp_path / "runs"))
+    assert [e.user_message for e in reader.get_logs_for_run("run1")] == [f"event {i}" for i in range(5)]
+
+
+def test_wipe_closes_the_files_it_deletes(tmp_path):
+    storage = EventLogStorage(str(tmp_path / "runs"))
+    storage.store_event(_log("run1", "before"))
+    storage.wipe()
+    assert not (tmp_path / "runs" / "run1.db").exists()
+    storage.store_event(_log("run1", "after"))
+    assert [e.user_message for e in storage.get_logs_for_run("run1")] == ["after"]
