@@ -97,11 +97,29 @@ def measure(program: Program, scale: float) -> tuple[dict, bool]:
     limit = sorted(limits, key=lambda r: r[1])[len(limits) // 2][0]
     figures = _figures(report, day, median(r[1] for r in runs), median(r[2] for r in runs), train_s, gen_s, limit,
                        median(r[1] for r in limits), median(r[2] for r in limits))
-    figures.update({"batch_wall_runs_s": [round(r[0]["wall_s"], 2) for r in runs],
+    figures.update({"machine_calibration_s": _calibration(),
+                    "batch_wall_runs_s": [round(r[0]["wall_s"], 2) for r in runs],
                     "process_wall_runs_s": [round(r[1], 2) for r in runs],
                     "peak_rss_runs_mb": [round(r[2], 1) for r in runs],
                     "limit_process_wall_runs_s": [round(r[1], 2) for r in limits]})
     return figures, all(r[0]["success"] for r in runs)
+
+
+def _calibration() -> float:
+    """Seconds for a fixed CPU task (a pure-Python loop, then NumPy sorts; the median of three), measured
+    after the batch's runs: a shared machine's speed moves by up to ~2x from hour to hour, and this says
+    how fast it was when the figures were taken (lower is faster)."""
+    import numpy as np
+    values = np.random.default_rng(0).random(5_000_000)
+    times = []
+    for _ in range(3):
+        started, total = time.perf_counter(), 0
+        for i in range(5_000_000):
+            total += i
+        for _ in range(5):
+            np.sort(values)
+        times.append(time.perf_counter() - started)
+    return round(median(times), 3)
 
 
 def _batch_runs(program: Program, day, out: Path) -> tuple[list, str | None]:
