@@ -268,3 +268,20 @@ shape = lambda r: [(o.expectation, o.success, o.unexpected_count, o.observed_val
 assert shape(remote) == shape(local) == shape(after_death), (shape(remote), shape(local))
 assert [o.success for o in remote.results] == [False, False, False, False, False, False]
 """)
+
+
+def test_a_module_the_worker_defers_runs_on_first_use_and_is_the_real_one():
+    """The worker defers GX's scipy.stats and altair imports; a deferred module is imported, for real, when
+    an attribute is first read (shown on a small module nothing else imports)."""
+    run_python("""
+import sys
+from music_feedback.quality.gx_worker import _defer
+_defer(["colorsys"])
+import colorsys
+from colorsys import rgb_to_hsv as early
+assert type(sys.modules["colorsys"]).__name__ == "module" and early(1, 0, 0) == (0.0, 1.0, 1)
+_defer(["wave"])
+import wave as w
+assert type(sys.modules["wave"]).__name__ == "_ImportedOnFirstUse"
+assert w.WAVE_FORMAT_PCM == 1 and sys.modules["wave"] is not w and sys.modules["wave"].Wave_read
+""")
