@@ -87,6 +87,13 @@ def test_storing_again_replaces_and_extends(cache):
     assert sort(hits).equals(sort(newer))
 
 
+def test_a_pair_stored_twice_reads_back_its_latest_scores(cache):
+    cache.store("music-feedback", V1, scores(10, seed=1), NOW)
+    newer = scores(10, seed=2)
+    cache.store("music-feedback", V1, newer, NOW + timedelta(hours=1))
+    assert sort(cache.lookup("music-feedback", V1, newer, NOW + timedelta(hours=2))).equals(sort(newer))
+
+
 def test_empty_inputs(cache):
     assert cache.store("music-feedback", V1, scores(0), NOW) == 0
     assert cache.lookup("music-feedback", V1, scores(0), NOW).height == 0

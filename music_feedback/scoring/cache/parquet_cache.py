@@ -42,16 +42,18 @@ class ParquetScoreCache(ScoreCache):
                       if m and not (written_only and (m.group(1) or m.group(3))))
 
     def lookup(self, program_id: str, versions: str, pairs: pl.DataFrame, now: datetime) -> pl.DataFrame:
-        live = [f for expires, f in self._files(program_id) if expires > epoch(now)]
+        live = [(expires, f) for expires, f in self._files(program_id) if expires > epoch(now)]
         if not live or pairs.height == 0:
             return self.empty()
+        files = [pl.scan_parquet(f).with_columns(pl.lit(expires).alias("_expires")) for expires, f in live]
         try:
-            cached = pl.scan_parquet(live).filter(pl.col("versions") == versions).select(*PAIR, *SCORES)
-            # Files come oldest expiry first, so `last` keeps the latest scores of a pair stored twice.
-            return (cached.join(pairs.lazy().select(PAIR).unique(), on=list(PAIR), how="semi")
-                    .unique(list(PAIR), keep="last", maintain_order=True).collect().cast(SCHEMA))
+            hits = (pl.concat(files).filter(pl.col("versions") == versions)
+                    .join(pairs.lazy().select(PAIR).unique(), on=list(PAIR), how="semi").collect())
         except FileNotFoundError:  # an expiry sweep with a later `now` took a file meanwhile
             return self.lookup(program_id, versions, pairs, now)
+        if hits.select(PAIR).is_duplicated().any():  # a pair stored twice (two runs missed it): the latest
+            hits = hits.sort([*PAIR, "_expires"]).unique(list(PAIR), keep="last", maintain_order=True)
+        return hits.select(*PAIR, *SCORES).cast(SCHEMA)
 
     def store(self, program_id: str, versions: str, scores: pl.DataFrame, now: datetime) -> int:
         folder = self._folder(program_id)
@@ -72,8 +74,10 @@ class ParquetScoreCache(ScoreCache):
     def purge_expired(self, now: datetime, program_id: str | None = None) -> int:
         """Delete the expired files (of one program, or of all); the number of scores they held."""
         root = Path(self.path)
-        programs = [program_id] if program_id else [p.name for p in root.iterdir() if p.is_dir()] \
-            if root.is_dir() else []
+        if program_id:
+            programs = [program_id]
+        else:
+            programs = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
         deleted = 0
         for program in programs:
             for expires, f in self._files(program, written_only=False):
