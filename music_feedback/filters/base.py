@@ -1,11 +1,13 @@
 """What every filter is: a name, an enable flag, typed parameters, one columnar `apply`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, ClassVar
 
 import polars as pl
+
+from music_feedback.transforms.lookup import KeyIndex
 
 
 # The listener columns the filters read (not time zones or voice flags of 800K listeners).
@@ -22,6 +24,15 @@ class FilterContext:
     prior_feedback: pl.DataFrame  # listener_id, track_id already answered
     recent_requests: pl.DataFrame  # listener_id, prior_requests in the cap window
     marketplaces: tuple[str, ...] = ()  # the program's marketplaces; empty means all
+    _indexes: dict = field(default_factory=dict, compare=False, repr=False)  # (table, key) -> KeyIndex
+
+    def attach(self, frame: pl.DataFrame, table: str, columns, key: str = "listener_id") -> pl.DataFrame:
+        """`frame` left-joined on `key` with `columns` (names, or new name -> column) of this context's
+        `table` ("listeners", "tracks" or "recent_requests"); each table is indexed once per batch."""
+        index = self._indexes.get((table, key))
+        if index is None:
+            index = self._indexes[(table, key)] = KeyIndex(getattr(self, table), key)
+        return index.attach(frame, columns)
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,10 @@ class EligibilityFilter(CandidateFilter):
 
     def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
         need_market = bool(ctx.marketplaces) and "marketplace" not in candidates.columns
-        listener_cols = ["listener_id", "opted_out"] + (["marketplace"] if need_market else [])
+        listener_cols = ["opted_out"] + (["marketplace"] if need_market else [])
         joined = _with_answered(
-            candidates
-            .join(ctx.listeners.select(listener_cols), on="listener_id", how="left")
-            .join(ctx.tracks.select("track_id", "feedback_eligible"), on="track_id", how="left"),
+            ctx.attach(ctx.attach(candidates, "listeners", listener_cols), "tracks", ["feedback_eligible"],
+                       key="track_id"),
             ctx.prior_feedback.select("listener_id", "track_id"))
         reason = (
             pl.when(pl.col("opted_out").fill_null(True)).then(pl.lit("opted_out"))

@@ -16,8 +16,7 @@ class EngagementFilter(CandidateFilter):
         self._number("minEngagementScore", 0.0, 1.0)
 
     def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
-        scores = ctx.listeners.select("listener_id", pl.col("engagement_score").alias("_listener_engagement"))
-        joined = candidates.join(scores, on="listener_id", how="left")
+        joined = ctx.attach(candidates, "listeners", {"_listener_engagement": "engagement_score"})
         low = pl.col("_listener_engagement").fill_null(-1.0) < self.params["minEngagementScore"]  # unknown: removed
         return joined.with_columns(pl.when(low).then(pl.lit("low_engagement")).alias("reason")).drop(
             "_listener_engagement")

@@ -21,8 +21,7 @@ class FrequencyCapFilter(CandidateFilter):
     def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
         cap = self.params["maxRequestsPerWeek"]
         ranked = (
-            candidates
-            .join(ctx.recent_requests.select("listener_id", "prior_requests"), on="listener_id", how="left")
+            ctx.attach(candidates, "recent_requests", ["prior_requests"])
             .with_columns(pl.col("prior_requests").fill_null(0).cast(pl.Int64))
             .sort(["listener_id", "play_count", "completion_rate", "last_played_at", "track_id"],
                   descending=[False, True, True, True, False])

@@ -10,6 +10,6 @@ class OptOutFilter(CandidateFilter):
     kind = "opt-out"
 
     def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
-        joined = candidates.join(ctx.listeners.select("listener_id", "opted_out"), on="listener_id", how="left")
+        joined = ctx.attach(candidates, "listeners", ["opted_out"])
         return joined.with_columns(
             pl.when(pl.col("opted_out").fill_null(True)).then(pl.lit("opted_out")).alias("reason"))

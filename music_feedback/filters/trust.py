@@ -14,8 +14,7 @@ class TrustFilter(CandidateFilter):
         self._number("maxBotScore", 0.0, 1.0)
 
     def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
-        signals = ctx.listeners.select("listener_id", "bot_score", "is_authentic")
-        joined = candidates.join(signals, on="listener_id", how="left")
+        joined = ctx.attach(candidates, "listeners", ["bot_score", "is_authentic"])
         reason = (
             pl.when(pl.col("bot_score").is_null()).then(pl.lit("unknown_listener"))
             .when(pl.col("bot_score") >= self.params["maxBotScore"]).then(pl.lit("bot_activity"))
