@@ -30,9 +30,11 @@ def own_history(feedback: FeedbackStore, program_id: str, day: date) -> OwnHisto
 
 def add_contacts(prior: pl.DataFrame, contacts: pl.DataFrame) -> pl.DataFrame:
     """listener_id, prior_requests: the warehouse's counts plus the ledger's."""
-    extra = contacts.select("listener_id", pl.col("requests").alias("prior_requests"))
-    return (pl.concat([prior.select("listener_id", pl.col("prior_requests").cast(pl.Int64)), extra])
-            .group_by("listener_id").agg(pl.col("prior_requests").sum()))
+    prior = prior.select("listener_id", pl.col("prior_requests").cast(pl.Int64))
+    if contacts.height == 0:  # the warehouse's counts are already one row per listener: no regrouping
+        return prior
+    extra = contacts.select("listener_id", pl.col("requests").cast(pl.Int64).alias("prior_requests"))
+    return pl.concat([prior, extra]).group_by("listener_id").agg(pl.col("prior_requests").sum())
 
 
 def with_suppressions(listeners: pl.DataFrame, suppressed: set[int]) -> pl.DataFrame:
