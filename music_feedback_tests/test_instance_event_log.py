@@ -190,3 +190,19 @@ def test_wipe_closes_the_files_it_deletes(tmp_path):
     assert not (tmp_path / "runs" / "run1.db").exists()
     storage.store_event(_log("run1", "after"))
     assert [e.user_message for e in storage.get_logs_for_run("run1")] == ["after"]
+
+
+def test_a_present_table_is_looked_up_once_until_wipe(tmp_path, monkeypatch):
+    """Dagster asks whether a table exists before each check result and tagged materialization, each time
+    through a new connection; the answer yes is remembered, and a no is asked again."""
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+    asked: list[str] = []
+    original = SqliteEventLogStorage.has_table
+    monkeypatch.setattr(SqliteEventLogStorage, "has_table", lambda self, name: asked.append(name) or original(self, name))
+    storage = EventLogStorage(str(tmp_path / "runs"))
+    assert all(storage.has_table("asset_check_executions") for _ in range(3))
+    assert not any(storage.has_table("no_such_table") for _ in range(2))
+    assert asked == ["asset_check_executions", "no_such_table", "no_such_table"]
+    storage.wipe()
+    assert storage.has_table("asset_check_executions")  # wipe empties the tables, and asks again
+    storage.dispose()

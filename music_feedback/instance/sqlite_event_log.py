@@ -11,6 +11,8 @@ storage, in the same files, with two changes to how it writes.
   fsyncs, ~100 times a run (~0.3 s of a batch). A commit still fsyncs the WAL, so nothing committed is less
   durable. The UI learns of a run's new events from the run file's modification (a watchdog), which the
   checkpoint used to cause: a write now touches the file's mtime instead.
+- Whether a table exists is remembered once it does. Dagster asks before storing each check result and
+  each tagged materialization, through a new connection each time (~5 ms, ~0.1 s of a batch).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class EventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data=None):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._tables_present: set[str] = set()  # a table once created stays until `wipe`
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -70,7 +73,13 @@ class EventLogStorage(SqliteEventLogStorage):
                 if shard != INDEX_SHARD_NAME and conn.connection.dbapi_connection.total_changes != changes:
                     os.utime(self.path_for_shard(shard))  # what the UI's watcher of this run waits for
 
+    def has_table(self, table_name: str) -> bool:
+        if table_name not in self._tables_present and super().has_table(table_name):
+            self._tables_present.add(table_name)
+        return table_name in self._tables_present
+
     def _close_all(self) -> None:
+        self._tables_present.clear()
         with self._db_lock:
             while self._engines:
                 self._engines.popitem()[1].dispose()
