@@ -88,6 +88,10 @@ _ADDED = ("plain", "dated")
 
 
 INSERT_SLICE = 20_000
+# A new file's page size. A day's batch writes ~120 MB (each page twice: the WAL, then the checkpoint);
+# 8 KiB pages store it ~0.3 s faster than SQLite's 4 KiB. A status update then rewrites an 8 KiB page;
+# 16 KiB pages were no faster. An existing file keeps its size (changing it takes a VACUUM).
+PAGE_BYTES = 8192
 _READY: set[tuple[int, str]] = set()  # (process, path) whose schema is known to exist
 
 
@@ -135,6 +139,7 @@ class SQLiteCandidateStore(CandidateStore):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA cache_size=-131072")  # 128 MiB: index builds sort in memory
             if (os.getpid(), self.path) not in _READY:  # once per process: the feedback API writes per request
+                conn.execute(f"PRAGMA page_size={PAGE_BYTES}")  # takes effect only in a new, empty file
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
                 _add_columns(conn)
