@@ -10,7 +10,7 @@ def _join(frame, table, key, columns):
     return frame.join(right, on=key, how="left", maintain_order="left")
 
 
-FRAME = pl.DataFrame({"listener_id": [5, 1, 9, None, 3, 5, -2, 10_000], "x": range(8)})
+FRAME = pl.DataFrame({"listener_id": [5, 1, 9, None, 3, 5, -2, 10_000, -(2**63), 2**63 - 1], "x": range(10)})
 
 TABLES = {
     "dense": pl.DataFrame({"listener_id": [3, 1, 5, 9, 4], "score": [0.3, 0.1, None, 0.9, 0.4],
@@ -43,4 +43,4 @@ def test_only_dense_unique_integer_keys_take_the_gather():
 def test_a_list_of_columns_keeps_their_names():
     got = KeyIndex(TABLES["dense"], "listener_id").attach(FRAME, ["score"])
     assert got.columns == ["listener_id", "x", "score"]
-    assert got["score"].to_list() == [None, 0.1, 0.9, None, 0.3, None, None, None]
+    assert got["score"].to_list() == [None, 0.1, 0.9, None, 0.3, None, None, None, None, None]

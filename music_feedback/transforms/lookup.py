@@ -38,7 +38,8 @@ class KeyIndex:
         if self.rows is None:
             right = self.table.select(self.key, *(pl.col(c).alias(n) for n, c in named.items()))
             return frame.join(right, on=self.key, how="left", maintain_order="left")
-        offset = frame[self.key] - self.low
-        inside = pl.select(pl.when((offset >= 0) & (offset < self.rows.len())).then(offset)).to_series()
+        key = frame[self.key]  # compared before subtracting, so no key can wrap around into the range
+        inside = pl.select(pl.when(key.is_between(self.low, self.low + self.rows.len() - 1))
+                           .then(key - self.low)).to_series()
         at = self.rows.gather(inside)
         return frame.with_columns(self.table[c].gather(at).alias(n) for n, c in named.items())
