@@ -416,3 +416,13 @@ def test_engagement_reads_the_listener_not_the_play_row():
     result = EngagementFilter("engagement").apply(frame, replace(ctx, listeners=listeners))
     assert reasons(result.removed) == {(1, 1): "low_engagement"}
     assert pairs(result.kept) == [(2, 1)]
+
+
+def test_a_reason_code_must_be_one_the_filter_declares():
+    """Codes are literals of the filter's Enum, so a misspelt code fails when the expression is built,
+    not as an unknown reason in candidate_decisions."""
+    from music_feedback.filters.trust import TrustFilter
+    flt = TrustFilter("trust")
+    assert pl.select(flt.code("bot_activity").cast(pl.String)).item() == "bot_activity"
+    with pytest.raises(pl.exceptions.PolarsError):
+        pl.select(flt.code("bot_activty"))

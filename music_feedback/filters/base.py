@@ -42,10 +42,12 @@ class FilterResult:
 
 
 class CandidateFilter:
-    """Subclasses set `kind`, `defaults` (parameter -> default) and implement `reasons` or `apply`."""
+    """Subclasses set `kind`, `defaults` (parameter -> default), `codes` (the reason codes they give) and
+    implement `reasons` or `apply`."""
     kind: ClassVar[str]
     defaults: ClassVar[dict[str, Any]] = {}
     reads: ClassVar[tuple[str, ...]] = ()  # candidate columns used besides listener_id and track_id
+    codes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str, enabled: bool = True, parameters: dict[str, Any] | None = None):
         self.name, self.enabled = name, enabled
@@ -64,11 +66,17 @@ class CandidateFilter:
         """The candidates with a `reason` column: null to keep, a code to remove."""
         raise NotImplementedError
 
+    def code(self, reason: str) -> pl.Expr:
+        """A reason code as a literal of the filter's Enum of `codes`: a when/then chain of text literals
+        writes the text into every row (~0.06 s for 1.5M candidates), an Enum only a small integer; the
+        removed rows' codes become text afterwards."""
+        return pl.lit(reason, dtype=pl.Enum(self.codes))
+
     def apply(self, candidates: pl.DataFrame, ctx: FilterContext) -> FilterResult:
         tagged = self.reasons(candidates, ctx)
         assert tagged.height == candidates.height, f"filter {self.name} changed the row count"
         kept = tagged.filter(pl.col("reason").is_null()).drop("reason")
-        removed = tagged.filter(pl.col("reason").is_not_null())
+        removed = tagged.filter(pl.col("reason").is_not_null()).with_columns(pl.col("reason").cast(pl.String))
         return FilterResult(kept=kept.select(candidates.columns + [c for c in kept.columns
                                                                    if c not in candidates.columns]),
                             removed=removed)

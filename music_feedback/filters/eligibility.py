@@ -11,6 +11,7 @@ from music_feedback.transforms.unify import packable, pair_key
 class EligibilityFilter(CandidateFilter):
     kind = "eligibility"
     reads = ("marketplace",)
+    codes = ("opted_out", "marketplace_not_in_program", "track_not_eligible", "already_gave_feedback")
 
     def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
         need_market = bool(ctx.marketplaces) and "marketplace" not in candidates.columns
@@ -20,11 +21,11 @@ class EligibilityFilter(CandidateFilter):
                        key="track_id"),
             ctx.prior_feedback.select("listener_id", "track_id"))
         reason = (
-            pl.when(pl.col("opted_out").fill_null(True)).then(pl.lit("opted_out"))
+            pl.when(pl.col("opted_out").fill_null(True)).then(self.code("opted_out"))
             .when(~pl.col("marketplace").is_in(list(ctx.marketplaces)).fill_null(False) if ctx.marketplaces
-                  else pl.lit(False)).then(pl.lit("marketplace_not_in_program"))
-            .when(~pl.col("feedback_eligible").fill_null(False)).then(pl.lit("track_not_eligible"))
-            .when(pl.col("_answered").fill_null(False)).then(pl.lit("already_gave_feedback"))
+                  else pl.lit(False)).then(self.code("marketplace_not_in_program"))
+            .when(~pl.col("feedback_eligible").fill_null(False)).then(self.code("track_not_eligible"))
+            .when(pl.col("_answered").fill_null(False)).then(self.code("already_gave_feedback"))
         )
         return joined.with_columns(reason.alias("reason")).drop("_answered")
 

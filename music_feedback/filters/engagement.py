@@ -11,6 +11,7 @@ class EngagementFilter(CandidateFilter):
     # The listener's score (listeners.engagement_score), the one scoring reads; not the play row's copy.
     reads = ()
     defaults = {"minEngagementScore": 0.6}
+    codes = ("low_engagement",)
 
     def validate_params(self) -> None:
         self._number("minEngagementScore", 0.0, 1.0)
@@ -18,5 +19,5 @@ class EngagementFilter(CandidateFilter):
     def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
         joined = ctx.attach(candidates, "listeners", {"_listener_engagement": "engagement_score"})
         low = pl.col("_listener_engagement").fill_null(-1.0) < self.params["minEngagementScore"]  # unknown: removed
-        return joined.with_columns(pl.when(low).then(pl.lit("low_engagement")).alias("reason")).drop(
+        return joined.with_columns(pl.when(low).then(self.code("low_engagement")).alias("reason")).drop(
             "_listener_engagement")

@@ -14,6 +14,7 @@ class FrequencyCapFilter(CandidateFilter):
     kind = "frequency-cap"
     reads = ("play_count", "completion_rate", "last_played_at")
     defaults = {"maxRequestsPerWeek": 2}
+    codes = ("weekly_cap_reached", "over_weekly_cap")
 
     def validate_params(self) -> None:
         self._number("maxRequestsPerWeek", 0, 1000, integer=True)
@@ -28,8 +29,8 @@ class FrequencyCapFilter(CandidateFilter):
             .with_columns((pl.col("prior_requests") + _position_in_run("listener_id")).alias("requests_this_week"))
         )
         reason = (
-            pl.when(pl.col("prior_requests") >= cap).then(pl.lit("weekly_cap_reached"))
-            .when(pl.col("requests_this_week") > cap).then(pl.lit("over_weekly_cap"))
+            pl.when(pl.col("prior_requests") >= cap).then(self.code("weekly_cap_reached"))
+            .when(pl.col("requests_this_week") > cap).then(self.code("over_weekly_cap"))
         )
         return ranked.with_columns(reason.alias("reason"))
 

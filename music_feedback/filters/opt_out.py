@@ -8,8 +8,9 @@ from music_feedback.filters.base import CandidateFilter, FilterContext
 
 class OptOutFilter(CandidateFilter):
     kind = "opt-out"
+    codes = ("opted_out",)
 
     def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
         joined = ctx.attach(candidates, "listeners", ["opted_out"])
         return joined.with_columns(
-            pl.when(pl.col("opted_out").fill_null(True)).then(pl.lit("opted_out")).alias("reason"))
+            pl.when(pl.col("opted_out").fill_null(True)).then(self.code("opted_out")).alias("reason"))

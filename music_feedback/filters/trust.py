@@ -9,6 +9,7 @@ from music_feedback.filters.base import CandidateFilter, FilterContext
 class TrustFilter(CandidateFilter):
     kind = "trust"
     defaults = {"maxBotScore": 0.7}
+    codes = ("unknown_listener", "bot_activity", "not_authentic")
 
     def validate_params(self) -> None:
         self._number("maxBotScore", 0.0, 1.0)
@@ -16,8 +17,8 @@ class TrustFilter(CandidateFilter):
     def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
         joined = ctx.attach(candidates, "listeners", ["bot_score", "is_authentic"])
         reason = (
-            pl.when(pl.col("bot_score").is_null()).then(pl.lit("unknown_listener"))
-            .when(pl.col("bot_score") >= self.params["maxBotScore"]).then(pl.lit("bot_activity"))
-            .when(~pl.col("is_authentic").fill_null(False)).then(pl.lit("not_authentic"))
+            pl.when(pl.col("bot_score").is_null()).then(self.code("unknown_listener"))
+            .when(pl.col("bot_score") >= self.params["maxBotScore"]).then(self.code("bot_activity"))
+            .when(~pl.col("is_authentic").fill_null(False)).then(self.code("not_authentic"))
         )
         return joined.with_columns(reason.alias("reason"))
