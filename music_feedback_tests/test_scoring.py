@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from music_feedback.programs.model import ScoringModel
 from music_feedback.scoring.combine import combined_score, score_distribution
-from music_feedback.scoring.scorer import InProcessScorer
+from music_feedback.scoring.scorer import InProcessScorer, Scorer
 from music_feedback.scoring.training import MIN_ROWS, train_model
 from music_feedback.warehouse import queries as q
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
@@ -169,12 +169,12 @@ def test_single_outcome_names_model(outcomes):
 
 # ---------------------------------------------------------------- batched scoring
 
-class RecordingScorer(InProcessScorer):
-    """Records the size of every batch sent to the model."""
+class RecordingScorer(Scorer):
+    """The port's batching, as an endpoint adapter uses it; records the size of every batch sent."""
 
     def predict_batch(self, model, batch):
         CALLS.append(batch.height)
-        return super().predict_batch(model, batch)
+        return InProcessScorer().predict_batch(model, batch)
 
 
 CALLS: list[int] = []
@@ -192,7 +192,7 @@ def test_batched_predict_equals_one_call(models, outcomes, batch_size):
     """A candidate's score must not depend on the batch it is sent in (e.g. a last batch of 1-3 rows)."""
     frame = outcomes.head(300)
     for model in models.values():
-        batched = InProcessScorer().predict(model, frame, batch_size)
+        batched = RecordingScorer().predict(model, frame, batch_size)
         np.testing.assert_allclose(batched, model.predict(frame), rtol=0, atol=1e-12)
 
 
@@ -212,6 +212,22 @@ def test_batch_count(models, outcomes, calls, batch_size, sizes):
     out = RecordingScorer().predict(models["propensity"], outcomes.head(999), batch_size)
     assert calls == sizes
     assert out.shape == (999,)
+
+
+class RecordingInProcess(InProcessScorer):
+    def predict_batch(self, model, batch):
+        CALLS.append(batch.height)
+        return super().predict_batch(model, batch)
+
+
+def test_in_process_scores_the_whole_frame_in_one_call(models, outcomes, calls):
+    """No endpoint to spare: one call, whatever the batch size, with the scores the batches give."""
+    frame = outcomes.head(999)
+    for model in models.values():
+        out = RecordingInProcess().predict(model, frame, 100)
+        np.testing.assert_array_equal(out, RecordingScorer().predict(model, frame, 100))
+    assert calls == [999, *[100] * 9, 99] * 2
+    assert RecordingInProcess().predict(models["propensity"], frame.clear(), 100).shape == (0,)
 
 
 def test_empty_frame_makes_no_call(models, outcomes, calls):

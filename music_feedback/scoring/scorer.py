@@ -35,5 +35,12 @@ class Scorer(ConfigurableResource):
 class InProcessScorer(Scorer):
     """Embedded adapter: the trained model runs in this process, through the model server's own code."""
 
+    def predict(self, model: TrainedModel, frame: pl.DataFrame, batch_size: int,
+                endpoint: str | None = None) -> np.ndarray:
+        """The whole frame in one call, on every core. `batch_size` is how an endpoint is called; in process
+        each batch only adds a call's overhead (200K rows: ~0.6 s a model in 2,000-row batches on one thread,
+        ~0.2 s at once on two). A row's score does not depend on its batch."""
+        return self.predict_batch(model, frame) if frame.height else np.empty(0)
+
     def predict_batch(self, model: TrainedModel, batch: pl.DataFrame) -> np.ndarray:
         return model.predict(prepare_frame(model, batch, "the candidates"))
