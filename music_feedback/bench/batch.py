@@ -150,13 +150,16 @@ def _limit_runs(program: Program, day, out: Path) -> list:
 
 
 def _unstore(program: Program, day) -> None:
-    """Take the day out of both stores first, so each run stores a new day as the daily schedule does: a
-    re-run also drops the old table and carries over the statuses an earlier bench's deliveries set."""
+    """Take the day out of both stores and empty the score cache first, so each run stores and scores a new
+    day as the daily schedule does: a re-run would also drop the old table and carry over the statuses an
+    earlier bench's deliveries set, and would find every pair scored by the run before it (a new generated
+    day finds ~1% of its pairs cached, see the scoring section)."""
     import polars as pl
 
     from music_feedback.resources import candidate_store
     from music_feedback.store.base import CANDIDATE_SCHEMA
     candidate_store().put_batch(program.program_id, day.isoformat(), pl.DataFrame(schema=CANDIDATE_SCHEMA))
+    shutil.rmtree(settings.score_cache_path(), ignore_errors=True)
     _unstore_limit()
 
 
