@@ -192,3 +192,30 @@ def test_a_second_program_is_a_yaml_file_and_no_code(tmp_path, monkeypatch):
     assert uk.height and set(uk["marketplace"]) == {"UK"}
     both = reports["music-feedback"].meta("filtered_candidates", "dagster/row_count")
     assert 0 < uk.height < both
+
+
+def test_either_feature_asset_materializes_alone_with_its_check_or_without(data_home, program):
+    """Both feature assets come from one step (one read of the candidates, the two hydrations on two
+    threads), and each can still be materialized alone, with or without its check."""
+    from dagster import AssetCheckKey, AssetSelection, Definitions, define_asset_job
+
+    with instance_for_test() as instance:
+        assert _run(program, BATCH_DAY, instance).success
+        defs = build_definitions()
+        for name in ("listener_features", "track_features"):
+            asset_key = AssetKey([program.slug, name])
+            check = AssetCheckKey(asset_key, f"{name.split('_')[0]}_features_valid")
+            path = data_home / "assets" / program.slug / name / f"{BATCH_DAY}.parquet"
+            before = pl.read_parquet(path)
+            for with_check in (True, False):
+                path.unlink()
+                selection = AssetSelection.assets(asset_key)
+                job = define_asset_job("one", selection=selection if with_check else selection.without_checks())
+                result = Definitions(assets=defs.assets, asset_checks=defs.asset_checks, resources=defs.resources,
+                                     jobs=[job]).resolve_job_def("one").execute_in_process(
+                    partition_key=BATCH_DAY.isoformat(), instance=instance)
+                assert result.success
+                assert [e.asset_key for e in result.get_asset_materialization_events()] == [asset_key]
+                judged = [(e.asset_key, e.check_name) for e in result.get_asset_check_evaluations()]
+                assert judged == ([(asset_key, check.name)] if with_check else [])
+                assert pl.read_parquet(path).equals(before)

@@ -1,7 +1,15 @@
-"""listener_features and track_features: hydrated from the warehouse for the day's filtered candidates."""
+"""listener_features and track_features: hydrated from the warehouse for the day's filtered candidates.
+
+One step makes both (each may be materialized alone): they read the same candidates, and on two threads
+the track features' queries run while the listener features' are computed, instead of a second step
+loading the candidates and opening the warehouse again (~0.1 s of a batch)."""
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, Output, asset
+from dagster import AssetCheckKey, AssetExecutionContext, AssetIn, AssetOut, Output, multi_asset
 
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key
 from music_feedback.assets.feature_checks import FRESHNESS, LISTENER_CHECKS, TRACK_CHECKS, check_spec
@@ -12,33 +20,49 @@ from music_feedback.scoring import features as f
 from music_feedback.warehouse.port import Warehouse
 
 
+@dataclass(frozen=True)
+class _Features:
+    kind: str  # listener or track
+    checks: list
+    build: Callable  # scoring.features.listener_features or track_features
+    column: str  # the candidates' id column it reads
+
+
+KINDS = (_Features("listener", LISTENER_CHECKS, f.listener_features, "listener_id"),
+         _Features("track", TRACK_CHECKS, f.track_features, "track_id"))
+DESCRIPTIONS = {"listener": f.LISTENER_FEATURES, "track": f.TRACK_FEATURES}
+
+
 def build_features(program: Program, partitions):
-    ins = {"candidates": AssetIn(key(program, "filtered_candidates"))}
+    asset_keys = {k.kind: key(program, f"{k.kind}_features") for k in KINDS}
 
-    lkey, tkey = key(program, "listener_features"), key(program, "track_features")
+    @multi_asset(
+        name=f"{program.slug}__features", deps=reads("features"), partitions_def=partitions, can_subset=True,
+        ins={"candidates": AssetIn(key(program, "filtered_candidates"))},
+        outs={f"{k.kind}_features": AssetOut(
+            key=asset_keys[k.kind], group_name=program.slug, owners=[OWNER], kinds={"sql", "polars"},
+            freshness_policy=FRESHNESS, is_required=False,
+            description=f"{k.kind.capitalize()} features for the day's candidates: "
+                        + ", ".join(DESCRIPTIONS[k.kind]) + ".") for k in KINDS},
+        check_specs=[check_spec(asset_keys[k.kind], k.kind, partitions) for k in KINDS],
+    )
+    def features(context: AssetExecutionContext, warehouse: Warehouse, candidates: pl.DataFrame):
+        day = batch_date(context)
 
-    @asset(key=lkey, group_name=program.slug, owners=[OWNER], check_specs=[check_spec(lkey, "listener", partitions)],
-           kinds={"sql", "polars"}, partitions_def=partitions, ins=ins, freshness_policy=FRESHNESS,
-           deps=reads("features"),
-           description="Listener features for the day's candidates: " + ", ".join(f.LISTENER_FEATURES) + ".")
-    def listener_features(context: AssetExecutionContext, warehouse: Warehouse, candidates: pl.DataFrame):
-        watch = Stopwatch()
-        with warehouse.session():
-            out = f.listener_features(warehouse, program.program_id, batch_date(context), candidates["listener_id"])
-        check = started(lambda: run_suite(lkey, "listener_features_valid", out, LISTENER_CHECKS))
-        yield Output(out, metadata=frame_metadata(out, watch.total))
-        yield check.result()
+        def hydrate(kind: _Features) -> tuple[pl.DataFrame, float]:
+            watch = Stopwatch()
+            with warehouse.session():  # per thread: each has its own connection
+                return kind.build(warehouse, program.program_id, day, candidates[kind.column]), watch.total
 
-    @asset(key=tkey, group_name=program.slug, owners=[OWNER], check_specs=[check_spec(tkey, "track", partitions)],
-           kinds={"sql", "polars"}, partitions_def=partitions, ins=ins, freshness_policy=FRESHNESS,
-           deps=reads("features"),
-           description="Track features for the day's candidates: " + ", ".join(f.TRACK_FEATURES) + ".")
-    def track_features(context: AssetExecutionContext, warehouse: Warehouse, candidates: pl.DataFrame):
-        watch = Stopwatch()
-        with warehouse.session():
-            out = f.track_features(warehouse, program.program_id, batch_date(context), candidates["track_id"])
-        check = started(lambda: run_suite(tkey, "track_features_valid", out, TRACK_CHECKS))
-        yield Output(out, metadata=frame_metadata(out, watch.total))
-        yield check.result()
+        selected = [k for k in KINDS if f"{k.kind}_features" in context.selected_output_names]
+        with ThreadPoolExecutor(len(selected)) as pool:
+            frames = list(zip(selected, pool.map(hydrate, selected)))
+        for kind, (out, seconds) in frames:
+            check_key = AssetCheckKey(asset_keys[kind.kind], f"{kind.kind}_features_valid")
+            check = (started(lambda k=check_key, o=out, c=kind.checks: run_suite(k.asset_key, k.name, o, c))
+                     if check_key in context.selected_asset_check_keys else None)
+            yield Output(out, f"{kind.kind}_features", metadata=frame_metadata(out, seconds))
+            if check is not None:
+                yield check.result()
 
-    return [listener_features, track_features]
+    return [features]
