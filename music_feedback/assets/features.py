@@ -26,24 +26,28 @@ class _Features:
     checks: list
     build: Callable  # scoring.features.listener_features or track_features
     column: str  # the candidates' id column it reads
+    features: tuple[str, ...]
+
+    @property
+    def name(self) -> str:  # the asset's name and the step's output
+        return f"{self.kind}_features"
 
 
-KINDS = (_Features("listener", LISTENER_CHECKS, f.listener_features, "listener_id"),
-         _Features("track", TRACK_CHECKS, f.track_features, "track_id"))
-DESCRIPTIONS = {"listener": f.LISTENER_FEATURES, "track": f.TRACK_FEATURES}
+KINDS = (_Features("listener", LISTENER_CHECKS, f.listener_features, "listener_id", f.LISTENER_FEATURES),
+         _Features("track", TRACK_CHECKS, f.track_features, "track_id", f.TRACK_FEATURES))
 
 
 def build_features(program: Program, partitions):
-    asset_keys = {k.kind: key(program, f"{k.kind}_features") for k in KINDS}
+    asset_keys = {k.kind: key(program, k.name) for k in KINDS}
 
     @multi_asset(
         name=f"{program.slug}__features", deps=reads("features"), partitions_def=partitions, can_subset=True,
         ins={"candidates": AssetIn(key(program, "filtered_candidates"))},
-        outs={f"{k.kind}_features": AssetOut(
+        outs={k.name: AssetOut(
             key=asset_keys[k.kind], group_name=program.slug, owners=[OWNER], kinds={"sql", "polars"},
             freshness_policy=FRESHNESS, is_required=False,
             description=f"{k.kind.capitalize()} features for the day's candidates: "
-                        + ", ".join(DESCRIPTIONS[k.kind]) + ".") for k in KINDS},
+                        + ", ".join(k.features) + ".") for k in KINDS},
         check_specs=[check_spec(asset_keys[k.kind], k.kind, partitions) for k in KINDS],
     )
     def features(context: AssetExecutionContext, warehouse: Warehouse, candidates: pl.DataFrame):
@@ -54,14 +58,14 @@ def build_features(program: Program, partitions):
             with warehouse.session():  # per thread: each has its own connection
                 return kind.build(warehouse, program.program_id, day, candidates[kind.column]), watch.total
 
-        selected = [k for k in KINDS if f"{k.kind}_features" in context.selected_output_names]
+        selected = [k for k in KINDS if k.name in context.selected_output_names]
         with ThreadPoolExecutor(len(selected)) as pool:
             frames = list(zip(selected, pool.map(hydrate, selected)))
         for kind, (out, seconds) in frames:
-            check_key = AssetCheckKey(asset_keys[kind.kind], f"{kind.kind}_features_valid")
+            check_key = AssetCheckKey(asset_keys[kind.kind], f"{kind.name}_valid")
             check = (started(lambda k=check_key, o=out, c=kind.checks: run_suite(k.asset_key, k.name, o, c))
                      if check_key in context.selected_asset_check_keys else None)
-            yield Output(out, f"{kind.kind}_features", metadata=frame_metadata(out, seconds))
+            yield Output(out, kind.name, metadata=frame_metadata(out, seconds))
             if check is not None:
                 yield check.result()
 
