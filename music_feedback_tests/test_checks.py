@@ -34,7 +34,7 @@ def test_window_stats_catch_a_query_bound_to_the_wrong_day():
 def test_unify_stats_catch_a_join_that_doubles_rows():
     raw = pl.concat([plays(), plays(track_id=11)])
     doubled = pl.concat([raw, raw.head(1)])
-    stats = unify_stats(raw, doubled.with_columns(pl.lit("pop").alias("genre"), pl.lit("x").alias("event_id"),
+    stats = unify_stats(raw, doubled.with_columns(pl.lit("pop").alias("genre"),
                                                   pl.col("played_at").alias("first_played_at")))
     assert set(stats) == set(UNIFY_STATS)
     assert stats["rows_minus_raw_pairs"] == 1 and stats["duplicate_pairs"] == 1 and stats["plays_lost"] == -2

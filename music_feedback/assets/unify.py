@@ -11,7 +11,7 @@ from music_feedback.transforms.unify import packable, pair_key, unify
 from music_feedback.warehouse import queries as q
 from music_feedback.warehouse.port import Warehouse
 
-REQUIRED = ("listener_id", "track_id", "event_id", "play_count", "completion_rate", "engagement_score",
+REQUIRED = ("listener_id", "track_id", "play_count", "completion_rate", "engagement_score",
             "first_played_at", "track_release_date")
 
 

@@ -24,11 +24,18 @@ def packable(plays: pl.LazyFrame) -> bool:
     return b[0] >= 0 and b[1] < 1 << 31 and b[2] >= 0 and b[3] < 1 << 32
 
 
+def _constant(value: str) -> pl.Expr:
+    return pl.lit(value, dtype=pl.Enum([value]))
+
+
 def unify(plays: pl.DataFrame | pl.LazyFrame, listeners: pl.DataFrame, tracks: pl.DataFrame, program_id: str,
           batch_date: date, connector_id: str) -> pl.DataFrame:
     """Deduplicate by listener+track and add marketplace, genre and event metadata.
 
     Listeners or tracks the warehouse does not know keep null context; the trust filter removes them.
+    The metadata (program, day, event type, connector) is one value per batch, held as a one-value Enum
+    (a byte a row, not a string); with listener and track it identifies the event, so no id string is
+    built (1.5M of them cost ~0.1 s to make, ~0.07 s to write and ~60 MB at the step's memory peak).
     """
     # A stable sort by the keys, then a group-by that keeps that order: `first` is still the day's first
     # play, and the result comes out sorted. Given a scan, the plays are in memory only until grouped;
@@ -58,18 +65,14 @@ def unify(plays: pl.DataFrame | pl.LazyFrame, listeners: pl.DataFrame, tracks: p
             "listener_id", "track_id", maintain_order=True).agg(*aggregations)
     listener_cols = listeners.lazy().select("listener_id", "marketplace", "time_zone", "voice_enabled")
     track_cols = tracks.lazy().select("track_id", "track_name")
-    # A readable natural key: stable across library versions, unlike a hash.
-    key = pl.concat_str([pl.lit(f"{program_id}:{batch_date.isoformat()}:"), pl.col("listener_id"),
-                         pl.lit(":"), pl.col("track_id")])
     return (
         grouped.join(listener_cols, on="listener_id", how="left", maintain_order="left")
         .join(track_cols, on="track_id", how="left", maintain_order="left")
         .with_columns(
-            pl.lit(program_id).alias("program_id"),
+            _constant(program_id).alias("program_id"),
             pl.lit(batch_date).alias("batch_date"),
-            pl.lit(EVENT_TYPE).alias("event_type"),
-            pl.lit(connector_id).alias("source_connector"),
-            key.alias("event_id"),
+            _constant(EVENT_TYPE).alias("event_type"),
+            _constant(connector_id).alias("source_connector"),
         )
         .collect()
     )
