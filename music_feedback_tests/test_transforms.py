@@ -143,6 +143,17 @@ def test_unify_packed_and_two_key_paths_agree(monkeypatch):
     assert unified(big).height == distinct_pairs(big) == 5
 
 
+def test_unify_keeps_pairs_with_a_null_id_apart():
+    """A null listener id would make a null packed key for every track; such plays group on both columns."""
+    import music_feedback.transforms.unify as u
+    nulls = pl.concat([SAMPLE, plays({"track_id": 10}, {"track_id": 11})]).with_columns(
+        pl.when(pl.col("listener_id") == GOOD["listener_id"]).then(None).otherwise(pl.col("listener_id"))
+        .alias("listener_id"))
+    assert not u.packable(nulls.lazy())
+    out = unified(nulls)
+    assert out.filter(pl.col("listener_id").is_null())["track_id"].sort().to_list() == [10, 11]
+
+
 @pytest.mark.parametrize("pairs, distinct", [([(1, 1), (1, 2), (2, 1)], 3), ([(1, 1), (1, 1), (2, 1)], 2),
                                              ([(2, 1), (1, 1), (1, 2)], 3), ([(2, 1), (1, 1), (2, 1)], 2),
                                              ([(1, 1)], 1), ([], 0)],

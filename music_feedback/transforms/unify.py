@@ -16,10 +16,13 @@ def pair_key() -> pl.Expr:
 
 def packable(plays: pl.LazyFrame) -> bool:
     """Whether (listener_id, track_id) fits one int64 without collisions: both non-negative, the listener
-    below 2**31 and the track below 2**32."""
+    below 2**31 and the track below 2**32, and neither null (a null id makes a null key, which would merge
+    pairs with different tracks)."""
     b = plays.select(pl.col("listener_id").min().alias("l0"), pl.col("listener_id").max().alias("l1"),
-                     pl.col("track_id").min().alias("t0"), pl.col("track_id").max().alias("t1")).collect().row(0)
-    if any(v is None for v in b):
+                     pl.col("track_id").min().alias("t0"), pl.col("track_id").max().alias("t1"),
+                     pl.sum_horizontal(pl.col("listener_id", "track_id").null_count()).alias("nulls")
+                     ).collect().row(0)
+    if any(v is None for v in b) or b[4]:
         return False
     return b[0] >= 0 and b[1] < 1 << 31 and b[2] >= 0 and b[3] < 1 << 32
 
@@ -39,7 +42,8 @@ def unify(plays: pl.DataFrame | pl.LazyFrame, listeners: pl.DataFrame, tracks: p
     """
     # A stable sort by the keys, then a group-by that keeps that order: `first` is still the day's first
     # play, and the result comes out sorted. Given a scan, the plays are in memory only until grouped;
-    # one lazy query to the end frees the grouped frame once joined (~160 MB at the default scale).
+    # one lazy query to the end frees the grouped frame once joined (~160 MB at the default scale; an
+    # eager merge join on the sorted listener ids was ~0.03 s faster but peaked ~90 MB higher).
     plays = plays.lazy()
     aggregations = [
         pl.col("play_count").sum().alias("play_count"),
