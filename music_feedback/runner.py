@@ -14,12 +14,15 @@ from music_feedback import settings
 from music_feedback.programs.model import Program
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the summary says what matters; the UI has the rest
+EVENT_BATCH_SIZE = "100"
 REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 
 def instance() -> DagsterInstance:
     """The persistent instance in $DAGSTER_HOME (default: <data home>/dagster_home), so the UI sees runs."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.data_home() / "dagster_home")))
+    # Dagster then hands the events it plans at a run's start to the event log as one batch (Makefile: the UI)
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists() and REPO_DAGSTER_YAML.exists():
         shutil.copy(REPO_DAGSTER_YAML, home / "dagster.yaml")

@@ -206,3 +206,51 @@ def test_a_present_table_is_looked_up_once_until_wipe(tmp_path, monkeypatch):
     storage.wipe()
     assert storage.has_table("asset_check_executions")  # wipe empties the tables, and asks again
     storage.dispose()
+
+
+def _schema(db: Path) -> dict:
+    import sqlite3
+    with sqlite3.connect(db) as conn:
+        return {"objects": conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name").fetchall(),
+                "alembic": conn.execute("SELECT version_num FROM alembic_version").fetchall(),
+                "journal": conn.execute("PRAGMA journal_mode").fetchone()}
+
+
+def test_a_new_runs_file_is_what_dagster_would_have_made(tmp_path):
+    """A run's file is copied from a template made once, not created and stamped anew each run: the same
+    tables, indexes, alembic revision and WAL mode as Dagster's own, and the template is not a run."""
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+    stock, ours = SqliteEventLogStorage(str(tmp_path / "stock")), EventLogStorage(str(tmp_path / "ours"))
+    for storage in (stock, ours):
+        for run in ("run1", "run2"):
+            storage.store_event(_log(run, f"{run} started"))
+    ours.dispose()
+    assert len(list((tmp_path / "ours").glob(".run-template-*.sqlite"))) == 1
+    assert not list((tmp_path / "ours").glob("*.tmp"))
+    for run in ("run1", "run2"):
+        assert _schema(tmp_path / "ours" / f"{run}.db") == _schema(tmp_path / "stock" / f"{run}.db")
+        assert [e.user_message for e in ours.get_logs_for_run(run)] == [f"{run} started"]
+    assert sorted(ours.get_all_run_ids()) == ["run1", "run2"]
+
+
+def test_a_batch_of_events_is_stored_whole_or_not_at_all(tmp_path, monkeypatch):
+    storage = EventLogStorage(str(tmp_path / "runs"))
+    storage.store_event_batch([_log("run1", f"event {i}") for i in range(3)])
+    assert [e.user_message for e in storage.get_logs_for_run("run1")] == [f"event {i}" for i in range(3)]
+    original = EventLogStorage.prepare_insert_event
+
+    def failing(self, event):
+        if event.user_message == "bad":
+            raise RuntimeError("disk full")
+        return original(self, event)
+    monkeypatch.setattr(EventLogStorage, "prepare_insert_event", failing)
+    try:
+        storage.store_event_batch([_log("run2", "good"), _log("run2", "bad")])
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the failing event did not fail the batch")
+    assert storage.get_logs_for_run("run2") == []
+    storage.store_event(_log("run2", "after"))  # the lock and the connections are free again
+    assert [e.user_message for e in storage.get_logs_for_run("run2")] == ["after"]
+    storage.dispose()
