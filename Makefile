@@ -10,7 +10,10 @@ export DAGSTER_EVENT_BATCH_SIZE ?= 100
 
 .PHONY: install run test ui bench warehouse clean dynamodb-local serve hey wrk chromium postgresql demo-aws
 
+# The project's modules compiled ahead (the installed packages come compiled): each command's start then
+# skips compiling them (~0.3 s), also where PYTHONDONTWRITEBYTECODE keeps Python from caching them itself.
 install: $(VENV)/.installed
+	$(BIN)/python -m compileall -q music_feedback >/dev/null
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
