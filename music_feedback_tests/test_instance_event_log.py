@@ -254,3 +254,23 @@ def test_a_batch_of_events_is_stored_whole_or_not_at_all(tmp_path, monkeypatch):
     storage.store_event(_log("run2", "after"))  # the lock and the connections are free again
     assert [e.user_message for e in storage.get_logs_for_run("run2")] == ["after"]
     storage.dispose()
+
+
+def test_a_stamped_file_is_not_set_up_again(tmp_path, monkeypatch):
+    """A file with an alembic revision is what Dagster's set-up leaves alone; only a new index asks it."""
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+    calls: list[str] = []
+    original = SqliteEventLogStorage._initdb
+    monkeypatch.setattr(SqliteEventLogStorage, "_initdb",
+                        lambda self, engine, for_index_shard=False: calls.append(Path(engine.url.database).name)
+                        or original(self, engine, for_index_shard))
+    first = EventLogStorage(str(tmp_path / "runs"))
+    first.store_event(_log("run1", "one"))
+    first.dispose()
+    assert calls.count("index.db") == 1 and "run1.db" not in calls  # the run's file came from the template
+    calls.clear()
+    second = EventLogStorage(str(tmp_path / "runs"))  # another process's view: nothing is set up again
+    second.store_event(_log("run1", "two"))
+    assert calls == []
+    assert [e.user_message for e in second.get_logs_for_run("run1")] == ["one", "two"]
+    second.dispose()
