@@ -112,13 +112,18 @@ def test_the_retrain_reads_logged_features_wherever_they_are(io_manager):
     from datetime import date
 
     from music_feedback.scoring.outcomes import logged_features
-    for day, n in (("2026-11-21", 3), ("2026-11-22", 2), ("2026-11-23", 4)):
-        frame = pl.DataFrame({"listener_id": list(range(n)), "track_id": [7] * n,
-                              "features": [f'{{"plays": {i}}}' for i in range(n)]})
+    for day, n in (("2026-11-20", 2), ("2026-11-21", 3), ("2026-11-22", 2), ("2026-11-23", 4)):
+        frame = pl.DataFrame({"listener_id": list(range(n)), "track_id": [7] * n, "plays": [float(i) for i in range(n)],
+                              "genre": ["pop"] * n})
+        if day == "2026-11-20":  # scored before the features were a struct: JSON text, and another feature set
+            frame = frame.select("listener_id", "track_id", pl.struct("plays").struct.json_encode().alias("features"))
+        else:
+            frame = frame.select("listener_id", "track_id", pl.struct("plays", "genre").alias("features"))
         io_manager.handle_output(out(["p", "scored_candidates"], day), frame)
     logged = logged_features(io_manager, ["p", "scored_candidates"], date(2026, 11, 23))  # before its own day
-    assert logged.height == 5 and logged["plays"].to_list() == [0, 1, 2, 0, 1]
-    assert sorted(set(logged["batch_date"].cast(str))) == ["2026-11-21", "2026-11-22"]
+    assert logged.height == 7 and logged["plays"].to_list() == [0, 1, 0, 1, 2, 0, 1]
+    assert logged["genre"].to_list() == [None, None, "pop", "pop", "pop", "pop", "pop"]
+    assert sorted(set(logged["batch_date"].cast(str))) == ["2026-11-20", "2026-11-21", "2026-11-22"]
 
 
 def test_why_reads_the_batch_wherever_it_is(io_manager, program):

@@ -53,8 +53,9 @@ def test_daily_batch_materializes_every_asset_and_check(data_home, program):
     scored = pl.read_parquet(data_home / "assets" / program.slug / "scored_candidates" / f"{BATCH_DAY}.parquet")
     assert scored["score"].is_between(0, 1).all()
     assert scored["propensity_model_version"].str.starts_with("feedback-propensity-v3@").all()
-    assert {"engagement_score", "music_taste_profile", "genre", "artist_popularity"} <= set(
-        __import__("json").loads(scored["features"][0]))
+    assert {"engagement_score", "music_taste_profile", "genre", "artist_popularity"} <= {
+        f.name for f in scored.schema["features"].fields}
+    assert scored["features"].struct.field("engagement_score").equals(scored["engagement_score"], check_names=False)
 
 
 def test_rerunning_a_day_leaves_exactly_the_same_store_rows(data_home, program):

@@ -44,6 +44,9 @@ def test_each_day_completes_every_step(two_days):
         assert any(line.startswith("funnel of the day's requests") for line in report.lines)
     for day in (DAY1, DAY2):
         assert (home / "lake" / "candidates" / f"run_date={day}").is_dir()
+        exported = pl.read_parquet(next((home / "lake" / "candidates" / f"run_date={day}").rglob("*.parquet")))
+        assert exported.schema["features"] == pl.String  # the lake keeps the logged features as JSON text
+        assert {"engagement_score", "genre"} <= set(json.loads(exported["features"][0]))
         folder = home / "reports" / program.program_id / day.isoformat()
         assert {"report.html", "funnel.png", "scores.png", "feedback.png", "playlist_moves.png"} <= {
             p.name for p in folder.iterdir()}

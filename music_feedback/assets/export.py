@@ -22,6 +22,8 @@ def build_export(program: Program, partitions):
         day = batch_date(context).isoformat()
         watch = Stopwatch()
         rows = scored.with_columns(pl.lit(day).alias("batch_date"))
+        if isinstance(rows.schema.get("features"), pl.Struct):  # the lake's readers keep the JSON text they had
+            rows = rows.with_columns(pl.col("features").struct.json_encode())
         parts = split(rows) if rows.height else {}
         written = lake.replace_day(TABLE, day, parts)
         if not rows.height:

@@ -81,7 +81,7 @@ def build_score(program: Program, partitions):
         ).with_columns(
             combined_score(pl.col("propensity_score"), pl.col("affinity_score"), settings.propensity_weight)
             .alias("score"),
-            pl.struct(features).struct.json_encode().alias("features"),
+            pl.struct(features).alias("features"),  # for the retrain; a struct column, not JSON text (~0.07 s)
         ).sort("score", "listener_id", "track_id", descending=[True, False, False])
         dist = score_distribution(out["score"])
         check = started(lambda: run_stats_suite(asset_key, "scores_in_range", score_stats(out, candidates.height),

@@ -62,7 +62,7 @@ def run_limit(program: Program, day: date, store_path: str) -> dict:
     ).with_columns(
         combined_score(pl.col("propensity_score"), pl.col("affinity_score"), program.scoring.propensity_weight)
         .alias("score"),
-        pl.struct(feature_columns(program)).struct.json_encode().alias("features"))
+        pl.struct(feature_columns(program)).alias("features"))
     lap("score")
     rows = SQLiteCandidateStore(path=store_path).put_batch(program.program_id, day.isoformat(),
                                                            channel_rows(program, scored, day))

@@ -35,11 +35,16 @@ def logged_features(frames, scored_path: list[str], end: date) -> pl.DataFrame:
     days = [d for d in frames.partitions(scored_path) if date.fromisoformat(d) < end]
     if not days:
         return pl.DataFrame()
-    parts = [frames.read_frame(scored_path, d, ["listener_id", "track_id", "features"])
+    parts = [_unpacked(frames.read_frame(scored_path, d, ["listener_id", "track_id", "features"]))
              .with_columns(pl.lit(date.fromisoformat(d)).alias("batch_date")) for d in days]
-    logged = pl.concat(parts)
-    values = pl.read_ndjson(io.BytesIO("\n".join(logged["features"].to_list()).encode()),
-                            infer_schema_length=None)
+    return pl.concat(parts, how="diagonal_relaxed")  # a day logs the features of the models of its day
+
+
+def _unpacked(logged: pl.DataFrame) -> pl.DataFrame:
+    """The `features` column as columns: a struct, or JSON text in partitions scored before it was one."""
+    if isinstance(logged.schema["features"], pl.Struct):
+        return logged.unnest("features")
+    values = pl.read_ndjson(io.BytesIO("\n".join(logged["features"].to_list()).encode()), infer_schema_length=None)
     return pl.concat([logged.drop("features"), values], how="horizontal")
 
 
