@@ -344,6 +344,11 @@ def test_run_chain_counts_and_decisions():
         (1, 13): ("filter", "eligibility", "already_gave_feedback"),
     }
     assert sorted(pairs(result.kept) + pairs(result.decisions)) == pairs(MIXED)
+    # Enums of the chain's codes and filter names, sorted as text, compared as text
+    assert isinstance(result.decisions.schema["reason"], pl.Enum)
+    assert result.decisions.schema["reason"].categories.to_list() == sorted(
+        {c for f in build_chain(SHIPPED_SPECS) for c in f.codes})
+    assert result.decisions.filter(pl.col("filter") == "eligibility").height == 3
 
 
 def test_run_chain_cap_after_other_filters():

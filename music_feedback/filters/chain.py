@@ -17,6 +17,7 @@ from music_feedback.programs.model import FilterSpec
 REGISTRY: dict[str, type[CandidateFilter]] = {
     f.kind: f for f in (TrustFilter, EligibilityFilter, EngagementFilter, FrequencyCapFilter)
 }
+STAGE = pl.Enum(["filter"])
 DECISION_COLUMNS = ["listener_id", "track_id", "stage", "filter", "reason"]
 
 
@@ -90,6 +91,10 @@ def run_chain(chain: list[CandidateFilter], candidates: pl.DataFrame | pl.LazyFr
     at the end, so no filter copies all of the 1.5M candidates' columns. Given a LazyFrame (a Parquet
     scan), only those columns are loaded, and the other columns only for the kept rows."""
     removed, counts, seconds = [], {}, {}
+    # The decisions' text columns as Enums of the chain's values: a byte a row for 1.4M removals (~40 MB
+    # less than text, and a faster Parquet write); they read and compare as text.
+    reasons = pl.Enum(sorted({code for flt in chain for code in flt.codes}))
+    filters = pl.Enum(list(dict.fromkeys(flt.name for flt in chain)))
     source = candidates.lazy()
     columns = source.collect_schema().names()
     current = source.select(KEYS).with_row_index(ROW).collect()
@@ -107,13 +112,12 @@ def run_chain(chain: list[CandidateFilter], candidates: pl.DataFrame | pl.LazyFr
         seconds[flt.name] = round(time.perf_counter() - started, 3)
         counts[flt.name] = result.removed.height
         removed.append(result.removed.select(
-            "listener_id", "track_id", pl.lit("filter").alias("stage"), pl.lit(flt.name).alias("filter"),
-            "reason"))
+            "listener_id", "track_id", pl.lit("filter", dtype=STAGE).alias("stage"),
+            pl.lit(flt.name, dtype=filters).alias("filter"), pl.col("reason").cast(reasons)))
         current = result.kept
     rest = [c for c in columns if c not in current.columns]
     current = _columns_for(source, total, current, rest).select(columns + [c for c in current.columns
                                                                     if c not in columns and c != ROW])
     decisions = pl.concat(removed) if removed else pl.DataFrame(
-        schema={"listener_id": pl.Int64, "track_id": pl.Int64, "stage": pl.String, "filter": pl.String,
-                "reason": pl.String})
+        schema={"listener_id": pl.Int64, "track_id": pl.Int64, "stage": STAGE, "filter": filters, "reason": reasons})
     return ChainResult(current, decisions, counts, seconds)
