@@ -84,23 +84,26 @@ def build_extract(program: Program, partitions):
         reasons = dict(rejected.group_by("reason").len().sort("reason").iter_rows())
         fields_valid = started(lambda: run_stats_suite(
             raw_key, "extract_fields_valid", window_stats(valid, rejected, raw.height, day), zero(*WINDOW_STATS)))
+
+        def day_before_in_warehouse() -> int:
+            sql = bind_batch_window(connector.config.query, day - timedelta(days=1))
+            return int(warehouse.fetch(f"SELECT COUNT(*) AS n FROM ({sql}) q")["n"][0])
+
+        row_count = started(lambda: run_row_count_suite(raw_key, valid.height, *row_count_expectation(
+            context.instance, raw_key, day, day_before_in_warehouse,
+            "the connector's rows for the day before, counted in the warehouse")))
+        share_value = rejected.height / max(raw.height, 1)
+        share = started(lambda: run_suite(
+            raw_key, "rejected_share_within_limit", pl.DataFrame({"rejected_share": [share_value]}),
+            [Between("rejected_share", 0.0, MAX_REJECTED_SHARE)],
+            f"{share_value:.1%} of {raw.height:,} extracted rows set aside (limit {MAX_REJECTED_SHARE:.0%})",
+            rejected_rows=rejected.height))
         yield Output(valid, "raw_streams", metadata=frame_metadata(
             valid, watch.total, extracted_rows=raw.height, rejected_rows=rejected.height,
             rejected_by_reason=reasons, stage_seconds=watch.stages, connector=connector.connector_id))
         yield Output(rejected, "rejected_streams", metadata=frame_metadata(rejected, watch.total, by_reason=reasons))
         yield fields_valid.result()
-        def day_before_in_warehouse() -> int:
-            sql = bind_batch_window(connector.config.query, day - timedelta(days=1))
-            return int(warehouse.fetch(f"SELECT COUNT(*) AS n FROM ({sql}) q")["n"][0])
-
-        expectations, meta = row_count_expectation(
-            context.instance, raw_key, day, day_before_in_warehouse,
-            "the connector's rows for the day before, counted in the warehouse")
-        yield run_row_count_suite(raw_key, valid.height, expectations, meta)
-        share_value = rejected.height / max(raw.height, 1)
-        yield run_suite(raw_key, "rejected_share_within_limit", pl.DataFrame({"rejected_share": [share_value]}),
-                        [Between("rejected_share", 0.0, MAX_REJECTED_SHARE)],
-                        f"{share_value:.1%} of {raw.height:,} extracted rows set aside "
-                        f"(limit {MAX_REJECTED_SHARE:.0%})", rejected_rows=rejected.height)
+        yield row_count.result()
+        yield share.result()
 
     return extract

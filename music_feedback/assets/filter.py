@@ -87,6 +87,15 @@ def build_filter(program: Program, partitions):
             return run_suite(kept_key, "no_ineligible_listener_passes", guard_frame(result.kept, signals, own.contacts),
                              guard_expectations(ContactPolicy.of_chain(chain)))
         guarded = started(guard)
+
+        def seed_pass_rate() -> int:
+            in_program = unified.filter(pl.col("marketplace").is_in(list(program.marketplaces))) \
+                if program.marketplaces else unified
+            return int(in_program.select(pl.len()).collect().item() * SEED_PASS_RATE)
+
+        row_count = started(lambda: run_row_count_suite(kept_key, result.kept.height, *row_count_expectation(
+            context.instance, kept_key, day, seed_pass_rate,
+            "the seed's filter pass rate (13.3%) of today's candidates in the program's marketplaces")))
         yield Output(result.kept, "filtered_candidates", metadata=frame_metadata(
             result.kept, watch.total, input_rows=unified_rows, removed_by_filter=result.removed_by_filter,
             removed_share_by_filter=removed_share, removed_by_reason=reasons, stage_seconds=stages,
@@ -96,14 +105,6 @@ def build_filter(program: Program, partitions):
         decisions = result.decisions.with_columns(pl.lit(day).alias("batch_date"))
         yield Output(decisions, "candidate_decisions", metadata=frame_metadata(decisions, watch.total))
         yield guarded.result()
-        def seed_pass_rate() -> int:
-            in_program = unified.filter(pl.col("marketplace").is_in(list(program.marketplaces))) \
-                if program.marketplaces else unified
-            return int(in_program.select(pl.len()).collect().item() * SEED_PASS_RATE)
-
-        expectations, meta = row_count_expectation(
-            context.instance, kept_key, day, seed_pass_rate,
-            "the seed's filter pass rate (13.3%) of today's candidates in the program's marketplaces")
-        yield run_row_count_suite(kept_key, result.kept.height, expectations, meta)
+        yield row_count.result()
 
     return filter_candidates
