@@ -36,8 +36,8 @@ def unify(plays: pl.DataFrame | pl.LazyFrame, listeners: pl.DataFrame, tracks: p
     """Deduplicate by listener+track and add marketplace, genre and event metadata.
 
     Listeners or tracks the warehouse does not know keep null context; the trust filter removes them.
-    The metadata (program, day, event type, connector) is one value per batch, held as a one-value Enum
-    (a byte a row, not a string); with listener and track it identifies the event, so no id string is
+    The metadata is one value per batch: the day a Date, program, event type and connector each a one-value
+    Enum (a byte a row, not a string). With listener and track it identifies the event, so no id string is
     built (1.5M of them cost ~0.1 s to make, ~0.07 s to write and ~60 MB at the step's memory peak).
     """
     # A stable sort by the keys, then a group-by that keeps that order: `first` is still the day's first
