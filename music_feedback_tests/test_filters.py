@@ -351,6 +351,17 @@ def test_run_chain_counts_and_decisions():
     assert result.decisions.filter(pl.col("filter") == "eligibility").height == 3
 
 
+def test_run_chain_gives_categories_back_as_text():
+    """The unify's text columns are categories; what the chain keeps goes on as text (the store and the
+    ledger join it with text)."""
+    frame = MIXED.with_columns(pl.lit("US").cast(pl.Categorical).alias("marketplace"),
+                               pl.lit("pop").cast(pl.Categorical).alias("genre"))
+    result = run_chain(build_chain(SHIPPED_SPECS), frame.lazy(), engaged(MIXED, MIXED_CTX))
+    assert pairs(result.kept) == [(1, 10)]
+    assert result.kept.schema["marketplace"] == result.kept.schema["genre"] == pl.String
+    assert result.kept.select("marketplace", "genre").row(0) == ("US", "pop")
+
+
 def test_run_chain_cap_after_other_filters():
     frame = candidates((1, 10, 1), (1, 13, 5), (1, 14, 2), (2, 15, 1, 0.97, at(1), 0.2))
     ctx = context(listeners=[(1, False, 0.1, True), (2, False, 0.1, True)],

@@ -181,6 +181,15 @@ def test_unify_joins_context():
     assert "opted_out" not in out.columns  # only the context columns the candidate model carries
 
 
+def test_unify_text_context_is_categories_and_reads_as_text():
+    out = unified(SAMPLE)
+    for col in ("genre", "marketplace", "time_zone", "track_name"):
+        assert out.schema[col] == pl.Categorical, col
+    row = out.filter((pl.col("listener_id") == 2) & (pl.col("track_id") == 11)).row(0, named=True)
+    assert (row["genre"], row["marketplace"], row["track_name"]) == ("rock", "JP", "Track 11")
+    assert out.filter(pl.col("marketplace") == "JP").height == 2
+
+
 def test_unify_event_metadata():
     out = unified(SAMPLE, program_id="music-feedback", batch_date=DAY, connector="redshift-music-streams")
     assert out["program_id"].unique().to_list() == ["music-feedback"]

@@ -118,6 +118,8 @@ def run_chain(chain: list[CandidateFilter], candidates: pl.DataFrame | pl.LazyFr
     rest = [c for c in columns if c not in current.columns]
     current = _columns_for(source, total, current, rest).select(columns + [c for c in current.columns
                                                                     if c not in columns and c != ROW])
+    # The unify's categories back to text: what comes after joins them with text (the store, the ledger).
+    current = current.with_columns(pl.col(pl.Categorical).cast(pl.String))
     decisions = pl.concat(removed) if removed else pl.DataFrame(
         schema={"listener_id": pl.Int64, "track_id": pl.Int64, "stage": STAGE, "filter": filters, "reason": reasons})
     return ChainResult(current, decisions, counts, seconds)

@@ -7,6 +7,15 @@ import polars as pl
 
 EVENT_TYPE = "track_completed"
 _PAIR = "_pair"
+# Text columns with few distinct values (genres, marketplaces, time zones, ~9K track names at 1.5M rows):
+# categories, so joins and group-bys move 4-byte codes and the Parquet holds a dictionary. Unify, its write
+# and the filter chain's read took ~0.2 s less. The chain gives its kept rows back as text (see run_chain).
+CATEGORIES = ("genre", "marketplace", "time_zone", "track_name")
+
+
+def as_categories(frame: pl.LazyFrame) -> pl.LazyFrame:
+    cols = [c for c in CATEGORIES if c in frame.collect_schema().names()]
+    return frame.with_columns(pl.col(cols).cast(pl.Categorical)) if cols else frame
 
 
 def pair_key() -> pl.Expr:
@@ -44,7 +53,7 @@ def unify(plays: pl.DataFrame | pl.LazyFrame, listeners: pl.DataFrame, tracks: p
     # play, and the result comes out sorted. Given a scan, the plays are in memory only until grouped;
     # one lazy query to the end frees the grouped frame once joined (~160 MB at the default scale; an
     # eager merge join on the sorted listener ids was ~0.03 s faster but peaked ~90 MB higher).
-    plays = plays.lazy()
+    plays = as_categories(plays.lazy())
     aggregations = [
         pl.col("play_count").sum().alias("play_count"),
         pl.len().alias("session_count"),
@@ -67,8 +76,8 @@ def unify(plays: pl.DataFrame | pl.LazyFrame, listeners: pl.DataFrame, tracks: p
     else:
         grouped = plays.sort("listener_id", "track_id", maintain_order=True).group_by(
             "listener_id", "track_id", maintain_order=True).agg(*aggregations)
-    listener_cols = listeners.lazy().select("listener_id", "marketplace", "time_zone", "voice_enabled")
-    track_cols = tracks.lazy().select("track_id", "track_name")
+    listener_cols = as_categories(listeners.lazy().select("listener_id", "marketplace", "time_zone", "voice_enabled"))
+    track_cols = as_categories(tracks.lazy().select("track_id", "track_name"))
     return (
         grouped.join(listener_cols, on="listener_id", how="left", maintain_order="left")
         .join(track_cols, on="track_id", how="left", maintain_order="left")
