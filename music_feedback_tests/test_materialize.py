@@ -96,6 +96,25 @@ def test_a_failing_blocking_check_stops_the_downstream_assets(data_home, program
     assert not (data_home / "assets" / program.slug / "unified_candidates" / f"{BATCH_DAY}.parquet").exists()
 
 
+def test_the_guard_blocks_a_filter_that_lets_opt_outs_through(data_home, program, monkeypatch):
+    """A faulty eligibility filter keeps opted-out listeners: the blocking guard, reading the listeners
+    afresh from the warehouse, fails and nothing downstream of the filter runs."""
+    from music_feedback.filters.eligibility import EligibilityFilter
+    real = EligibilityFilter.reasons
+
+    def keeps_opt_outs(self, candidates, ctx):
+        tagged = real(self, candidates, ctx)
+        return tagged.with_columns(pl.when(pl.col("reason") == "opted_out").then(None)
+                                   .otherwise(pl.col("reason")).alias("reason"))
+    monkeypatch.setattr(EligibilityFilter, "reasons", keeps_opt_outs)
+    with instance_for_test() as instance:
+        report = _run(program, BATCH_DAY, instance)
+    assert not report.success
+    assert [n for n, c in report.checks.items() if not c["passed"]] == [
+        "filtered_candidates.no_ineligible_listener_passes"]
+    assert "filtered_candidates" in report.assets and "scored_candidates" not in report.assets
+
+
 def test_a_feed_of_malformed_rows_fails_its_check(data_home, program, small_warehouse, monkeypatch):
     """5% of day D's plays lose their engagement score: they are set aside, and the share check blocks."""
     bad = data_home / "bad.duckdb"
