@@ -342,35 +342,76 @@ def test_channel_pages_match_a_brute_force_oracle(store, seed):
         assert got == want, (min_score, market, cap)
 
 
-def test_sqlite_page_renderings_agree(tmp_path):
-    """A batch is stored with each row's JSON, which pages serve as they are: the bytes orjson writes for
-    the row, with its current status. Batches stored before that are read with json_object, or printf
-    when no text needs escaping, and with or without their date in the channel index: the same values."""
-    import sqlite3
-
-    import orjson
-
-    from music_feedback.store.base import ChannelQuery, serving_item
-    from music_feedback.store.sqlite_serving import GENERAL, PLAIN, RENDERED
-    store = SQLiteCandidateStore(path=str(tmp_path / "c.sqlite"))
+def _two_batches(store) -> None:
     store.put_batch("prog", "2025-06-01", frame(row(1, 10, 0.1 + 0.2), row(2, 11, 1.0), row(3, 12, 1e-7, affinity_score=0.0),
                                                row(4, 13, 0.9793882783398715, track_name="Ünïcode ✓ 'single'")))
     store.put_batch("prog", "2025-06-02", frame(row(5, 10, 0.5, track_name='Quote " and \\ backslash'),
                                                row(6, 10, 0.4, propensity_score=None), row(1, 10, 0.1 + 0.2)))
-    with sqlite3.connect(store.path) as conn:
-        assert set(conn.execute("SELECT batch_date, plain, dated FROM candidate_batches")) == {
-            ("2025-06-01", RENDERED, 1), ("2025-06-02", RENDERED, 1)}
     store.set_status("prog", "2025-06-01", [(2, 11, "email")], "sent")
+
+
+def test_sqlite_page_renderings_agree(tmp_path, monkeypatch):
+    """A batch is stored with each row's JSON, which pages serve as they are: the bytes orjson writes for
+    the row, with its current status. Batches stored before that are read with json_object, or printf
+    when no text needs escaping, and with or without their date in the channel index: the same values.
+    A narrow batch (no columns for what the JSON holds) serves the same bytes and reads the same rows."""
+    import sqlite3
+
+    import orjson
+
+    from music_feedback.store import sqlite_store
+    from music_feedback.store.base import ChannelQuery, serving_item
+    from music_feedback.store.sqlite_serving import GENERAL, PLAIN, RENDERED
     anything = ChannelQuery("prog", "email", status=None)
-    served, _ = store.channel_page_json(anything, None, 10, {}, now=NOW)
-    assert served == [orjson.dumps(serving_item(r)) for r in store.channel_page(anything, None, 10, {}, now=NOW)]
+    with monkeypatch.context() as m:  # the layout before narrow batches: a column for every value
+        m.setattr(sqlite_store, "FROM_ITEM", ())
+        wide = SQLiteCandidateStore(path=str(tmp_path / "wide.sqlite"))
+        _two_batches(wide)
+    with sqlite3.connect(wide.path) as conn:
+        assert set(conn.execute("SELECT batch_date, plain, dated, narrow FROM candidate_batches")) == {
+            ("2025-06-01", RENDERED, 1, 0), ("2025-06-02", RENDERED, 1, 0)}
+    columns = sorted(wide.for_channel("prog", "email", now=NOW), key=lambda r: (-r["score"], r["listener_id"],
+                                                                                  r["track_id"], r["batch_date"]))
+    served, _ = wide.channel_page_json(anything, None, 10, {}, now=NOW)
+    assert served == [orjson.dumps(serving_item(r)) for r in columns]
     assert len(served) == 7 and b'"status":"sent"' in b"".join(served)
     for first, dated in ((PLAIN, 1), (GENERAL, 1), (GENERAL, 0)):  # the second batch needs escaping
-        with sqlite3.connect(store.path) as conn:
+        with sqlite3.connect(wide.path) as conn:
             conn.execute("UPDATE candidate_batches SET plain = CASE batch_date WHEN '2025-06-01' THEN ? ELSE ? END, "
                          "dated = ?", (first, GENERAL, dated))
-        got, _ = store.channel_page_json(anything, None, 10, {}, now=NOW)
+        got, _ = wide.channel_page_json(anything, None, 10, {}, now=NOW)
         assert [orjson.loads(b) for b in got] == [orjson.loads(b) for b in served], (first, dated)
+        assert [serving_item(r) for r in wide.channel_page(anything, None, 10, {}, now=NOW)] == [
+            orjson.loads(b) for b in served]
+
+    narrow = SQLiteCandidateStore(path=str(tmp_path / "narrow.sqlite"))
+    _two_batches(narrow)
+    with sqlite3.connect(narrow.path) as conn:
+        assert {r[0] for r in conn.execute("SELECT narrow FROM candidate_batches")} == {1}
+        table_columns = {r[1] for r in conn.execute("PRAGMA table_xinfo(cand_1)")}
+        assert not table_columns & set(sqlite_store.FROM_ITEM)
+    assert narrow.channel_page_json(anything, None, 10, {}, now=NOW)[0] == served
+    assert [serving_item(r) for r in narrow.channel_page(anything, None, 10, {}, now=NOW)] == [
+        orjson.loads(b) for b in served]
+    for read in (lambda s: s.for_channel("prog", "email", now=NOW), lambda s: s.for_listener("prog", 1, now=NOW),
+                 lambda s: s.for_track("prog", 10, "2025-06-02", now=NOW)):
+        assert read(narrow) == read(wide)
+
+
+def test_sqlite_narrow_batch_reads_back_every_value_exactly(tmp_path):
+    """Values read from a narrow batch's JSON are the values written: REALs to the last bit, text with any
+    character, NULLs as NULL."""
+    import random
+
+    rng = random.Random(7)
+    rows = [row(i, 10 + i % 7, rng.random(), propensity_score=rng.random() ** 9, affinity_score=rng.uniform(0, 1e-300),
+                artist_id=rng.randrange(2**62), genre=rng.choice(["pop", None, 'a"b\\c\n\u00e9']),
+                time_zone=rng.choice(["Asia/Tokyo", None]), track_name=rng.choice(["\u2713 ok", "", None]))
+            for i in range(300)]
+    store = SQLiteCandidateStore(path=str(tmp_path / "c.sqlite"))
+    store.put_batch("prog", "2025-06-01", frame(*rows))
+    got = {r["listener_id"]: r for r in store.for_channel("prog", "email", limit=1000, now=NOW)}
+    assert [{c: got[r["listener_id"]][c] for c in CANDIDATE_COLUMNS} for r in rows] == frame(*rows).to_dicts()
 
 
 def test_sqlite_keeps_a_batch_constant_once_and_reads_it_back_the_same(tmp_path):

@@ -129,9 +129,9 @@ def page_json(conn: sqlite3.Connection, batches: list[Batch], q: ChannelQuery, a
 
 def page(conn: sqlite3.Connection, batches: list[Batch], q: ChannelQuery, after: PageKey | None,
          size: int, cutoffs: dict[int, PageKey], now: float) -> list[dict]:
-    names = ("batch_date", *SERVING_COLUMNS, "status")
-    rows = _capped(conn, batches, q, after, size, cutoffs, now, lambda date, render: ", ".join(names))
-    return [dict(zip(names, r), program_id=q.program_id) for r in rows]
+    """`page_json`'s rows as dicts: the JSON holds every serving column, whichever columns a batch's table has."""
+    return [{**orjson.loads(row), "program_id": q.program_id} for row in page_json(conn, batches, q, after, size,
+                                                                                   cutoffs, now)[0]]
 
 
 def _capped(conn: sqlite3.Connection, batches: list[Batch], q: ChannelQuery, after: PageKey | None,
