@@ -398,6 +398,15 @@ def test_sqlite_page_renderings_agree(tmp_path, monkeypatch):
         assert read(narrow) == read(wide)
 
 
+def test_sqlite_rows_json_is_the_same_rendered_in_slices(monkeypatch):
+    """A big batch's JSON is encoded in slices on a pool: the same bytes, in the same order, as at once."""
+    from music_feedback.store import sqlite_serving
+    df = frame(*[row(i, 10 + i % 3, i / 11, track_name=f"T{i} \u00e9") for i in range(10)])
+    whole = sqlite_serving.rendered(df)
+    monkeypatch.setattr(sqlite_serving, "RENDER_SLICE", 3)
+    assert sqlite_serving.rendered(df).to_list() == whole.to_list()
+
+
 def test_sqlite_narrow_batch_reads_back_every_value_exactly(tmp_path):
     """Values read from a narrow batch's JSON are the values written: REALs to the last bit, text with any
     character, NULLs as NULL."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable
 
@@ -95,13 +96,25 @@ _STORED_JSON = SERVING_COLUMNS[:SERVING_COLUMNS.index("artist_id") + 1]
 _TAIL = SERVING_COLUMNS[len(_STORED_JSON):]
 
 
-def rendered(df: pl.DataFrame) -> pl.Series:
-    """Each row's serving JSON without its last columns and closing brace: the bytes orjson writes (the
-    shortest repr that round-trips a REAL; NaN and infinities as null). ~0.1 s for a default day, and a
-    page then costs ~1 ms less CPU than rendering 1,000 rows with printf."""
+RENDER_SLICE = 50_000
+
+
+def _render(df: pl.DataFrame) -> pl.Series:
     cols = [pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c) if c in _REALS else pl.col(c)
             for c in _STORED_JSON]
     return df.select(pl.struct(cols).struct.json_encode().str.head(-1).alias("item")).to_series()
+
+
+def rendered(df: pl.DataFrame) -> pl.Series:
+    """Each row's serving JSON without its last columns and closing brace: the bytes orjson writes (the
+    shortest repr that round-trips a REAL; NaN and infinities as null); a page then costs ~1 ms less CPU
+    than rendering 1,000 rows with printf. polars encodes a column on one thread, so slices are encoded
+    on a pool (releasing the GIL): ~0.05 s for a default day instead of ~0.12."""
+    if df.height <= RENDER_SLICE:
+        return _render(df)
+    slices = [df.slice(i, RENDER_SLICE) for i in range(0, df.height, RENDER_SLICE)]
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        return pl.concat(list(pool.map(_render, slices)))
 
 
 def _item(date: str, render: int) -> str:
