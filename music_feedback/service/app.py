@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from music_feedback.clock import Clock
 from music_feedback.delivery.links import LinkSigner
 from music_feedback.feedback.port import FeedbackStore
 from music_feedback.programs.model import Program
@@ -38,7 +39,7 @@ async def _lifespan(app: FastAPI):
 
 def create_app(config: ServiceConfig | None = None, store: CandidateStore | None = None,
                programs: list[Program] | None = None, feedback: FeedbackStore | None = None,
-               links: LinkSigner | None = None) -> FastAPI:
+               links: LinkSigner | None = None, clock: Clock | None = None) -> FastAPI:
     """Called with no arguments (uvicorn's factory mode, one call per worker), everything comes from
     the environment: the configured candidate store and the enabled programs."""
     if config is None:
@@ -57,7 +58,7 @@ def create_app(config: ServiceConfig | None = None, store: CandidateStore | None
     metrics = Metrics()
     app.state.service = ServiceState(config=config, store=store, programs={p.program_id: p for p in programs},
                                      signer=CursorSigner(config.cursor_secret), metrics=metrics,
-                                     feedback=feedback, links=links)
+                                     feedback=feedback, links=links, clock=clock or Clock.from_env())
     errors.install(app)
     for name in ROUTERS:
         app.include_router(importlib.import_module(name).router)

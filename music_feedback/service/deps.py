@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from music_feedback.clock import SYSTEM, Clock
 from music_feedback.delivery.links import LinkSigner
 from music_feedback.feedback.port import FeedbackStore
 
@@ -26,6 +27,7 @@ class ServiceState:
     metrics: Metrics
     feedback: "FeedbackStore"
     links: "LinkSigner"
+    clock: Clock = SYSTEM  # every time the service stamps or compares
 
 
 def state(request: Request) -> ServiceState:

@@ -13,6 +13,8 @@ from typing import Iterator
 
 import httpx
 
+from music_feedback.clock import Clock
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -30,10 +32,12 @@ def _die_with_parent() -> None:
 
 
 @contextmanager
-def service(workers: int = 1, timeout: float = 60) -> Iterator[tuple[str, dict]]:
-    """Yields (base URL, headers with a fresh API key allowed every program); stopped on exit."""
+def service(workers: int = 1, timeout: float = 60, clock: Clock | None = None) -> Iterator[tuple[str, dict]]:
+    """Yields (base URL, headers with a fresh API key allowed every program); stopped on exit. `clock`: the
+    service's clock (a simulated day's), else this process's."""
     port, key = free_port(), secrets.token_urlsafe(32)
-    env = {**os.environ, "MUSIC_FEEDBACK_API_KEYS": f'[{{"name": "local", "key": "{key}", "programs": ["*"]}}]'}
+    env = {**os.environ, "MUSIC_FEEDBACK_API_KEYS": f'[{{"name": "local", "key": "{key}", "programs": ["*"]}}]',
+           **(clock or Clock.from_env()).env()}
     proc = subprocess.Popen([sys.executable, "-m", "music_feedback.cli", "serve", "--port", str(port), "--workers",
                              str(workers), "--log-level", "warning"], env=env, preexec_fn=_die_with_parent)
     url = f"http://127.0.0.1:{port}"

@@ -24,7 +24,7 @@ MAX_BODY = 16_384
 
 def _claims(st: ServiceState, token: str, purpose: str = "feedback") -> tuple[LinkClaims, Program]:
     try:
-        claims = st.links.verify(token, purpose)
+        claims = st.links.verify(token, purpose, now=st.clock.now())
     except TokenError as exc:
         raise ApiError(exc.status, str(exc), "token") from None
     program = st.programs.get(claims.program_id)

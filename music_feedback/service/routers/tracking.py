@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -25,14 +24,14 @@ MACHINE_AGENTS = ("googleimageproxy", "ggpht.com", "yahoomailproxy", "bot", "cra
 def _event(request: Request, token: str, purpose: str, **extra) -> None:
     st = state(request)
     try:
-        claims = st.links.verify(token, purpose)
+        claims = st.links.verify(token, purpose, now=st.clock.now())
     except TokenError as exc:
         raise ApiError(exc.status, str(exc), "token") from None
     agent = request.headers.get("user-agent", "")[:200]
     st.feedback.record_event(claims.program_id, purpose, {
         "listener_id": claims.listener_id, "track_id": claims.track_id, "batch_date": claims.batch_date,
         "channel": claims.channel, "user_agent": agent,
-        "likely_machine": any(m in agent.lower() for m in MACHINE_AGENTS) or not agent, **extra}, time.time())
+        "likely_machine": any(m in agent.lower() for m in MACHINE_AGENTS) or not agent, **extra}, st.clock.now())
 
 
 @router.get("/o/{token}.gif", summary="Open-tracking pixel", response_class=Response,

@@ -2,7 +2,6 @@
 one-click POST with List-Unsubscribe=One-Click) opts the listener out of every program at once."""
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
@@ -19,7 +18,7 @@ Token = Annotated[str, Path(min_length=10, max_length=1024)]
 @router.get("/u/{token}", summary="Unsubscribe confirmation page (changes nothing)", response_class=Response)
 async def unsubscribe_page(request: Request, token: Token) -> Response:
     try:
-        state(request).links.verify(token, "unsubscribe")
+        state(request).links.verify(token, "unsubscribe", now=state(request).clock.now())
     except TokenError as exc:
         return pages.message("This link does not work", str(exc), exc.status)
     return pages.message("Unsubscribe from feedback requests?",
@@ -31,10 +30,10 @@ async def unsubscribe_page(request: Request, token: Token) -> Response:
 async def unsubscribe(request: Request, token: Token) -> Response:
     st = state(request)
     try:
-        claims = st.links.verify(token, "unsubscribe")
+        claims = st.links.verify(token, "unsubscribe", now=st.clock.now())
     except TokenError as exc:
         return pages.message("This link does not work", str(exc), exc.status)
-    now = time.time()
+    now = st.clock.now()
     if st.feedback.opt_out(claims.listener_id, f"unsubscribe link ({claims.program_id}, {claims.channel})", now):
         st.feedback.record_event(claims.program_id, "unsubscribe", {"listener_id": claims.listener_id,
                                                                   "channel": claims.channel}, now)
