@@ -83,7 +83,7 @@ def build_score(program: Program, partitions):
             .alias("score"),
             pl.struct(features).alias("features"),  # for the retrain; a struct column, not JSON text (~0.07 s)
         ).sort("score", "listener_id", "track_id", descending=[True, False, False])
-        dist = score_distribution(out["score"])
+        dist = score_distribution(out["score"], program.metrics.score_bands)
         check = started(lambda: run_stats_suite(asset_key, "scores_in_range", score_stats(out, candidates.height),
                                                 zero(*SCORE_STATS)))
         yield Output(out, metadata=frame_metadata(

@@ -132,9 +132,24 @@ class PlaylistSettings(Strict):
         return self
 
 
+class ScoreBands(Strict):
+    """Where the high and medium score bands start (low is below medium): one vocabulary for the batch's
+    printout, the report and the metrics sink."""
+    high: float = Field(0.7, gt=0.0, le=1.0)
+    medium: float = Field(0.4, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ScoreBands":
+        if self.medium >= self.high:
+            raise ValueError(f"scoreBands.medium ({self.medium}) must be below scoreBands.high ({self.high})")
+        return self
+
+
 class MetricsSettings(Strict):
-    """Unit costs for cost per feedback (currency units per message or prompt)."""
+    """Unit costs for cost per feedback (in `currency` per message or prompt), and the score bands."""
     unit_costs: dict[str, float] = Field(default_factory=lambda: {"email": 0.0004, "voice": 0.002}, alias="unitCosts")
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")  # ISO 4217 code of unitCosts
+    score_bands: ScoreBands = Field(default_factory=ScoreBands, alias="scoreBands")
 
 
 class HoldoutSettings(Strict):

@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import polars as pl
 
-SCORE_BANDS = (("high", 0.7, 1.0), ("medium", 0.4, 0.7), ("low", 0.0, 0.4))
+from music_feedback.programs.model import ScoreBands
 
 
 def combined_score(propensity: pl.Expr, affinity: pl.Expr, propensity_weight: float) -> pl.Expr:
     return (propensity.pow(propensity_weight) * affinity.pow(1.0 - propensity_weight)).clip(0.0, 1.0)
 
 
-def score_distribution(scores: pl.Series) -> dict[str, float]:
-    """Share of candidates per band: high >= 0.7, medium 0.4-0.7, low < 0.4."""
+def score_bands(bands: ScoreBands) -> tuple[tuple[str, float, float], ...]:
+    """(band, lowest score, upper bound) per band, from the program's metrics.scoreBands."""
+    return (("high", bands.high, 1.0), ("medium", bands.medium, bands.high), ("low", 0.0, bands.medium))
+
+
+def score_distribution(scores: pl.Series, bands: ScoreBands = ScoreBands()) -> dict[str, float]:
+    """Share of candidates per band: high >= bands.high, medium from bands.medium, low below it. The batch's
+    printout and the daily report both count with this, so they agree."""
     n = max(scores.len(), 1)
     return {
-        "high": round(int((scores >= 0.7).sum()) / n, 4),
-        "medium": round(int(((scores >= 0.4) & (scores < 0.7)).sum()) / n, 4),
-        "low": round(int((scores < 0.4).sum()) / n, 4),
+        "high": round(int((scores >= bands.high).sum()) / n, 4),
+        "medium": round(int(((scores >= bands.medium) & (scores < bands.high)).sum()) / n, 4),
+        "low": round(int((scores < bands.medium).sum()) / n, 4),
     }
