@@ -140,6 +140,45 @@ def test_channel_config_error_names_full_key_path(tmp_path, raw):
     assert "channels[0].config.bogus: unknown key" in load_error(tmp_path, raw)
 
 
+
+@pytest.mark.parametrize("send_time", ["9:00", "10h00", "24:00", "10:60", "1000", "10:00:00", " 10:00"])
+def test_send_time_not_hh_mm_is_refused(tmp_path, raw, send_time):
+    raw["channels"][0]["config"]["sendTime"] = send_time
+    message = load_error(tmp_path, raw)
+    assert "channels[0].config.sendTime: " in message and "HH:MM" in message and repr(send_time) in message
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda r: r.update(marketplaceTimeZones={"JP": "Asia/Tokio"}),
+     ["marketplaceTimeZones: ", "marketplace JP", "'Asia/Tokio'"]),
+    (lambda r: r.update(marketplaces=[*r["marketplaces"], "BR"]),
+     ["marketplaceTimeZones: ", "marketplace BR", "set marketplaceTimeZones.BR"]),
+    (lambda r: r["channels"][0]["config"].update(timezone="Mars/Olympus"),
+     ["channels[0].config.timezone: ", "'Mars/Olympus'"]),
+])
+def test_unknown_time_zone_is_refused_naming_key_and_marketplace(tmp_path, raw, change, words):
+    change(raw)
+    message = load_error(tmp_path, raw)
+    assert all(w in message for w in words), message
+
+
+def test_a_new_marketplace_loads_with_its_zone(tmp_path, raw):
+    raw.update(marketplaces=[*raw["marketplaces"], "BR"], marketplaceTimeZones={"BR": "America/Sao_Paulo"})
+    program = load_program(write(tmp_path / "p.yaml", raw))
+    assert program.time_zone("BR") == "America/Sao_Paulo" and program.time_zone("JP") == "Asia/Tokyo"
+
+
+@pytest.mark.parametrize("cap", [0, -1, 1.5])
+def test_weekly_cap_below_one_is_refused(tmp_path, raw, cap):
+    raw["filterChain"][3]["parameters"]["maxRequestsPerWeek"] = cap
+    message = load_error(tmp_path, raw)
+    assert "filterChain[3].parameters: " in message and "maxRequestsPerWeek" in message and f"got {cap}" in message
+
+
+def test_weekly_cap_of_one_loads(tmp_path, raw):
+    raw["filterChain"][3]["parameters"]["maxRequestsPerWeek"] = 1
+    assert load_program(write(tmp_path / "p.yaml", raw)).ordered_filters()[3].parameters["maxRequestsPerWeek"] == 1
+
 @pytest.mark.parametrize("schedule", ["every day at 2", "cron(0 25 * * ? *)", "cron(61 2 * * ? *)",
                                       "*/5 * * * *", "0 2 * *"])
 def test_bad_batch_schedule(tmp_path, raw, schedule):

@@ -29,11 +29,18 @@ def _loc(loc: tuple) -> str:
     return out or "(top level)"
 
 
+def _top_alias(loc: tuple) -> tuple:
+    """A default checked at load is reported under its field name; the file's key is the alias."""
+    field = Program.model_fields.get(loc[0]) if loc and isinstance(loc[0], str) else None
+    return (field.alias, *loc[1:]) if field is not None and field.alias else loc
+
+
 def _config_error(path: Path, exc: ValidationError, prefix: tuple = ()) -> ProgramConfigError:
     problems = []
     for err in exc.errors():
         msg = "unknown key (not allowed)" if err["type"] == "extra_forbidden" else err["msg"]
-        problems.append(f"  {_loc(prefix + tuple(err['loc']))}: {msg}")
+        loc = tuple(err["loc"]) if prefix else _top_alias(tuple(err["loc"]))
+        problems.append(f"  {_loc(prefix + loc)}: {msg}")
     return ProgramConfigError(f"{path}: invalid program configuration:\n" + "\n".join(problems))
 
 

@@ -82,10 +82,22 @@ class FilterSpec(Strict):
         """The registered filter to build: the type, or for business rules the rule (default: filterId)."""
         return (self.rule or self.filter_id) if self.type == "business-rule" else self.type
 
+    @field_validator("parameters")
+    @classmethod
+    def _cap_at_least_one(cls, parameters: dict[str, Any], info) -> dict[str, Any]:
+        # A cap of 0 would silently stop every request of every channel: refuse it at load instead.
+        d = info.data
+        kind = (d.get("rule") or d.get("filter_id")) if d.get("type") == "business-rule" else d.get("type")
+        cap = parameters.get("maxRequestsPerWeek")
+        if kind == "frequency-cap" and isinstance(cap, (int, float)) and not isinstance(cap, bool) \
+                and (cap < 1 or cap != int(cap)):
+            raise ValueError(f"maxRequestsPerWeek (the weekly cap) must be a whole number of at least 1, got {cap}")
+        return parameters
+
 
 class EmailChannelConfig(Strict):
     template_id: Literal["track-feedback-v2"] = Field(alias="templateId")
-    send_time: str = Field(alias="sendTime", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    send_time: str = Field(alias="sendTime")
     # "local": each marketplace's time zone (the program's marketplaceTimeZones); else one IANA zone.
     timezone: str
     min_score: float = Field(0.6, alias="minScore", ge=0.0, le=1.0)
@@ -94,6 +106,13 @@ class EmailChannelConfig(Strict):
     # A request not sent this long after its send time is recorded as expired, never sent late.
     max_lateness_hours: float = Field(4.0, alias="maxLatenessHours", gt=0, le=48)
     from_address: str = Field("Music Feedback <feedback@music-feedback.example>", alias="fromAddress")
+
+    @field_validator("send_time")
+    @classmethod
+    def _hh_mm(cls, value: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f"must be HH:MM on a 24-hour clock, such as '10:00'; got {value!r}")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -190,7 +209,8 @@ class Program(Strict):
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     # None: the embedded warehouse's first day of plays (else yesterday), not a year of phantom partitions.
     # Each marketplace's time zone for local send times; defaults to the warehouse's main zone of each.
-    marketplace_time_zones: dict[str, str] = Field(default_factory=dict, alias="marketplaceTimeZones")
+    marketplace_time_zones: dict[str, str] = Field(default_factory=dict, alias="marketplaceTimeZones",
+                                                   validate_default=True)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     holdout: HoldoutSettings = Field(default_factory=HoldoutSettings)
     playlists: PlaylistSettings = Field(default_factory=PlaylistSettings)
@@ -210,11 +230,27 @@ class Program(Strict):
         if len(set(ids)) != len(ids):
             raise ValueError(f"filterChain filterIds must be distinct, got {ids}")
         cron_fields(self.batch_schedule)
-        for market, zone in self.marketplace_time_zones.items():
-            if market not in self.marketplaces:
-                raise ValueError(f"marketplaceTimeZones names {market!r}, which is not in marketplaces")
-            _zone(zone)
         return self
+
+    @field_validator("marketplace_time_zones")
+    @classmethod
+    def _zones(cls, zones: dict[str, str], info) -> dict[str, str]:
+        """Every marketplace a local send time needs has a known zone: a typo would move its email by hours."""
+        markets = info.data.get("marketplaces") or []
+        for market, zone in zones.items():
+            if market not in markets:
+                raise ValueError(f"marketplaceTimeZones names {market!r}, which is not in marketplaces")
+            try:
+                _zone(zone)
+            except ValueError as exc:
+                raise ValueError(f"marketplace {market}: {exc}") from None
+        local = any(c.enabled and c.type == "email" and c.config.get("timezone") == "local"
+                    for c in info.data.get("channels") or [])
+        for market in markets if local else ():
+            if market not in zones and market not in MARKETPLACE_TIMEZONES:
+                raise ValueError(f"marketplace {market} has no known time zone for the email's local sendTime: "
+                                 f"set marketplaceTimeZones.{market} to an IANA name such as 'Europe/Berlin'")
+        return zones
 
     def time_zone(self, marketplace: str) -> str:
         """The IANA zone of a marketplace's local send time."""
