@@ -83,3 +83,37 @@ def test_no_feedback_scores_nothing():
         "listener_id": pl.Int64, "track_id": pl.Int64, "rating": pl.Int64, "submitted_at": pl.Float64,
         "channel": pl.Utf8, "batch_date": pl.Utf8, "marketplace": pl.Utf8, "genre": pl.Utf8, "track_name": pl.Utf8}),
         NOW, PlaylistSettings()).is_empty()
+
+
+def _move(track: int, action: str, score: float = 0.8) -> dict:
+    return {"marketplace": "US", "genre": "rock", "track_id": track, "track_name": f"T{track}", "action": action,
+            "prior": 0.5, "up": 5.0, "down": 1.0, "votes": 6, "score": score}
+
+
+def test_an_older_day_run_again_after_newer_ones_leaves_the_playlists_of_a_run_in_order(tmp_path):
+    """Day A enters track 1; day B takes it out and enters 2. Running A again (a backfill) must not put 1 back:
+    its moves were decided against the playlists before A, and B's later move still stands."""
+    store = SQLitePlaylistStore(path=str(tmp_path / "playlists.sqlite"))
+    day_a, day_b = pl.DataFrame([_move(1, "enter")]), pl.DataFrame([_move(1, "leave", 0.5), _move(2, "enter")])
+    store.apply("p", "2026-11-22", day_a, NOW)
+    store.apply("p", "2026-11-23", day_b, NOW + DAY)
+    in_order = store.members("p")
+    assert in_order.select("track_id", "since").rows() == [(2, "2026-11-23")]
+    assert store.members("p", before="2026-11-23").select("track_id", "since").rows() == [(1, "2026-11-22")]
+    assert store.members("p", before="2026-11-22").is_empty()
+
+    store.apply("p", "2026-11-22", day_a, NOW + 5 * DAY)  # the backfill
+    assert store.members("p").equals(in_order)
+    assert store.audit("p").select("run_date", "track_id", "action").rows() == [
+        ("2026-11-22", 1, "enter"), ("2026-11-23", 1, "leave"), ("2026-11-23", 2, "enter")]  # in day order
+
+    out_of_order = SQLitePlaylistStore(path=str(tmp_path / "other.sqlite"))
+    out_of_order.apply("p", "2026-11-23", day_b, NOW)
+    out_of_order.apply("p", "2026-11-22", day_a, NOW)
+    assert out_of_order.members("p").equals(in_order)
+
+
+def test_a_day_is_scored_as_of_its_schedule_not_the_wall_clock():
+    from datetime import date, datetime, timezone
+    from music_feedback.playlists.scoring import scored_as_of
+    assert scored_as_of(date(2026, 11, 23)) == datetime(2026, 11, 24, 18, tzinfo=timezone.utc).timestamp()

@@ -1,15 +1,16 @@
 """playlist_scores and curated_playlists: the day's feedback turned into track scores, and the playlists
 moved by them. `listener_feedback` stands for the answers the service collects (written outside Dagster)."""
 
-import time
+from datetime import datetime, timezone
 
 import polars as pl
 from dagster import (AssetExecutionContext, AssetIn, AssetSpec, MaterializeResult, MetadataValue, Output, asset)
 
 from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_metadata, key, preview
+from music_feedback.clock import Clock
 from music_feedback.feedback.port import FeedbackStore
 from music_feedback.playlists.membership import changes
-from music_feedback.playlists.scoring import track_scores
+from music_feedback.playlists.scoring import SCORED_AT, scored_as_of, track_scores
 from music_feedback.playlists.store import PlaylistStore
 from music_feedback.programs.model import Program
 
@@ -28,34 +29,33 @@ def build_playlists(program: Program, partitions):
            partitions_def=partitions, deps=[key(program, "listener_feedback")],
            description=f"Every answered track's score per marketplace and genre ({settings.method}: one vote per "
                        f"listener, votes halved every {settings.half_life_days:g} days, a Beta prior of "
-                       f"{settings.prior_strength:g} votes at the genre's like rate), from all feedback known "
-                       "when the job runs.")
+                       f"{settings.prior_strength:g} votes at the genre's like rate), from the feedback "
+                       f"submitted before {SCORED_AT:%H:%M} UTC the day after the partition, and decayed to "
+                       "then: a backfill of a day scores what its first run scored.")
     def playlist_scores(context: AssetExecutionContext, feedback_store: FeedbackStore):
-        watch, now = Stopwatch(), time.time()
-        answers = feedback_store.answers(program.program_id, now + 1)
-        scores = track_scores(answers, now, settings)
+        watch, as_of = Stopwatch(), scored_as_of(batch_date(context))
+        answers = feedback_store.answers(program.program_id, as_of)
+        scores = track_scores(answers, as_of, settings)
         if scores.is_empty():
             context.log.warning("no feedback yet: every playlist stays as it is")
         return Output(scores, metadata={**frame_metadata(scores, watch.total), "answers": answers.height,
-                                        "tracks_scored": scores["track_id"].n_unique() if scores.height else 0})
+                                        "tracks_scored": scores["track_id"].n_unique() if scores.height else 0,
+                                        "as_of": datetime.fromtimestamp(as_of, timezone.utc).isoformat()})
 
     @asset(key=key(program, "curated_playlists"), group_name=program.slug, owners=[OWNER], kinds={"sqlite"},
            partitions_def=partitions, ins={"scores": AssetIn(key(program, "playlist_scores"))},
            description=f"The curated playlists per genre and marketplace: a track enters at score >= "
                        f"{settings.enter_score} and leaves below {settings.leave_score}, either only with at least "
                        f"{settings.min_votes} votes; every move gets an audit row (prior, counts, score, action). "
-                       "Re-running a day replaces that day's moves.")
+                       "A day's moves are decided against the playlists as the days before it left them, and "
+                       "re-running a day replaces its moves.")
     def curated_playlists(context: AssetExecutionContext, playlist_store: PlaylistStore,
                           scores: pl.DataFrame) -> MaterializeResult:
         day = batch_date(context).isoformat()
         watch = Stopwatch()
-        # the day's earlier moves are undone first (a re-run), so compare with the members before them
-        before = playlist_store.members(program.program_id)
-        undone = playlist_store.audit(program.program_id)
-        if undone.height:
-            undone = undone.filter(pl.col("run_date") == day)
-        moves = changes(scores, _before_day(before, undone), settings)
-        playlist_store.apply(program.program_id, day, moves, time.time())
+        # not today's members: a re-run of an older day would compare with moves made after it
+        moves = changes(scores, playlist_store.members(program.program_id, before=day), settings)
+        playlist_store.apply(program.program_id, day, moves, Clock.from_env().now())  # `at`: when it was applied
         members = playlist_store.members(program.program_id)
         return MaterializeResult(metadata={
             "entered": int((moves["action"] == "enter").sum()), "left": int((moves["action"] == "leave").sum()),
@@ -65,13 +65,3 @@ def build_playlists(program: Program, partitions):
 
     return [playlist_scores, curated_playlists]
 
-
-def _before_day(members: pl.DataFrame, day_audit: pl.DataFrame) -> pl.DataFrame:
-    """The members as they were before the day's earlier moves (entries removed, exits restored)."""
-    if day_audit.is_empty():
-        return members
-    entered = day_audit.filter(pl.col("action") == "enter").select("marketplace", "genre", "track_id")
-    left = day_audit.filter(pl.col("action") == "leave").select(
-        "marketplace", "genre", "track_id", "track_name", "score", pl.lit("").alias("since"))
-    return pl.concat([members.join(entered, on=["marketplace", "genre", "track_id"], how="anti"), left],
-                     how="vertical_relaxed")

@@ -3,12 +3,21 @@ genre's baseline (a Beta prior: the Bayesian average) or ranked by the Wilson lo
 from __future__ import annotations
 
 import math
+from datetime import date, datetime, time, timedelta, timezone
 
 import polars as pl
 
 from music_feedback.programs.model import PlaylistSettings
 
 Z95 = 1.959964
+SCORED_AT = time(18, 0)  # UTC, the day after the partition: when the playlists schedule runs it
+
+
+def scored_as_of(day: date) -> float:
+    """Epoch seconds at which day D's playlists are scored: D+1 18:00 UTC, its schedule's time. Every run of
+    D, the first or a backfill weeks later, counts the answers submitted before it and decays them to it, so
+    it moves the playlists as the first did; a run before then (the feedback sensor) counts what there is."""
+    return datetime.combine(day + timedelta(days=1), SCORED_AT, tzinfo=timezone.utc).timestamp()
 
 
 def track_scores(answers: pl.DataFrame, as_of: float, settings: PlaylistSettings) -> pl.DataFrame:

@@ -1,5 +1,9 @@
 """The curated playlists and their audit trail. Port and embedded SQLite adapter; an update replaces the
-day's changes in one transaction, so re-running a day does not repeat its moves."""
+day's changes in one transaction, so re-running a day does not repeat its moves.
+
+The audit is the record: the members are its moves replayed in day order (then in the order applied), so
+re-running an older day after newer ones, or days out of order, leaves the playlists one clean run in
+order would leave."""
 from __future__ import annotations
 
 import abc
@@ -15,13 +19,14 @@ AUDIT_COLUMNS = ("marketplace", "genre", "track_id", "track_name", "action", "pr
 
 class PlaylistStore(ConfigurableResource):
     @abc.abstractmethod
-    def members(self, program_id: str) -> pl.DataFrame:
-        """marketplace, genre, track_id, track_name, score, since."""
+    def members(self, program_id: str, before: str | None = None) -> pl.DataFrame:
+        """marketplace, genre, track_id, track_name, score, since: now, or as the moves of the days before
+        `before` (an ISO date) left them, which is what that day's moves are decided against."""
 
     @abc.abstractmethod
     def apply(self, program_id: str, run_date: str, changes: pl.DataFrame, at: float) -> int:
-        """Undo `run_date`'s earlier changes (a re-run), then apply `changes` (AUDIT_COLUMNS; action enter or
-        leave) and write one audit row each. Returns rows changed."""
+        """Replace `run_date`'s earlier changes (a re-run) with `changes` (AUDIT_COLUMNS; action enter or
+        leave), one audit row each stamped `at`, and bring the members up to date. Returns rows changed."""
 
     @abc.abstractmethod
     def audit(self, program_id: str) -> pl.DataFrame:
@@ -41,6 +46,16 @@ CREATE INDEX IF NOT EXISTS playlist_audit_day ON playlist_audit (program_id, run
 """
 
 
+# Each track's last move in day order, then in the order applied; a track whose last move is an entry is a
+# member, since the day of that entry.
+_REPLAY = """
+SELECT marketplace, genre, track_id, track_name, score, run_date AS since FROM (
+  SELECT marketplace, genre, track_id, track_name, score, run_date, action, ROW_NUMBER() OVER (
+    PARTITION BY marketplace, genre, track_id ORDER BY run_date DESC, id DESC) AS latest
+  FROM playlist_audit WHERE program_id = ? {before})
+WHERE latest = 1 AND action = 'enter'"""
+
+
 class SQLitePlaylistStore(PlaylistStore):
     path: str
 
@@ -51,10 +66,15 @@ class SQLitePlaylistStore(PlaylistStore):
         conn.executescript(_SCHEMA)
         return conn
 
-    def members(self, program_id: str) -> pl.DataFrame:
+    def members(self, program_id: str, before: str | None = None) -> pl.DataFrame:
         with closing(self._connect()) as conn:
-            rows = conn.execute("SELECT marketplace, genre, track_id, track_name, score, since FROM playlist_members "
-                                "WHERE program_id = ? ORDER BY marketplace, genre, score DESC", (program_id,)).fetchall()
+            if before is None:
+                rows = conn.execute("SELECT marketplace, genre, track_id, track_name, score, since FROM "
+                                    "playlist_members WHERE program_id = ? ORDER BY marketplace, genre, score DESC",
+                                    (program_id,)).fetchall()
+            else:
+                rows = conn.execute(_REPLAY.format(before="AND run_date < ?") + " ORDER BY marketplace, genre, "
+                                    "score DESC", (program_id, before)).fetchall()
         return pl.DataFrame(rows, orient="row", schema={"marketplace": pl.Utf8, "genre": pl.Utf8, "track_id": pl.Int64,
                                                         "track_name": pl.Utf8, "score": pl.Float64, "since": pl.Utf8})
 
@@ -62,41 +82,22 @@ class SQLitePlaylistStore(PlaylistStore):
         with closing(self._connect()) as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                self._undo(conn, program_id, run_date)
-                for row in changes.select(AUDIT_COLUMNS).iter_rows(named=True):
-                    key = (program_id, row["marketplace"], row["genre"], row["track_id"])
-                    if row["action"] == "enter":
-                        conn.execute("INSERT OR REPLACE INTO playlist_members VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                     (*key, row["track_name"], row["score"], run_date))
-                    else:
-                        conn.execute("DELETE FROM playlist_members WHERE program_id = ? AND marketplace = ? "
-                                     "AND genre = ? AND track_id = ?", key)
-                    conn.execute(f"INSERT INTO playlist_audit (program_id, run_date, {', '.join(AUDIT_COLUMNS)}, at) "
+                conn.execute("DELETE FROM playlist_audit WHERE program_id = ? AND run_date = ?", (program_id, run_date))
+                conn.executemany(f"INSERT INTO playlist_audit (program_id, run_date, {', '.join(AUDIT_COLUMNS)}, at) "
                                  f"VALUES (?, ?, {', '.join('?' * len(AUDIT_COLUMNS))}, ?)",
-                                 (program_id, run_date, *row.values(), at))
+                                 [(program_id, run_date, *row, at) for row in changes.select(AUDIT_COLUMNS).iter_rows()])
+                conn.execute("DELETE FROM playlist_members WHERE program_id = ?", (program_id,))
+                conn.execute("INSERT INTO playlist_members (program_id, marketplace, genre, track_id, track_name, score, "
+                             "since) SELECT ?, * FROM (" + _REPLAY.format(before="") + ")", (program_id, program_id))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
         return changes.height
 
-    @staticmethod
-    def _undo(conn: sqlite3.Connection, program_id: str, run_date: str) -> None:
-        """Reverse a day's earlier moves, newest first, so the day can be applied again from scratch."""
-        done = conn.execute("SELECT id, marketplace, genre, track_id, track_name, action, score FROM playlist_audit "
-                            "WHERE program_id = ? AND run_date = ? ORDER BY id DESC", (program_id, run_date)).fetchall()
-        for _, market, genre, track, name, action, score in done:
-            key = (program_id, market, genre, track)
-            if action == "enter":
-                conn.execute("DELETE FROM playlist_members WHERE program_id = ? AND marketplace = ? AND genre = ? "
-                             "AND track_id = ?", key)
-            else:
-                conn.execute("INSERT OR REPLACE INTO playlist_members VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (*key, name, score, run_date))
-        conn.execute("DELETE FROM playlist_audit WHERE program_id = ? AND run_date = ?", (program_id, run_date))
-
     def audit(self, program_id: str) -> pl.DataFrame:
         with closing(self._connect()) as conn:
-            cur = conn.execute("SELECT * FROM playlist_audit WHERE program_id = ? ORDER BY id", (program_id,))
+            cur = conn.execute("SELECT * FROM playlist_audit WHERE program_id = ? ORDER BY run_date, id",
+                               (program_id,))
             names = [d[0] for d in cur.description]
             return pl.DataFrame(cur.fetchall(), orient="row", schema=names)
