@@ -22,9 +22,17 @@ def candidate_store():
     return SQLiteCandidateStore(path=str(settings.store_path()))
 
 
+def warehouse():
+    """Redshift on AWS, else the embedded DuckDB file (the service's contact policy reads it)."""
+    if settings.get_env() == "aws":
+        from music_feedback.warehouse.redshift_warehouse import RedshiftWarehouse
+        return RedshiftWarehouse.from_env()
+    return DuckDBWarehouse(path=str(settings.warehouse_path()))
+
+
 def local_resources() -> dict:
     return {
-        "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path())),
+        "warehouse": warehouse(),
         "scorer": scorer_resource("local"),
         "score_cache": ParquetScoreCache(path=str(settings.score_cache_path())),
         "model_registry": LocalModelRegistry(root=str(settings.data_home() / "lake" / "model_registry")),

@@ -214,8 +214,9 @@ def test_unsubscribe_get_shows_post_opts_out_everywhere(env):
         assert r.status_code == 403 and "opted out" in r.text
     assert nothing_stored(feedback) and feedback.feedback(OTHER, L, T) is None
     voice = client.get(f"/v1/programs/{PROGRAM}/listeners/{L}/voice-prompt", params={"track": T}, headers=auth())
-    assert voice.json() == {"ask": False, "reason": "listener opted out", "prompt": None, "responseOptions": [],
-                            "batchDate": None}
+    assert voice.json() == {"ask": False, "reason": "unsubscribed: the listener unsubscribed (opted out of every program)",
+                            "prompt": None,
+                            "responseOptions": [], "batchDate": None}
 
 
 def test_voice_asks_records_and_cancels_email(env):

@@ -1,15 +1,15 @@
 """The program's own history, which the warehouse does not hold yet: what was sent and answered, and who
-unsubscribed. Tomorrow's batch reads it, so the weekly cap counts today's sends on every channel and
-answered pairs are not asked again."""
+unsubscribed. The next batch reads it, so the weekly cap counts every channel's contacts and answered
+pairs are not asked again."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date
 
 import polars as pl
 
 from music_feedback.feedback.port import FeedbackStore
-from music_feedback.policy.contact import CAP_DAYS
+from music_feedback.policy.contact import batch_time, cap_window
 
 
 @dataclass(frozen=True)
@@ -20,10 +20,9 @@ class OwnHistory:
 
 
 def own_history(feedback: FeedbackStore, program_id: str, day: date) -> OwnHistory:
-    """Contacts in the 7 days ending on D (the email of D-1's batch goes out on D); answers and opt-outs
+    """Contacts of every channel in the cap window around the batch's decision time; answers and opt-outs
     whenever they came, because an answered pair or an unsubscribed listener is never asked again."""
-    until = datetime.combine(day + timedelta(days=1), time(), timezone.utc).timestamp()
-    since = datetime.combine(day - timedelta(days=CAP_DAYS - 1), time(), timezone.utc).timestamp()
+    since, until = cap_window(batch_time(day))
     return OwnHistory(feedback.contacts(program_id, since, until), feedback.answered_pairs(program_id, float("inf")),
                       feedback.suppressed())
 

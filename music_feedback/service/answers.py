@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 
 from music_feedback.feedback.port import OptedOutError, Submission, SubmissionConflict, SubmitResult
+from music_feedback.policy.contact import REASON_TEXT
 from music_feedback.programs.model import Program
 from music_feedback.service.deps import ServiceState
 from music_feedback.service.errors import ApiError
@@ -61,8 +61,11 @@ def record(st: ServiceState, program: Program, listener_id: int, track_id: int, 
            answer: Answer) -> SubmitResult:
     """Store the answer (feedback, event, metrics, ledger in one transaction), then move the candidates: this
     channel's to consumed, other channels' pending ones to cancelled."""
+    refused = st.gate(program).may_answer(listener_id)
+    if refused:
+        raise ApiError(403, f"answer not recorded: {REASON_TEXT[refused]}", "listener")
     sub = Submission(program.program_id, listener_id, track_id, answer.rating, channel, batch_date,
-                     answer.submission_id, time.time(), answer.comment, answer.tags)
+                     answer.submission_id, st.clock.now(), answer.comment, answer.tags)
     try:
         result = st.feedback.submit(sub)
     except OptedOutError as exc:
@@ -71,7 +74,17 @@ def record(st: ServiceState, program: Program, listener_id: int, track_id: int, 
         raise ApiError(409, str(exc), "submissionId") from None
     if result.outcome == "created":
         st.store.set_status(program.program_id, batch_date, [(listener_id, track_id, channel)], "consumed")
-        others = [(listener_id, track_id, c.channel_id) for c in program.enabled_channels() if c.channel_id != channel]
-        if others:
-            st.store.set_status(program.program_id, batch_date, others, "cancelled", expected="pending")
+        _cancel_pending(st, program, listener_id, track_id, batch_date, channel)
     return result
+
+
+def _cancel_pending(st: ServiceState, program: Program, listener_id: int, track_id: int, batch_date: str,
+                    channel: str) -> None:
+    """An answered pair is never asked again: its pending candidates of every batch and channel are
+    cancelled (the contact policy refuses them anyway; this keeps them out of the channels' reads)."""
+    rows = [r for r in st.store.for_listener(program.program_id, listener_id, st.clock.datetime())
+            if r["track_id"] == track_id and r["status"] == "pending"
+            and (r["batch_date"], r["channel"]) != (batch_date, channel)]
+    for day in {r["batch_date"] for r in rows}:
+        st.store.set_status(program.program_id, day, [(listener_id, track_id, r["channel"]) for r in rows
+                                                      if r["batch_date"] == day], "cancelled", expected="pending")

@@ -18,6 +18,7 @@ from music_feedback.service.deps import ServiceState
 from music_feedback.service.metrics import Metrics, MetricsMiddleware
 from music_feedback.service.routers import ROUTERS
 from music_feedback.store.base import CandidateStore
+from music_feedback.warehouse.port import Warehouse
 
 DESCRIPTION = """The online half of music_feedback: channels read their candidates here.
 
@@ -39,7 +40,8 @@ async def _lifespan(app: FastAPI):
 
 def create_app(config: ServiceConfig | None = None, store: CandidateStore | None = None,
                programs: list[Program] | None = None, feedback: FeedbackStore | None = None,
-               links: LinkSigner | None = None, clock: Clock | None = None) -> FastAPI:
+               links: LinkSigner | None = None, clock: Clock | None = None,
+               warehouse: Warehouse | None = None) -> FastAPI:
     """Called with no arguments (uvicorn's factory mode, one call per worker), everything comes from
     the environment: the configured candidate store and the enabled programs."""
     if config is None:
@@ -53,12 +55,16 @@ def create_app(config: ServiceConfig | None = None, store: CandidateStore | None
     if feedback is None:
         from music_feedback.resources import feedback_store
         feedback = feedback_store()
+    if warehouse is None:
+        from music_feedback.resources import warehouse as configured_warehouse
+        warehouse = configured_warehouse()
     links = links or LinkSigner.from_env()
     app = FastAPI(title="music_feedback service", version="1", description=DESCRIPTION, lifespan=_lifespan)
     metrics = Metrics()
     app.state.service = ServiceState(config=config, store=store, programs={p.program_id: p for p in programs},
                                      signer=CursorSigner(config.cursor_secret), metrics=metrics,
-                                     feedback=feedback, links=links, clock=clock or Clock.from_env())
+                                     feedback=feedback, links=links, clock=clock or Clock.from_env(),
+                                     warehouse=warehouse)
     errors.install(app)
     for name in ROUTERS:
         app.include_router(importlib.import_module(name).router)

@@ -8,6 +8,7 @@ from fastapi import Request
 from music_feedback.clock import SYSTEM, Clock
 from music_feedback.delivery.links import LinkSigner
 from music_feedback.feedback.port import FeedbackStore
+from music_feedback.policy.gate import ContactGate
 
 from music_feedback.programs.model import Program
 from music_feedback.service.auth import ApiKey
@@ -16,6 +17,7 @@ from music_feedback.service.cursor import CursorSigner
 from music_feedback.service.errors import ApiError
 from music_feedback.service.metrics import Metrics
 from music_feedback.store.base import CandidateStore
+from music_feedback.warehouse.port import Warehouse
 
 
 @dataclass
@@ -28,6 +30,11 @@ class ServiceState:
     feedback: "FeedbackStore"
     links: "LinkSigner"
     clock: Clock = SYSTEM  # every time the service stamps or compares
+    warehouse: "Warehouse | None" = None  # the contact policy's opt-out, trust and earlier requests
+
+    def gate(self, program: Program) -> ContactGate:
+        """The contact policy for `program`, on this service's stores."""
+        return ContactGate(program, self.warehouse, self.feedback)
 
 
 def state(request: Request) -> ServiceState:

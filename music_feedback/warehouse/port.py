@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Iterator
 
 import polars as pl
@@ -21,6 +21,11 @@ class WarehouseError(RuntimeError):
 def date_literal(d: date) -> str:
     """An ANSI DATE literal: portable across DuckDB, Postgres and Redshift."""
     return f"DATE '{d.isoformat()}'"
+
+
+def timestamp_literal(epoch: float) -> str:
+    """An ANSI TIMESTAMP literal in UTC (the warehouse's timestamps have no zone), to the microsecond."""
+    return f"TIMESTAMP '{datetime.fromtimestamp(epoch, timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
 
 def release_window_start(batch_date: date) -> date:

@@ -5,10 +5,9 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from music_feedback.warehouse.port import Warehouse, date_literal, release_window_start
+from music_feedback.warehouse.port import Warehouse, date_literal, release_window_start, timestamp_literal
 
 FEEDBACK_HISTORY_DAYS = 90
-FREQUENCY_CAP_DAYS = 7
 
 
 def _fetch(wh: Warehouse, table: str, columns: list[str], sql: str) -> pl.DataFrame:
@@ -45,15 +44,17 @@ def prior_feedback_pairs(wh: Warehouse, program_id: str, batch_date: date) -> pl
           AND f.submitted_at < {date_literal(batch_date + timedelta(days=1))}""")
 
 
-def recent_request_counts(wh: Warehouse, program_id: str, batch_date: date) -> pl.DataFrame:
-    """Requests each listener already received in the week ending with the batch day."""
-    start = batch_date - timedelta(days=FREQUENCY_CAP_DAYS - 1)
+def recent_request_counts(wh: Warehouse, program_id: str, since: float, until: float,
+                          listener_ids: list[int] | None = None) -> pl.DataFrame:
+    """Requests each listener received in the open interval (since, until), epoch seconds: the contact
+    policy's cap window (policy.contact.cap_window)."""
+    who = f"AND listener_id IN ({', '.join(str(int(i)) for i in listener_ids)})" if listener_ids else ""
     return _fetch(wh, "feedback_requests", ["program_id", "listener_id", "requested_at"], f"""
         SELECT listener_id, COUNT(*) AS prior_requests
         FROM feedback_requests
-        WHERE program_id = '{program_id}'
-          AND requested_at >= {date_literal(start)}
-          AND requested_at < {date_literal(batch_date + timedelta(days=1))}
+        WHERE program_id = '{program_id.replace("'", "''")}'
+          AND requested_at > {timestamp_literal(since)}
+          AND requested_at < {timestamp_literal(until)} {who}
         GROUP BY listener_id""")
 
 

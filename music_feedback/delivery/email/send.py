@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from typing import Callable
 
 import polars as pl
@@ -19,8 +19,7 @@ import polars as pl
 from music_feedback.delivery.email.port import EmailSender
 from music_feedback.delivery.email.render import Renderer, message_id
 from music_feedback.feedback.port import FeedbackStore
-from music_feedback.filters import build_chain
-from music_feedback.policy.contact import CAP_DAYS, ContactPolicy, contact_signals, policy_violations
+from music_feedback.policy.gate import ContactGate
 from music_feedback.programs.model import Program
 from music_feedback.store.base import CandidateStore
 from music_feedback.warehouse.port import Warehouse
@@ -53,7 +52,7 @@ class EmailDelivery:
         self.renderer, self.warehouse = renderer, warehouse
         self.options = options or SendOptions()
         self.channel = program.channel("email").channel_id
-        self.policy = ContactPolicy.of_chain(build_chain(program.filter_chain))
+        self.gate = ContactGate(program, warehouse, feedback)
 
     def run(self, batch_day: date, marketplace: str) -> SendReport:
         started, report = time.perf_counter(), SendReport()
@@ -100,31 +99,20 @@ class EmailDelivery:
         return due.filter(pl.col("send_before") > now)
 
     def _drop_forbidden(self, batch_day: date, due: pl.DataFrame, report: SendReport) -> pl.DataFrame:
-        """Opt-out, suppression and the weekly cap, checked again now: a listener may have unsubscribed or
-        been asked elsewhere since the batch ran."""
+        """The contact policy asked again now, best first: a listener may have unsubscribed, answered, or
+        been asked on another channel since the batch ran."""
         if due.is_empty():
             return due
         now = self.options.clock()
-        send_day = datetime.fromtimestamp(now, timezone.utc).date()
-        signals = contact_signals(self.warehouse, self.program.program_id, batch_day)
-        since = datetime.combine(send_day - timedelta(days=CAP_DAYS - 1), datetime.min.time(), timezone.utc)
-        contacts = self.feedback.contacts(self.program.program_id, since.timestamp(), now + 1)
-        answered = self.feedback.answered_pairs(self.program.program_id, now + 1)
-        bad = policy_violations(due, signals, self.policy, contacts)
-        suppressed = self.feedback.suppressed(due["listener_id"].unique().to_list())
-        blocked = pl.concat([
-            bad.select("listener_id", "track_id", "reason"),
-            due.filter(pl.col("listener_id").is_in(list(suppressed))).select(
-                "listener_id", "track_id", pl.lit("unsubscribed").alias("reason")),
-            due.join(answered, on=["listener_id", "track_id"], how="semi").select(
-                "listener_id", "track_id", pl.lit("already_answered").alias("reason")),
-        ]).unique(subset=["listener_id", "track_id"], keep="first")
+        ordered = due.sort(["score", "listener_id", "track_id"], descending=[True, False, False])
+        decided = self.gate.check(ordered.select("listener_id", "track_id"), self.channel, now)
+        blocked = decided.filter(pl.col("reason").is_not_null()).select("listener_id", "track_id", "reason")
         for reason, keys in blocked.group_by("reason"):
             self.feedback.expire(self.program.program_id, batch_day.isoformat(), self.channel,
                                  keys.select("listener_id", "track_id").iter_rows(), f"at send time: {reason[0]}",
                                  now, state="cancelled")
             report.add("cancelled", f"at send time: {reason[0]}", keys.height)
-        return due.join(blocked, on=["listener_id", "track_id"], how="anti")
+        return ordered.join(blocked, on=["listener_id", "track_id"], how="anti", maintain_order="left")
 
     def _send_all(self, day: str, due: pl.DataFrame, report: SendReport) -> None:
         rows = due.to_dicts()

@@ -1,6 +1,7 @@
 """The serving API: GetCandidatesForChannel, a listener's pending candidates, a track's candidates."""
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated
 
@@ -22,6 +23,7 @@ ERRORS = {401: {"model": ErrorBody, "description": "missing or invalid API key"}
           422: {"model": ErrorBody, "description": "a bad parameter, named in `parameter`"}}
 router = APIRouter(prefix="/v1/programs/{program}", tags=["candidates"], dependencies=[Depends(require_key)],
                    responses=ERRORS)
+LISTENER_ID = re.compile(rb'"listener_id":\s*(\d+)')  # in a page's serialised items
 ProgramId = Annotated[str, Path(min_length=1, max_length=128, description="programId")]
 Marketplace = Annotated[str | None, Query(min_length=2, max_length=8, pattern=r"^[A-Z]{2,8}$",
                                           description="only this marketplace (one of the program's)")]
@@ -38,6 +40,23 @@ def _json(payload: dict) -> Response:
     # Pages hold up to 1,000 rows (~450 KB): serialised once by orjson (10x the stdlib), without a
     # response-model round trip.
     return Response(orjson.dumps(payload), media_type="application/json")
+
+
+def _unsuppressed_page(st, *args) -> paging.Page:
+    """A page without the candidates of listeners who unsubscribed since their batch was stored: an
+    unsubscribe takes effect at once. The page may then be short; nextCursor still says whether more come."""
+    page = paging.channel_page(st, *args)
+    ids = [int(LISTENER_ID.search(item).group(1)) for item in page.items]
+    gone = st.feedback.suppressed(set(ids)) if ids else set()
+    if gone:
+        page.items = [item for item, lid in zip(page.items, ids) if lid not in gone]
+    return page
+
+
+def _unsuppressed_listener(st, program: str, listener: int) -> list[dict]:
+    if st.feedback.suppressed([listener]):
+        return []
+    return st.store.for_listener(program, listener, st.clock.datetime())
 
 
 @router.get("/channels/{channel}/candidates", response_model=ChannelPage,
@@ -61,7 +80,7 @@ async def channel_candidates(
         raise ApiError(422, f"marketplace: {marketplace!r} is not one of the program's {prog.marketplaces}",
                        "marketplace")
     st = state(request)
-    result = await _call(request, paging.channel_page, st, program, channel, min_score, limit, marketplace, cursor)
+    result = await _call(request, _unsuppressed_page, st, program, channel, min_score, limit, marketplace, cursor)
     head = orjson.dumps({"program": program, "channel": channel, "count": len(result.items)})[:-1]
     body = b"".join((head, b',"items":[', b",".join(result.items), b'],"nextCursor":',
                      orjson.dumps(result.next_cursor), b"}"))
@@ -77,7 +96,8 @@ async def listener_candidates(
                                          description="only this channel, e.g. voice-assistant")] = None,
 ) -> Response:
     readable_program(request, program)
-    rows = await _call(request, state(request).store.for_listener, program, listener)
+    st = state(request)
+    rows = await _call(request, _unsuppressed_listener, st, program, listener)
     items = [serving_item(r) for r in rows if r["status"] == DEFAULT_STATUS and channel in (None, r["channel"])]
     return _json({"program": program, "listener": listener, "count": len(items), "items": items})
 

@@ -1,18 +1,14 @@
 """The voice assistant's API. After a track ends the assistant asks whether to prompt the listener; the
-answer is yes when a pending voice candidate exists, the listener is not held out or opted out, and the
-weekly cap allows. The spoken yes/no is recorded at once as thumbs up/down."""
+answer is yes when a pending voice candidate exists and the contact policy allows it now (the same rules
+as every channel: opt-out, suppression, trust, holdout, answered pairs, the weekly cap across channels). The spoken yes/no is recorded at once as thumbs up/down."""
 from __future__ import annotations
 
-import time
-from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from music_feedback.delivery.holdout import is_held_out
-from music_feedback.filters import build_chain
-from music_feedback.policy.contact import CAP_DAYS, ContactPolicy
+from music_feedback.policy.contact import REASON_TEXT
 from music_feedback.service import answers
 from music_feedback.service.deps import readable_program, require_key, state
 from music_feedback.service.errors import ApiError
@@ -48,31 +44,27 @@ def _voice(program):
 
 
 @router.get("/voice-prompt", response_model=VoicePrompt, summary="Should the assistant ask about this track?")
-async def voice_prompt(request: Request, program: str, listener: Listener,
-                       track: Annotated[int, Query(ge=1, le=2**62, description="the track that just ended")]
-                       ) -> VoicePrompt:
+def voice_prompt(request: Request, program: str, listener: Listener,
+                 track: Annotated[int, Query(ge=1, le=2**62, description="the track that just ended")]
+                 ) -> VoicePrompt:
+    """A plain def: the store and the warehouse are read off the event loop, on the thread pool."""
     st, prog = state(request), readable_program(request, program)
     channel = _voice(prog)
-    now = time.time()
-    pending = [r for r in st.store.for_listener(prog.program_id, listener)
+    now = st.clock.now()
+    pending = [r for r in st.store.for_listener(prog.program_id, listener, st.clock.datetime())
                if r["track_id"] == track and r["channel"] == channel.channel_id and r["status"] == "pending"]
     if not pending:
         return VoicePrompt(ask=False, reason="no pending request for this track")
-    row = pending[0]
-    if st.feedback.suppressed([listener]):
-        return VoicePrompt(ask=False, reason="listener opted out")
-    if is_held_out(prog, listener):
-        st.feedback.record_contact(prog.program_id, row["batch_date"], channel.channel_id, row, "held_out", now)
-        return VoicePrompt(ask=False, reason="listener is in the holdout")
+    row = pending[0]  # the newest batch's
     existing = st.feedback.ledger_row(prog.program_id, row["batch_date"], listener, track, channel.channel_id)
     if existing is not None and existing["state"] != "sent":
         return VoicePrompt(ask=False, reason=f"request is {existing['state']}")
+    refused = st.gate(prog).may_contact(listener, track, channel.channel_id, now, contacted=existing is not None)
+    if refused == "held_out":
+        st.feedback.record_contact(prog.program_id, row["batch_date"], channel.channel_id, row, "held_out", now)
+    if refused:
+        return VoicePrompt(ask=False, reason=f"{refused}: {REASON_TEXT[refused]}")
     if existing is None:
-        policy = ContactPolicy.of_chain(build_chain(prog.filter_chain))
-        since = datetime.now(timezone.utc).date() - timedelta(days=CAP_DAYS - 1)
-        start = datetime.combine(since, datetime.min.time(), timezone.utc).timestamp()
-        if st.feedback.contacts_of(prog.program_id, listener, start, now + 1) >= policy.max_requests_per_week:
-            return VoicePrompt(ask=False, reason="weekly request cap reached")
         st.feedback.record_contact(prog.program_id, row["batch_date"], channel.channel_id, row, "sent", now)
     config = channel.typed_config()
     return VoicePrompt(ask=True, reason="pending request", prompt=config.prompt.replace("{trackName}", row["track_name"]
@@ -81,13 +73,13 @@ async def voice_prompt(request: Request, program: str, listener: Listener,
 
 
 @router.post("/voice-answers", summary="Record the listener's spoken yes (thumbs up) or no (thumbs down)")
-async def voice_answer(request: Request, program: str, listener: Listener, body: VoiceAnswer) -> dict:
+def voice_answer(request: Request, program: str, listener: Listener, body: VoiceAnswer) -> dict:
     st, prog = state(request), readable_program(request, program)
     channel = _voice(prog)
-    asked = [r for r in st.store.for_listener(prog.program_id, listener)
+    asked = [r for r in st.store.for_listener(prog.program_id, listener, st.clock.datetime())
              if r["track_id"] == body.trackId and r["channel"] == channel.channel_id]
-    row = next((r for r in asked if st.feedback.ledger_row(prog.program_id, r["batch_date"], listener, body.trackId,
-                                                           channel.channel_id)), None)
+    row = next((r for r in asked if (st.feedback.ledger_row(prog.program_id, r["batch_date"], listener, body.trackId,
+                                                            channel.channel_id) or {}).get("state") == "sent"), None)
     if row is None:
         raise ApiError(409, f"listener {listener} was not prompted about track {body.trackId}: ask "
                             "GET .../voice-prompt first", "trackId")

@@ -1,0 +1,71 @@
+"""The contact policy bound to its sources: the warehouse (opt-out, trust, earlier requests), the delivery
+ledger of every channel and batch, suppressions, answers of every batch, and the holdout. Channels and
+endpoints ask a `ContactGate`; they differ only by the channel they name and the time they pass."""
+from __future__ import annotations
+
+import polars as pl
+
+from music_feedback.delivery.holdout import held_out, is_held_out
+from music_feedback.feedback.port import FeedbackStore
+from music_feedback.filters import build_chain
+from music_feedback.policy.contact import ContactPolicy, cap_window, contact_signals, decide, policy_frame
+from music_feedback.programs.model import Program
+from music_feedback.warehouse.port import Warehouse
+
+# Up to this many listeners the gate reads per listener (a voice prompt, one send chunk); above, in bulk.
+FEW = 200
+
+
+class ContactGate:
+    def __init__(self, program: Program, warehouse: Warehouse, feedback: FeedbackStore):
+        self.program, self.warehouse, self.feedback = program, warehouse, feedback
+        self.policy = ContactPolicy.of_chain(build_chain(program.filter_chain))
+
+    def check(self, pairs: pl.DataFrame, channel: str, at: float) -> pl.DataFrame:
+        """`pairs` (listener_id, track_id, optionally `contacted`: the pair's own contact is already in the
+        ledger, as for a repeated voice prompt), in the order they would be contacted at `at` on `channel`
+        -> the same rows with `reason` (null: may contact) and `requests_in_week`."""
+        pid = self.program.program_id
+        listeners = pairs["listener_id"].unique().to_list()
+        few = len(listeners) <= FEW
+        since, until = cap_window(at)
+        with self.warehouse.session():
+            signals = contact_signals(self.warehouse, pid, at, listeners if few else None)
+        if few:
+            contacts = pl.DataFrame({"listener_id": listeners,
+                                     "requests": [self.feedback.contacts_of(pid, lid, since, until)
+                                                  for lid in listeners]},
+                                    schema={"listener_id": pl.Int64, "requests": pl.Int64})
+            answered = pl.DataFrame([(lid, tid) for lid, tid in pairs.select("listener_id", "track_id").iter_rows()
+                                     if self.feedback.feedback(pid, lid, tid) is not None],
+                                    schema={"listener_id": pl.Int64, "track_id": pl.Int64}, orient="row")
+        else:
+            contacts = self.feedback.contacts(pid, since, until)
+            answered = self.feedback.answered_pairs(pid, float("inf"))
+        suppressed = list(self.feedback.suppressed(listeners))
+        frame = policy_frame(pairs, signals, contacts)
+        if "contacted" in pairs.columns:
+            frame = frame.with_columns(pl.col("requests_in_week") - pairs["contacted"].cast(pl.Int64))
+        frame = frame.with_columns(
+            pl.col("listener_id").is_in(suppressed).alias("suppressed"),
+            held_out(self.program, frame["listener_id"]).alias("held_out"),
+            pl.struct("listener_id", "track_id").is_in(
+                answered.select(pl.struct("listener_id", "track_id")).to_series().implode()).alias("answered"))
+        return decide(frame, self.policy)
+
+    def may_contact(self, listener_id: int, track_id: int, channel: str, at: float, contacted: bool = False
+                    ) -> str | None:
+        """None, or the reason code of the first rule that forbids asking now."""
+        pair = pl.DataFrame({"listener_id": [listener_id], "track_id": [track_id], "contacted": [contacted]},
+                            schema={"listener_id": pl.Int64, "track_id": pl.Int64, "contacted": pl.Boolean})
+        return self.check(pair, channel, at)["reason"][0]
+
+    def may_answer(self, listener_id: int) -> str | None:
+        """An answer is refused from a held-out or unsubscribed listener (the store refuses the second again
+        inside its transaction). The warehouse is not read per answer: a listener it opted out was not sent
+        the request, which the sender checked at send time."""
+        if is_held_out(self.program, listener_id):
+            return "held_out"
+        if self.feedback.suppressed([listener_id]):
+            return "unsubscribed"
+        return None
