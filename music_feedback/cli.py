@@ -160,12 +160,15 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_why(args) -> int:
+    from music_feedback.clock import Clock
     from music_feedback.explain import explain
+    from music_feedback.policy.gate import ContactGate
     from music_feedback.resources import get_resources
     program = _program(args.program)
     resources = get_resources()  # the IO manager of the adapter set: a folder, or S3 on AWS
+    gate = ContactGate(program, resources["warehouse"], resources["feedback_store"])
     for line in explain(resources["io_manager"], resources["candidate_store"], program, args.listener,
-                        args.track, args.date):
+                        args.track, args.date, gate, Clock.from_env().now()):
         print(line)
     return 0
 

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import polars as pl
 
+from music_feedback.feedback.port import CONTACTED
 from music_feedback.io.parquet_io_manager import LocalParquetIOManager
 from music_feedback.io.port import ParquetIOManager
+from music_feedback.policy.contact import REASON_TEXT
+from music_feedback.policy.gate import ContactGate
 from music_feedback.programs.model import Program
 from music_feedback.store.base import CandidateStore
 
@@ -22,8 +25,9 @@ def _rows(frames: ParquetIOManager, program: Program, asset: str, day: date, lis
 
 
 def explain(assets: Path | ParquetIOManager, store: CandidateStore, program: Program, listener: int, track: int,
-            day: date) -> list[str]:
-    """`assets`: the IO manager the batch wrote through, a folder or S3 (a path stands for the local one)."""
+            day: date, gate: ContactGate | None = None, at: float | None = None) -> list[str]:
+    """`assets`: the IO manager the batch wrote through, a folder or S3 (a path stands for the local one);
+    with `gate`, the ledger's state and the contact policy's answer at `at` for each stored channel."""
     frames = assets if isinstance(assets, ParquetIOManager) else LocalParquetIOManager(base_dir=str(assets))
     who = f"listener {listener}, track {track}, {day.isoformat()}"
     unified = _rows(frames, program, "unified_candidates", day, listener, track)
@@ -65,4 +69,20 @@ def explain(assets: Path | ParquetIOManager, store: CandidateStore, program: Pro
                      f"status {stored[0]['status']}")
     else:
         lines.append(f"{who}: not in the candidate store (expired, purged, or the store step has not run)")
+    if gate is not None:
+        lines += _policy_now(gate, program, listener, track, day, sorted(r["channel"] for r in stored), at)
+    return lines
+
+
+def _policy_now(gate: ContactGate, program: Program, listener: int, track: int, day: date, channels: list[str],
+                at: float) -> list[str]:
+    """What the delivery ledger holds for the pair, and what the contact policy says now, per channel."""
+    lines = []
+    for channel in channels:
+        row = gate.feedback.ledger_row(program.program_id, day.isoformat(), listener, track, channel)
+        contacted = row is not None and row["state"] in CONTACTED
+        reason = gate.may_contact(listener, track, channel, at, contacted=contacted)
+        ledger = f"ledger {row['state']}" + (f" ({row['reason']})" if row.get("reason") else "") if row else "not planned"
+        lines.append(f"  {channel}: {ledger}; contact policy now: "
+                     + (f"no, {reason} ({REASON_TEXT[reason]})" if reason else "may be asked"))
     return lines

@@ -12,6 +12,8 @@ from dagster import AssetKey, instance_for_test
 from music_feedback import runner
 from music_feedback.definitions import build_definitions
 from music_feedback.explain import explain
+from music_feedback.policy import contact as policy
+from music_feedback.policy.gate import ContactGate
 from music_feedback.programs.loader import load_programs
 from music_feedback.resources import get_resources
 from music_feedback_tests.conftest import BATCH_DAY
@@ -180,6 +182,15 @@ def test_why_explains_removed_and_kept_candidates(data_home, program):
     kept = pl.read_parquet(root / program.slug / "scored_candidates" / f"{BATCH_DAY}.parquet").row(0, named=True)
     lines = explain(root, store, program, kept["listener_id"], kept["track_id"], BATCH_DAY)
     assert "passed every filter" in lines[0]
+    # With the contact policy: the ledger's state and the policy's answer now, per stored channel.
+    resources = get_resources()
+    gate = ContactGate(program, resources["warehouse"], resources["feedback_store"])
+    at = policy.batch_time(BATCH_DAY)
+    lines = explain(root, store, program, kept["listener_id"], kept["track_id"], BATCH_DAY, gate, at)
+    assert "email: not planned; contact policy now: may be asked" in "\n".join(lines)
+    resources["feedback_store"].opt_out(kept["listener_id"], "test", at)
+    lines = explain(root, store, program, kept["listener_id"], kept["track_id"], BATCH_DAY, gate, at)
+    assert "contact policy now: no, unsubscribed" in lines[-1]
     lines = explain(root, store, program, 10**9, 1, BATCH_DAY)
     assert "not a candidate" in lines[0]
 
