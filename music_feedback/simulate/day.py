@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, time as dtime, timedelta, timezone
+from typing import Callable
 
 from dagster import DagsterInstance
 
 from music_feedback import runner, settings
+from music_feedback.clock import Clock
 from music_feedback.delivery.email.maildir import file_name
 from music_feedback.delivery.email.render import message_id
 from music_feedback.delivery.runner import email_summary, run_email
@@ -26,6 +28,26 @@ class DayReport:
     failure: str | None = None
     summary: dict = field(default_factory=dict)
     batch: object | None = None  # the batch's runner.BatchReport
+    # Simulated-time intervals in which the product wrote (email at send time, the service's session):
+    # every stamp of the day must fall in one of them.
+    sessions: list[tuple[float, float]] = field(default_factory=list)
+
+
+LISTENER_DELAY_S = 3600
+
+
+def listener_time(program: Program, day: date) -> float:
+    """When listeners react to batch day D's requests: an hour after the last marketplace's send time on
+    D+1 (16:00 UTC for the shipped program, before the 18:00 UTC playlist update)."""
+    if program.channel("email") is None:
+        return datetime.combine(day + timedelta(days=1), dtime(12), timezone.utc).timestamp()
+    from music_feedback.delivery.email.plan import send_window
+    return max(send_window(program, m, day)[0] for m in program.marketplaces) + LISTENER_DELAY_S
+
+
+def send_times(program: Program, day: date) -> dict[str, float]:
+    from music_feedback.delivery.email.plan import send_window
+    return {m: send_window(program, m, day)[0] for m in program.marketplaces} if program.channel("email") else {}
 
 
 def run_job(defs, name: str, partition: str, inst: DagsterInstance) -> dict:
@@ -42,6 +64,11 @@ def run_job(defs, name: str, partition: str, inst: DagsterInstance) -> dict:
 def day_messages(program: Program, day: str):
     """The delivered files of the day's email requests (a file's name derives from its request's key): the
     embedded outbox, or the inbox the SES stand-in of `make demo-aws` delivers to."""
+    return [path for path, _, _ in delivered(program, day)]
+
+
+def delivered(program: Program, day: str) -> list[tuple]:
+    """(file, listener_id, track_id) of the day's sent email requests."""
     from music_feedback.resources import feedback_store
     folder = settings.outbox_dir() / "new"
     if not folder.is_dir():
@@ -49,7 +76,7 @@ def day_messages(program: Program, day: str):
     ledger = feedback_store().ledger_frame(program.program_id, day)
     sent = ledger.filter((ledger["state"] == "sent") & (ledger["channel"] == program.channel("email").channel_id))
     domain = program.channel("email").typed_config().from_address.rsplit("@", 1)[-1].rstrip(">").strip()
-    return [folder / file_name(message_id(program.program_id, day, lid, tid, ch, domain))
+    return [(folder / file_name(message_id(program.program_id, day, lid, tid, ch, domain)), lid, tid)
             for lid, tid, ch in sent.select("listener_id", "track_id", "channel").iter_rows()]
 
 
@@ -67,8 +94,12 @@ class _Lines(list):
 
 
 def run_day(defs, program: Program, day: date, inst: DagsterInstance, simulate: bool = True, echo=None,
-            on_step=None) -> DayReport:
-    """`on_step(name)` is called as each step starts (the AWS demo counts adapter time per step)."""
+            on_step=None, before_email: Callable[[], None] | None = None,
+            after_listeners: Callable[[str, dict], str] | None = None) -> DayReport:
+    """`on_step(name)` is called as each step starts (the AWS demo counts adapter time per step);
+    `before_email()` runs just before the email step (a sender killed mid-run, which the step resumes);
+    `after_listeners(url, headers)` runs in the listeners' service session, on its clock, and returns a
+    line for the report (what else the outside world did that day)."""
     report, key = DayReport(day.isoformat()), day.isoformat()
     report.lines = _Lines(echo)
 
@@ -93,12 +124,18 @@ def run_day(defs, program: Program, day: date, inst: DagsterInstance, simulate: 
         report.lines.append(f"export: {res['meta']['s3_export'].get('dagster/row_count', 0):,} rows to "
                             f"{res['meta']['s3_export'].get('location')}")
     if program.channel("email"):
+        if before_email:
+            before_email()
+        started = time.perf_counter()
         sent = step("email", lambda: run_email(defs, program, day, inst))
+        wall = time.perf_counter() - started
+        # each marketplace's run reads the clock from its send time on, within the step's wall time
+        report.sessions += [(at, at + wall + 1.0) for at in send_times(program, day).values()]
         report.lines.append(email_summary(sent))
         if not all(r["success"] for r in sent):
             return _fail(report, "email: " + "; ".join(r["error"] for r in sent if r["error"]))
     if simulate:
-        report.lines.append(step("listeners", lambda: _simulate(program, key)))
+        report.lines.extend(step("listeners", lambda: _simulate(program, day, report, after_listeners)))
     for name in ("playlists", "metrics"):
         res = step(name, lambda n=name: run_job(defs, f"{program.slug}_{n}", key, inst))
         if not res["success"]:
@@ -116,20 +153,28 @@ def run_day(defs, program: Program, day: date, inst: DagsterInstance, simulate: 
     return report
 
 
-def _simulate(program: Program, day: str) -> str:
+def _simulate(program: Program, batch_day: date, report: DayReport, after=None) -> list[str]:
+    """Listeners answer through the service, which runs on the simulated clock at listener time of D+1."""
     from music_feedback.resources import candidate_store
     from music_feedback.service.process import service
+    day = batch_day.isoformat()
     messages = [p for p in day_messages(program, day) if p.exists()]
     seed = int(day.replace("-", ""))
-    with service(workers=2) as (url, headers):
+    start = listener_time(program, batch_day)
+    began, clock = time.perf_counter(), Clock.at(start)  # the clock runs on from here at real speed
+    extra = None
+    with service(workers=2, clock=clock) as (url, headers):
         email = listeners.email_listeners(program, url, messages, seed)
         voice = listeners.voice_listeners(program, candidate_store(), url, headers, day, len(messages), seed)
+        if after:
+            extra = after(url, headers)
+        report.sessions.append((start, start + (time.perf_counter() - began) + 1.0))
     counts = {**email.counts, **voice.counts}
     errors = {**email.errors, **voice.errors}
     line = (f"listeners: of {len(messages):,} delivered, {counts.get('opened', 0):,} opened, "
             f"{counts.get('clicked', 0):,} clicked, {counts.get('submitted', 0):,} answered by email; "
             f"{counts.get('voice_answered', 0):,} answered by voice")
-    return line + (f"; errors: {dict(list(errors.items())[:3])}" if errors else "")
+    return [line + (f"; errors: {dict(list(errors.items())[:3])}" if errors else "")] + ([extra] if extra else [])
 
 
 def _fail(report: DayReport, message: str) -> DayReport:
