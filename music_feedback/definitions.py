@@ -12,6 +12,7 @@ from music_feedback.assets.export import build_export
 from music_feedback.assets.metrics import build_metrics
 from music_feedback.assets.playlists import build_playlists, feedback_spec
 from music_feedback.operations import alert_on_run_failure, feedback_sensor, operation_jobs, operation_schedules
+from music_feedback.operations import holdout_lift_sensor
 from music_feedback.assets.models import weekly_partitions
 from music_feedback.assets.warehouse_tables import warehouse_table_specs
 from music_feedback.programs.loader import load_programs
@@ -53,7 +54,7 @@ def program_definitions(program: Program) -> Definitions:
     ops = operation_jobs(program, parts)
     channel_jobs += list(ops.values())
     channel_schedules += operation_schedules(program, ops)
-    sensors = [feedback_sensor(program, ops["playlists"])]
+    sensors = [feedback_sensor(program, ops["playlists"]), holdout_lift_sensor(program, ops["metrics"], parts)]
     return Definitions(
         assets=[*daily, *models, *channel_assets],
         jobs=[daily_job, train_job, *channel_jobs],
