@@ -136,15 +136,15 @@ def over_cap(contacts: pl.DataFrame, requests: pl.DataFrame, cap: int, n: int) -
     every = every.with_columns(windows["in_window"])
     over = every.filter((pl.col("source") == "ledger") & (pl.col("in_window") > cap))
     listeners = over["listener_id"].unique().sort()
-    examples = []
-    for lid in listeners.head(n).to_list():
+    examples, mixed = [], 0
+    for lid in listeners.to_list():
         end = over.filter(pl.col("listener_id") == lid).sort("in_window", "t", descending=[True, False]).row(0, named=True)
         window = every.filter((pl.col("listener_id") == lid) & (pl.col("t") > end["t"] - WEEK_S)
                               & (pl.col("t") <= end["t"]))
-        examples.append({"listener_id": lid, "contacts_in_window": int(end["in_window"]),
-                         "window": _contact_rows(window, 8)})
-    mixed = sum(1 for lid in listeners.to_list()
-                if over.filter(pl.col("listener_id") == lid)["channel"].n_unique() > 1)
+        mixed += window.filter(pl.col("source") == "ledger")["channel"].n_unique() > 1
+        if len(examples) < n:
+            examples.append({"listener_id": lid, "contacts_in_window": int(end["in_window"]),
+                             "window": _contact_rows(window, 8)})
     return _rule(listeners.len(), examples, cap=cap, windows_over=over.height,
                  listeners_examined=ours["listener_id"].n_unique(), warehouse_requests=theirs.height,
                  listeners_over_with_mixed_channels=mixed)

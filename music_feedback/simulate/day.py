@@ -95,11 +95,12 @@ class _Lines(list):
 
 def run_day(defs, program: Program, day: date, inst: DagsterInstance, simulate: bool = True, echo=None,
             on_step=None, before_email: Callable[[], None] | None = None,
-            after_listeners: Callable[[str, dict], str] | None = None) -> DayReport:
+            after_listeners: Callable[[str, dict], str] | None = None, service_workers: int = 2) -> DayReport:
     """`on_step(name)` is called as each step starts (the AWS demo counts adapter time per step);
     `before_email()` runs just before the email step (a sender killed mid-run, which the step resumes);
     `after_listeners(url, headers)` runs in the listeners' service session, on its clock, and returns a
-    line for the report (what else the outside world did that day)."""
+    line for the report (what else the outside world did that day). `service_workers`: one suffices for a
+    tiny day and leaves the CPU to the rest."""
     report, key = DayReport(day.isoformat()), day.isoformat()
     report.lines = _Lines(echo)
 
@@ -135,7 +136,8 @@ def run_day(defs, program: Program, day: date, inst: DagsterInstance, simulate: 
         if not all(r["success"] for r in sent):
             return _fail(report, "email: " + "; ".join(r["error"] for r in sent if r["error"]))
     if simulate:
-        report.lines.extend(step("listeners", lambda: _simulate(program, day, report, after_listeners)))
+        report.lines.extend(step("listeners", lambda: _simulate(program, day, report, after_listeners,
+                                                                  service_workers)))
     for name in ("playlists", "metrics"):
         res = step(name, lambda n=name: run_job(defs, f"{program.slug}_{n}", key, inst))
         if not res["success"]:
@@ -153,7 +155,7 @@ def run_day(defs, program: Program, day: date, inst: DagsterInstance, simulate: 
     return report
 
 
-def _simulate(program: Program, batch_day: date, report: DayReport, after=None) -> list[str]:
+def _simulate(program: Program, batch_day: date, report: DayReport, after=None, workers: int = 2) -> list[str]:
     """Listeners answer through the service, which runs on the simulated clock at listener time of D+1."""
     from music_feedback.resources import candidate_store
     from music_feedback.service.process import service
@@ -163,7 +165,7 @@ def _simulate(program: Program, batch_day: date, report: DayReport, after=None) 
     start = listener_time(program, batch_day)
     began, clock = time.perf_counter(), Clock.at(start)  # the clock runs on from here at real speed
     extra = None
-    with service(workers=2, clock=clock) as (url, headers):
+    with service(workers=workers, clock=clock) as (url, headers):
         email = listeners.email_listeners(program, url, messages, seed)
         voice = listeners.voice_listeners(program, candidate_store(), url, headers, day, len(messages), seed)
         if after:

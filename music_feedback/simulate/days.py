@@ -53,7 +53,8 @@ class DaysReport:
 
 
 def run_days(defs, program: Program, days: list[date], inst: DagsterInstance, *, crashes: int = 1,
-             crash_from: int = 1, echo=None, audit: bool = True, stop_on_failure: bool = True) -> DaysReport:
+             crash_from: int = 1, echo=None, audit: bool = True, stop_on_failure: bool = True,
+             service_workers: int = 2) -> DaysReport:
     """Run `days` in order; kill an email sender mid-run on days from index `crash_from` on until `crashes`
     kills landed mid-send. Stops at the first failed day unless told not to (a failed report or metrics
     step still leaves the day's contacts to audit); audits the stores at the end."""
@@ -65,7 +66,7 @@ def run_days(defs, program: Program, days: list[date], inst: DagsterInstance, *,
         if program.channel("email") and i >= crash_from and sum(c["mid_send"] for c in out.crashes) < crashes:
             def crash(day=day):
                 out.crashes.append(kill_email_mid_run(program, day, inst))
-        report = run_day(defs, program, day, inst, echo=echo, before_email=crash,
+        report = run_day(defs, program, day, inst, echo=echo, before_email=crash, service_workers=service_workers,
                          after_listeners=lambda url, headers, day=day: outside_world(program, day, url, headers,
                                                                                      out.actions))
         if crash and out.crashes and out.crashes[-1]["day"] == day.isoformat():
