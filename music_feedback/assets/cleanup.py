@@ -1,10 +1,10 @@
 """candidate_cleanup: the weekly purge of expired candidates, and a check that none is still served."""
 
-import time
 
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, MaterializeResult, asset
 
 from music_feedback.assets.common import OWNER, key
+from music_feedback.clock import Clock
 from music_feedback.programs.model import Program
 from music_feedback.store.base import CandidateStore
 
@@ -19,8 +19,9 @@ def build_cleanup(program: Program):
            description="Deletes the candidates past their TTL (DynamoDB's own TTL deletes lag up to two days; "
                        "every read hides them meanwhile), then reads each channel to check none is served.")
     def candidate_cleanup(context: AssetExecutionContext, candidate_store: CandidateStore) -> MaterializeResult:
-        now = time.time()
-        removed = candidate_store.purge_expired()
+        clock = Clock.from_env()
+        now = clock.now()
+        removed = candidate_store.purge_expired(clock.datetime())
         served = sum(1 for ch in program.enabled_channels()
                      for r in candidate_store.for_channel(program.program_id, ch.channel_id, limit=1_000_000)
                      if r["expires_at"] <= now)
