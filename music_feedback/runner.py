@@ -149,6 +149,13 @@ def run_batch(defs, program: Program, day: date, inst: DagsterInstance) -> Batch
     return report
 
 
+def program_bands(program_id: str):
+    """The program's score bands (metrics.scoreBands), the defaults if it is no longer configured."""
+    from music_feedback.programs.loader import load_programs
+    from music_feedback.programs.model import ScoreBands
+    return next((p.metrics.score_bands for p in load_programs() if p.program_id == program_id), ScoreBands())
+
+
 def summary(report: BatchReport) -> str:
     lines = [f"{report.program_id} batch for {report.partition}: "
              f"{'succeeded' if report.success else 'FAILED'} in {report.wall_s:.1f}s"]
@@ -163,7 +170,9 @@ def summary(report: BatchReport) -> str:
         lines.append("  removed by filter: " + ", ".join(f"{k} {v:,}" for k, v in removed.items()))
     dist = report.meta("scored_candidates", "score_distribution")
     if dist:
-        lines.append("  score bands: " + ", ".join(f"{k} {v:.0%}" for k, v in dist.items()))
+        from music_feedback.scoring.combine import band_labels
+        labels = band_labels(program_bands(report.program_id))  # the edges the daily report names too
+        lines.append("  score bands: " + ", ".join(f"{labels.get(k, k)} {v:.0%}" for k, v in dist.items()))
     failed = [f"{n} ({c['description']})" for n, c in report.checks.items() if not c["passed"]]
     lines.append(f"  checks: {len(report.checks) - len(failed)}/{len(report.checks)} passed"
                  + (f"; failed: {', '.join(failed)}" if failed else ""))

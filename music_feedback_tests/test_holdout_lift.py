@@ -1,5 +1,5 @@
-"""The holdout lift of batch day D is measured over its whole window D+2..D+8, and the sensor re-runs D's metrics
-once the warehouse holds those plays: the 23:59 run of D+1 never can."""
+"""The holdout lift of batch day D is measured over its whole window D+2..D+8, and the sensor re-runs D's
+metrics once the warehouse holds those plays: the 23:59 run of D+1 never can."""
 from __future__ import annotations
 
 import shutil
@@ -66,7 +66,8 @@ def evaluate(sensor, instance, defs):
 
 
 def metrics_of(program, day: date) -> dict:
-    rows = SQLiteMetricsSink(path=str(settings.data_home() / "metrics.sqlite")).read(program.program_id, day.isoformat())
+    sink = SQLiteMetricsSink(path=str(settings.data_home() / "metrics.sqlite"))
+    rows = sink.read(program.program_id, day.isoformat())
     return {m["name"]: m["value"] for m in rows if not m["dimensions"]}
 
 

@@ -1,5 +1,5 @@
-"""One report vocabulary: the score bands, thresholds and currency come from the program's configuration, so the
-batch's printout, the metrics sink and the daily report say the same thing."""
+"""One report vocabulary: the score bands, thresholds and currency come from the program's configuration, so
+the batch's printout, the metrics sink and the daily report say the same thing."""
 from __future__ import annotations
 
 import polars as pl
@@ -33,6 +33,14 @@ def test_configured_bands_count_the_batch(tmp_path):
     assert score_distribution(scores, program.metrics.score_bands) == {"high": 0.5, "medium": 0.25, "low": 0.25}
     assert score_distribution(scores) == {"high": 0.25, "medium": 0.25, "low": 0.5}  # the defaults differ
     assert program.metrics.currency == "EUR"
+
+
+def test_the_batch_printout_names_the_band_edges(data_home):
+    from music_feedback.runner import BatchReport, summary
+    shares = {"high": 0.3, "medium": 0.5, "low": 0.2}
+    report = BatchReport("music-feedback", "2026-11-23", True, 1.0,
+                         assets={"scored_candidates": {"score_distribution": shares}})
+    assert "  score bands: high (>= 0.70) 30%, medium (0.40 to 0.70) 50%, low (< 0.40) 20%" in summary(report)
 
 
 @pytest.mark.parametrize("metrics, key", [
@@ -143,7 +151,7 @@ def test_the_days_metrics_speak_the_batchs_vocabulary(data_home):
         result = run_job(build_definitions(), f"{program.slug}_metrics", day, instance)
     assert result["success"], result["error"]
     summary = result["meta"]["daily_metrics"]["summary"]
-    assert "| Processing | high score (>= 0.70) | 37.5 % of scored |" in summary
+    assert "| Processing | score band high (>= 0.70) | 37.5 % of scored |" in summary
     assert score_distribution(pl.Series(scores), program.metrics.score_bands)["high"] == 0.375  # the batch's count
     assert "| Delivery: email | clicked | 2 (20.0 % of delivered) |" in summary
     assert "| Delivery: email | submitted | 2 (20.0 % of delivered) |" in summary
@@ -157,4 +165,4 @@ def test_the_days_metrics_speak_the_batchs_vocabulary(data_home):
     assert ("OpenedRate", VOICE, None) not in sunk and sunk[("Submitted", VOICE, None)]["value"] == 5
     assert sunk[("CostPerFeedback", None, None)]["dimensions"]["Currency"] == "USD"
     html = (data_home / "reports" / program.program_id / day / "report.html").read_text()
-    assert "<td class=\"measure\">high score (&gt;= 0.70)</td><td>37.5 % of scored</td>" in html
+    assert "<td class=\"measure\">score band high (&gt;= 0.70)</td><td>37.5 % of scored</td>" in html

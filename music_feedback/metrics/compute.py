@@ -14,7 +14,7 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 from music_feedback.feedback.port import FeedbackStore
 from music_feedback.metrics.sink import Metric
 from music_feedback.programs.model import Program
-from music_feedback.scoring.combine import score_distribution
+from music_feedback.scoring.combine import band_labels, score_distribution
 from music_feedback.warehouse.port import Warehouse, date_literal
 
 BATCH_ASSETS = ("raw_streams", "unified_candidates", "filtered_candidates", "listener_features", "track_features",
@@ -104,10 +104,8 @@ def processing(m: DayMetrics, program: Program, meta: dict[str, dict], scored: p
     m.row("Processing", "eligible (kept by the filters)",
           f"{count(kept)} ({percent(kept / unified)} of candidates)" if kept is not None and unified else count(kept))
     m.row("Processing", "scored", count(scored.height))
-    labels = {"high": f"high score (>= {bands.high:.2f})", "medium": f"medium score ({bands.medium:.2f} to "
-              f"{bands.high:.2f})", "low": f"low score (< {bands.medium:.2f})"}
-    for band, label in labels.items():
-        m.row("Processing", label, f"{percent(dist[band])} of scored" if dist else "n/a")
+    for band, label in band_labels(bands).items():
+        m.row("Processing", f"score band {label}", f"{percent(dist[band])} of scored" if dist else "n/a")
     m.row("Processing", "score cache hit rate", percent(cache))
 
 
@@ -138,7 +136,8 @@ def funnel(program: Program, feedback: FeedbackStore, day: str) -> pl.DataFrame:
     out = parts[0]
     for part in parts[1:]:
         out = out.join(part, on=["channel", "marketplace"], how="left")
-    return out.fill_null(0).with_columns(pl.exclude("channel", "marketplace").cast(pl.Int64)).sort("channel", "marketplace")
+    counts = pl.exclude("channel", "marketplace")
+    return out.fill_null(0).with_columns(counts.cast(pl.Int64)).sort("channel", "marketplace")
 
 
 def delivery(m: DayMetrics, program: Program, table: pl.DataFrame, ledger_counts: dict[str, int]) -> None:

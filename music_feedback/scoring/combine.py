@@ -15,9 +15,10 @@ def combined_score(propensity: pl.Expr, affinity: pl.Expr, propensity_weight: fl
     return (propensity.pow(propensity_weight) * affinity.pow(1.0 - propensity_weight)).clip(0.0, 1.0)
 
 
-def score_bands(bands: ScoreBands) -> tuple[tuple[str, float, float], ...]:
-    """(band, lowest score, upper bound) per band, from the program's metrics.scoreBands."""
-    return (("high", bands.high, 1.0), ("medium", bands.medium, bands.high), ("low", 0.0, bands.medium))
+def band_labels(bands: ScoreBands) -> dict[str, str]:
+    """Each band with its edges, as the batch's printout and the daily report both name them."""
+    return {"high": f"high (>= {bands.high:.2f})", "medium": f"medium ({bands.medium:.2f} to {bands.high:.2f})",
+            "low": f"low (< {bands.medium:.2f})"}
 
 
 def score_distribution(scores: pl.Series, bands: ScoreBands = ScoreBands()) -> dict[str, float]:
