@@ -6,7 +6,7 @@ rows already planned as they are.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -22,12 +22,16 @@ PAGE = 100_000
 
 
 def send_window(program: Program, marketplace: str, batch_day: date) -> tuple[float, float]:
-    """(send_at, send_before) in epoch seconds: sendTime on D+1 in the marketplace's zone, plus the
-    maximum lateness."""
+    """(send_at, send_before) in epoch seconds: sendTime in the marketplace's zone on D+1, plus the maximum
+    lateness. Where sendTime on D+1 comes before day D has ended in UTC (10:00 east of UTC+10, as in
+    Pacific/Kiritimati), no batch can hold the day yet: it is sendTime on D+2."""
     config = program.channel("email").typed_config()
     zone = ZoneInfo(program.time_zone(marketplace) if config.timezone == "local" else config.timezone)
     hour, minute = map(int, config.send_time.split(":"))
+    day_ended = datetime.combine(batch_day + timedelta(days=1), time(), tzinfo=timezone.utc)
     send_at = datetime.combine(batch_day + timedelta(days=1), time(hour, minute), tzinfo=zone)
+    if send_at < day_ended:
+        send_at = datetime.combine(batch_day + timedelta(days=2), time(hour, minute), tzinfo=zone)
     return send_at.timestamp(), (send_at + timedelta(hours=config.max_lateness_hours)).timestamp()
 
 
