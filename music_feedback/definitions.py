@@ -7,7 +7,7 @@ from dagster import (AssetSelection, DefaultScheduleStatus, Definitions,
 from music_feedback.assets import daily_assets, model_assets
 from music_feedback.assets.common import daily_partitions
 from music_feedback.assets.cleanup import build_cleanup
-from music_feedback.assets.email import build_email, email_job, email_schedules
+from music_feedback.assets.email import build_email, email_job, email_sensor
 from music_feedback.assets.export import build_export
 from music_feedback.assets.metrics import build_metrics
 from music_feedback.assets.playlists import build_playlists, feedback_spec
@@ -42,19 +42,20 @@ def program_definitions(program: Program) -> Definitions:
         description=f"{program.program_name}: retrain the propensity and affinity models on the week's "
                     "outcomes; promote a challenger only when it beats the champion.")
     minute, hour = cron_fields(program.batch_schedule)
-    channel_assets, channel_jobs, channel_schedules = [], [], []
+    channel_assets, channel_jobs, channel_schedules, channel_sensors = [], [], [], []
     parts = daily_partitions(program)
     if program.channel("email"):
         email = build_email(program, parts)
         channel_assets.append(email)
         channel_jobs.append(email_job(program, email))
-        channel_schedules += email_schedules(program, channel_jobs[-1])
+        channel_sensors.append(email_sensor(program, channel_jobs[-1], parts))
     channel_assets += [build_export(program, parts), feedback_spec(program), *build_playlists(program, parts),
                        build_metrics(program, parts), build_cleanup(program)]
     ops = operation_jobs(program, parts)
     channel_jobs += list(ops.values())
     channel_schedules += operation_schedules(program, ops)
-    sensors = [feedback_sensor(program, ops["playlists"]), holdout_lift_sensor(program, ops["metrics"], parts)]
+    sensors = [feedback_sensor(program, ops["playlists"]), holdout_lift_sensor(program, ops["metrics"], parts),
+               *channel_sensors]
     return Definitions(
         assets=[*daily, *models, *channel_assets],
         jobs=[daily_job, train_job, *channel_jobs],

@@ -37,10 +37,21 @@ def test_jobs_and_schedules():
 
     for name in ("music_feedback_daily_batch_schedule", "music_feedback_weekly_retrain"):
         assert defs.resolve_schedule_def(name).description
-    # email at 10:00 local time, one schedule per marketplace in its own zone
-    berlin = defs.resolve_schedule_def("music_feedback_email_de")
-    assert (berlin.cron_schedule, berlin.execution_timezone) == ("0 10 * * *", "Europe/Berlin")
-    assert defs.resolve_schedule_def("music_feedback_email_jp").execution_timezone == "Asia/Tokyo"
+    # email waits for the stored batch and each marketplace's send time: a sensor, not a clock schedule
+    email = defs.resolve_sensor_def("music_feedback_email_when_stored")
+    assert email.job_name == "music_feedback_email_delivery" and "stored" in email.description
+    assert not [s.name for s in defs.schedules if s.name.startswith("music_feedback_email")]
+
+
+def test_every_schedule_and_sensor_starts_stopped():
+    """The README says so and says how to turn them on."""
+    from dagster import DefaultScheduleStatus, DefaultSensorStatus
+
+    from music_feedback.definitions import defs
+    assert {s.name for s in defs.schedules if s.default_status != DefaultScheduleStatus.STOPPED} == set()
+    assert {s.name for s in defs.sensors if s.default_status != DefaultSensorStatus.STOPPED} == set()
+    readme = (ROOT / "README.md").read_text()
+    assert "dagster schedule start" in readme and "`sensor start`" in readme
 
 
 def test_lineage_shows_the_warehouse_tables_each_stage_reads():

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from datetime import date
 
-from dagster import DagsterInstance, MultiPartitionKey
+from dagster import DagsterInstance, Failure, MultiPartitionKey
 
 from music_feedback.programs.model import Program
+
+# A Failure is the run saying why it stopped (no stored batch, not yet its send time): its words are the message.
+FAILURE = f"{Failure.__module__}.{Failure.__qualname__}: "
 
 
 def run_email(defs, program: Program, day: date, inst: DagsterInstance, at_send_time: bool = True) -> list[dict]:
@@ -23,12 +26,12 @@ def run_email(defs, program: Program, day: date, inst: DagsterInstance, at_send_
         for event in result.get_asset_materialization_events():
             meta = {k: getattr(v, "value", v) for k, v in event.event_specific_data.materialization.metadata.items()}
         out.append({"marketplace": marketplace, "success": result.success, "meta": meta,
-                    "error": None if result.success else _first_error(result)})
+                    "error": None if result.success else _first_error(result).removeprefix(FAILURE)})
     return out
 
 
 def email_summary(results: list[dict]) -> str:
-    lines = ["email, each marketplace as at its 10:00 local send time:"]
+    lines = ["email, each marketplace as at its local send time:"]
     for r in results:
         m = r["meta"]
         if not r["success"]:
