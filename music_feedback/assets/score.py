@@ -54,8 +54,9 @@ def build_score(program: Program, partitions):
              "tracks": AssetIn(key(program, "track_features"))},
         description=f"Candidates scored by both models in batches of {settings.batch_size}; score = "
                     f"propensity^{settings.propensity_weight} * affinity^{1 - settings.propensity_weight:g} "
-                    "in [0, 1], with the champions of the day from the model registry; cached pairs are not scored "
-                    "again. Each row keeps the feature values and model versions used.",
+                    "in [0, 1], with the champions of the day from the model registry; a pair cached with "
+                    "the same models and feature values is not scored again. Each row keeps the feature values "
+                    "and model versions used.",
         check_specs=[AssetCheckSpec("scores_in_range", asset=asset_key, blocking=True, partitions_def=partitions,
                                     description="Scores in [0, 1], non-null; listener+track unique.")],
     )

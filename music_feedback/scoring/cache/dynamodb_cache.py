@@ -1,8 +1,10 @@
-"""AWS adapter of the score cache: a DynamoDB table keyed by pair and model versions, with TTL.
+"""AWS adapter of the score cache: a DynamoDB table keyed by pair, model versions and feature fingerprint,
+with TTL.
 
-Keys: pk = PAIR#<program>#<listener>#<track>, sk = <versions>. TTL deletion lags, so reads filter
-expired items. BatchGetItem (100 keys) and BatchWriteItem (25 items) resend what DynamoDB leaves
-unprocessed, with exponential backoff and jitter.
+Keys: pk = PAIR#<program>#<listener>#<track>, sk = <versions>#<fingerprint, 16 hex digits>. Items of the
+first layout (sk = <versions>, no fingerprint) match no key any more and leave by TTL. TTL deletion lags,
+so reads filter expired items. BatchGetItem (100 keys) and BatchWriteItem (25 items) resend what DynamoDB
+leaves unprocessed, with exponential backoff and jitter.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Optional
 import polars as pl
 from pydantic import PrivateAttr
 
-from music_feedback.scoring.cache.port import SCHEMA, ScoreCache, epoch
+from music_feedback.scoring.cache.port import KEY, SCHEMA, SCORES, ScoreCache, epoch
 
 GET_CHUNK, PUT_CHUNK, MAX_TRIES = 100, 25, 8
 
@@ -33,6 +35,10 @@ def definition(table_name: str) -> dict:
 
 def _pk(program_id: str, listener_id: int, track_id: int) -> str:
     return f"PAIR#{program_id}#{listener_id}#{track_id}"
+
+
+def _sk(versions: str, fingerprint: int) -> str:
+    return f"{versions}#{fingerprint:016x}"
 
 
 class DynamoDBScoreCache(ScoreCache):
@@ -80,6 +86,7 @@ class DynamoDBScoreCache(ScoreCache):
             for item in answer.get("Responses", {}).get(self.table_name, []):
                 if int(item["expires_at"]["N"]) > cutoff:
                     rows.append((int(item["listener_id"]["N"]), int(item["track_id"]["N"]),
+                                 int(item["sk"]["S"].rsplit("#", 1)[1], 16),
                                  float(item["propensity_score"]["N"]), float(item["affinity_score"]["N"])))
             request = answer.get("UnprocessedKeys") or {}
             if not request:
@@ -88,8 +95,8 @@ class DynamoDBScoreCache(ScoreCache):
         raise RuntimeError(f"score cache {self.table_name}: DynamoDB left keys unprocessed after {MAX_TRIES} tries")
 
     def lookup(self, program_id: str, versions: str, pairs: pl.DataFrame, now: datetime) -> pl.DataFrame:
-        keys = [{"pk": {"S": _pk(program_id, lid, tid)}, "sk": {"S": versions}}
-                for lid, tid in pairs.select("listener_id", "track_id").unique().iter_rows()]
+        keys = [{"pk": {"S": _pk(program_id, lid, tid)}, "sk": {"S": _sk(versions, fp)}}
+                for lid, tid, fp in pairs.select(KEY).unique().iter_rows()]
         cutoff = epoch(now)
         found = self._each(lambda part: self._get(part, cutoff),
                            [keys[i:i + GET_CHUNK] for i in range(0, len(keys), GET_CHUNK)])
@@ -107,12 +114,11 @@ class DynamoDBScoreCache(ScoreCache):
     def store(self, program_id: str, versions: str, scores: pl.DataFrame, now: datetime) -> int:
         expires = str(self.expires_at(now))
         items = [{"PutRequest": {"Item": {
-            "pk": {"S": _pk(program_id, lid, tid)}, "sk": {"S": versions},
+            "pk": {"S": _pk(program_id, lid, tid)}, "sk": {"S": _sk(versions, fp)},
             "listener_id": {"N": str(lid)}, "track_id": {"N": str(tid)},
             "propensity_score": {"N": str(Decimal(repr(p)))}, "affinity_score": {"N": str(Decimal(repr(a)))},
             "expires_at": {"N": expires}}}}
-            for lid, tid, p, a in scores.select("listener_id", "track_id", "propensity_score",
-                                                "affinity_score").unique(["listener_id", "track_id"]).iter_rows()]
+            for lid, tid, fp, p, a in scores.select(*KEY, *SCORES).unique(list(KEY)).iter_rows()]
         self._each(self._put, [items[i:i + PUT_CHUNK] for i in range(0, len(items), PUT_CHUNK)])
         return len(items)
 

@@ -1,5 +1,6 @@
-"""The score cache port. A key is (program, listener, track, model versions): a new champion changes
-the versions, so its scores never mix with the old model's."""
+"""The score cache port. A key is (program, listener, track, model versions, feature fingerprint): a score
+is a function of the model and the row's feature values, so a new champion or a day whose features differ
+(a re-run of an older day after a newer one) misses instead of reusing another day's score."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -7,10 +8,13 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 from dagster import ConfigurableResource
 
+from music_feedback.scoring.cache.fingerprint import COLUMN as FINGERPRINT
+
 PAIR = ("listener_id", "track_id")
+KEY = (*PAIR, FINGERPRINT)
 SCORES = ("propensity_score", "affinity_score")
-SCHEMA = {"listener_id": pl.Int64, "track_id": pl.Int64, "propensity_score": pl.Float64,
-          "affinity_score": pl.Float64}
+SCHEMA = {"listener_id": pl.Int64, "track_id": pl.Int64, FINGERPRINT: pl.UInt64,
+          "propensity_score": pl.Float64, "affinity_score": pl.Float64}
 
 
 def versions_key(propensity_version: str, affinity_version: str) -> str:
@@ -25,11 +29,13 @@ class ScoreCache(ConfigurableResource):
     ttl_days: int = 14
 
     def lookup(self, program_id: str, versions: str, pairs: pl.DataFrame, now: datetime) -> pl.DataFrame:
-        """The unexpired cached scores of `pairs` (listener_id, track_id): one row per hit."""
+        """The unexpired cached scores of `pairs` (listener_id, track_id, feature_fingerprint): one row
+        (SCHEMA) per hit."""
         raise NotImplementedError
 
     def store(self, program_id: str, versions: str, scores: pl.DataFrame, now: datetime) -> int:
-        """Cache listener_id, track_id, propensity_score, affinity_score until now + ttl_days."""
+        """Cache listener_id, track_id, feature_fingerprint, propensity_score, affinity_score until
+        now + ttl_days."""
         raise NotImplementedError
 
     def purge_expired(self, now: datetime) -> int:
