@@ -86,15 +86,16 @@ def test_no_feedback_scores_nothing():
 
 
 def _move(track: int, action: str, score: float = 0.8) -> dict:
-    return {"marketplace": "US", "genre": "rock", "track_id": track, "track_name": f"T{track}", "action": action,
-            "prior": 0.5, "up": 5.0, "down": 1.0, "votes": 6, "score": score}
+    return {"marketplace": "US", "genre": "rock", "track_id": track, "track_name": f"T{track}",
+            "action": action, "prior": 0.5, "up": 5.0, "down": 1.0, "votes": 6, "score": score}
 
 
 def test_an_older_day_run_again_after_newer_ones_leaves_the_playlists_of_a_run_in_order(tmp_path):
-    """Day A enters track 1; day B takes it out and enters 2. Running A again (a backfill) must not put 1 back:
-    its moves were decided against the playlists before A, and B's later move still stands."""
+    """Day A enters track 1; day B takes it out and enters 2. Running A again (a backfill) must not put 1
+    back: its moves were decided against the playlists before A, and B's later move still stands."""
     store = SQLitePlaylistStore(path=str(tmp_path / "playlists.sqlite"))
-    day_a, day_b = pl.DataFrame([_move(1, "enter")]), pl.DataFrame([_move(1, "leave", 0.5), _move(2, "enter")])
+    day_a = pl.DataFrame([_move(1, "enter")])
+    day_b = pl.DataFrame([_move(1, "leave", 0.5), _move(2, "enter")])
     store.apply("p", "2026-11-22", day_a, NOW)
     store.apply("p", "2026-11-23", day_b, NOW + DAY)
     in_order = store.members("p")

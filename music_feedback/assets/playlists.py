@@ -1,8 +1,6 @@
 """playlist_scores and curated_playlists: the day's feedback turned into track scores, and the playlists
 moved by them. `listener_feedback` stands for the answers the service collects (written outside Dagster)."""
 
-from datetime import datetime, timezone
-
 import polars as pl
 from dagster import (AssetExecutionContext, AssetIn, AssetSpec, MaterializeResult, MetadataValue, Output, asset)
 
@@ -38,9 +36,9 @@ def build_playlists(program: Program, partitions):
         scores = track_scores(answers, as_of, settings)
         if scores.is_empty():
             context.log.warning("no feedback yet: every playlist stays as it is")
-        return Output(scores, metadata={**frame_metadata(scores, watch.total), "answers": answers.height,
-                                        "tracks_scored": scores["track_id"].n_unique() if scores.height else 0,
-                                        "as_of": datetime.fromtimestamp(as_of, timezone.utc).isoformat()})
+        return Output(scores, metadata={
+            **frame_metadata(scores, watch.total), "answers": answers.height, "as_of": MetadataValue.timestamp(as_of),
+            "tracks_scored": scores["track_id"].n_unique() if scores.height else 0})
 
     @asset(key=key(program, "curated_playlists"), group_name=program.slug, owners=[OWNER], kinds={"sqlite"},
            partitions_def=partitions, ins={"scores": AssetIn(key(program, "playlist_scores"))},
@@ -55,7 +53,7 @@ def build_playlists(program: Program, partitions):
         watch = Stopwatch()
         # not today's members: a re-run of an older day would compare with moves made after it
         moves = changes(scores, playlist_store.members(program.program_id, before=day), settings)
-        playlist_store.apply(program.program_id, day, moves, Clock.from_env().now())  # `at`: when it was applied
+        playlist_store.apply(program.program_id, day, moves, Clock.from_env().now())  # `at`: when applied
         members = playlist_store.members(program.program_id)
         return MaterializeResult(metadata={
             "entered": int((moves["action"] == "enter").sum()), "left": int((moves["action"] == "leave").sum()),

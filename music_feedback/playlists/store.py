@@ -46,6 +46,9 @@ CREATE INDEX IF NOT EXISTS playlist_audit_day ON playlist_audit (program_id, run
 """
 
 
+_MEMBERS = {"marketplace": pl.Utf8, "genre": pl.Utf8, "track_id": pl.Int64, "track_name": pl.Utf8,
+            "score": pl.Float64, "since": pl.Utf8}
+
 # Each track's last move in day order, then in the order applied; a track whose last move is an entry is a
 # member, since the day of that entry.
 _REPLAY = """
@@ -67,28 +70,28 @@ class SQLitePlaylistStore(PlaylistStore):
         return conn
 
     def members(self, program_id: str, before: str | None = None) -> pl.DataFrame:
+        if before is None:
+            query, args = ("SELECT marketplace, genre, track_id, track_name, score, since FROM playlist_members "
+                           "WHERE program_id = ?"), (program_id,)
+        else:
+            query, args = _REPLAY.format(before="AND run_date < ?"), (program_id, before)
         with closing(self._connect()) as conn:
-            if before is None:
-                rows = conn.execute("SELECT marketplace, genre, track_id, track_name, score, since FROM "
-                                    "playlist_members WHERE program_id = ? ORDER BY marketplace, genre, score DESC",
-                                    (program_id,)).fetchall()
-            else:
-                rows = conn.execute(_REPLAY.format(before="AND run_date < ?") + " ORDER BY marketplace, genre, "
-                                    "score DESC", (program_id, before)).fetchall()
-        return pl.DataFrame(rows, orient="row", schema={"marketplace": pl.Utf8, "genre": pl.Utf8, "track_id": pl.Int64,
-                                                        "track_name": pl.Utf8, "score": pl.Float64, "since": pl.Utf8})
+            rows = conn.execute(query + " ORDER BY marketplace, genre, score DESC", args).fetchall()
+        return pl.DataFrame(rows, orient="row", schema=_MEMBERS)
 
     def apply(self, program_id: str, run_date: str, changes: pl.DataFrame, at: float) -> int:
         with closing(self._connect()) as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("DELETE FROM playlist_audit WHERE program_id = ? AND run_date = ?", (program_id, run_date))
-                conn.executemany(f"INSERT INTO playlist_audit (program_id, run_date, {', '.join(AUDIT_COLUMNS)}, at) "
-                                 f"VALUES (?, ?, {', '.join('?' * len(AUDIT_COLUMNS))}, ?)",
-                                 [(program_id, run_date, *row, at) for row in changes.select(AUDIT_COLUMNS).iter_rows()])
+                conn.execute("DELETE FROM playlist_audit WHERE program_id = ? AND run_date = ?",
+                             (program_id, run_date))
+                conn.executemany(
+                    f"INSERT INTO playlist_audit (program_id, run_date, {', '.join(AUDIT_COLUMNS)}, at) "
+                    f"VALUES (?, ?, {', '.join('?' * len(AUDIT_COLUMNS))}, ?)",
+                    [(program_id, run_date, *row, at) for row in changes.select(AUDIT_COLUMNS).iter_rows()])
                 conn.execute("DELETE FROM playlist_members WHERE program_id = ?", (program_id,))
-                conn.execute("INSERT INTO playlist_members (program_id, marketplace, genre, track_id, track_name, score, "
-                             "since) SELECT ?, * FROM (" + _REPLAY.format(before="") + ")", (program_id, program_id))
+                conn.execute(f"INSERT INTO playlist_members ({', '.join(('program_id', *_MEMBERS))}) "
+                             f"SELECT ?, * FROM ({_REPLAY.format(before='')})", (program_id, program_id))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
