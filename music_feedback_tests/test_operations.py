@@ -20,13 +20,14 @@ def test_every_operation_is_scheduled_at_the_seeds_time(data_home):
     defs = build_definitions()
     expected = {"music_feedback_daily_batch_schedule": "0 2 * * *", "music_feedback_export_schedule": "30 3 * * *",
                 "music_feedback_playlists_schedule": "0 18 * * *", "music_feedback_metrics_schedule": "59 23 * * *",
-                "music_feedback_weekly_cleanup": "0 1 * * 0", "music_feedback_weekly_retrain": "0 4 * * 0",
-                "music_feedback_email_us": "0 10 * * *"}
+                "music_feedback_weekly_cleanup": "0 1 * * 0", "music_feedback_weekly_retrain": "0 4 * * 0"}
     for name, cron in expected.items():
         schedule = defs.resolve_schedule_def(name)
         assert schedule.cron_schedule == cron and schedule.description, name
-    assert defs.resolve_schedule_def("music_feedback_email_in").execution_timezone == "Asia/Kolkata"
-    assert {s.name for s in defs.sensors} >= {"alert_on_run_failure", "music_feedback_feedback_volume"}
+    # Email and the lift's re-run wait for their data: sensors, not clock schedules.
+    assert {s.name for s in defs.sensors} >= {"alert_on_run_failure", "music_feedback_feedback_volume",
+                                              "music_feedback_email_when_stored", "music_feedback_holdout_lift"}
+    assert not any("email" in s.name for s in defs.schedules)
 
 
 def test_feedback_volume_sensor_requests_a_recount(data_home):
