@@ -92,6 +92,10 @@ def test_day_one_run_again_after_day_two_gives_its_first_rows(data_home):
         members = get_resources()["playlist_store"].members(program.program_id)
         # the backfill of day 1's playlists
         assert run_job(defs, playlists, DAY1.isoformat(), instance)["success"]
+        # and of day 1's batch once more, after its email went out and its answers came: the batch counts
+        # contacts and answers as of its own decision time, so it keeps what it first kept
+        assert runner.run_batch(defs, program, DAY1, instance).success
+        after_sends = _asset(program, "scored_candidates", DAY1)
 
     # the test means something: a pair of day 1 is a candidate again on day 2 with other feature values
     both = first_scored.select("listener_id", "track_id", "features").join(
@@ -100,6 +104,7 @@ def test_day_one_run_again_after_day_two_gives_its_first_rows(data_home):
     for frame, day in ((first_scored, DAY1), (day2, DAY2), (rescored, DAY1)):
         assert _not_from_own_features(program, frame, day) == 0, day
     assert rescored.equals(first_scored)  # every row, every score
+    assert after_sends.equals(first_scored)
     assert again.meta("scored_candidates", "score_cache_hit_rate") == 1.0  # day 1's own cached scores
     assert _asset(program, "playlist_scores", DAY1).equals(first_scores)
     assert _day1_moves(program).equals(first_moves)

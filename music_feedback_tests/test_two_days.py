@@ -12,6 +12,7 @@ from music_feedback import runner, settings
 from music_feedback.definitions import build_definitions
 from music_feedback.delivery.runner import run_email
 from music_feedback.feedback import Submission
+from music_feedback.policy.contact import batch_time
 from music_feedback.programs.loader import load_programs
 from music_feedback.resources import candidate_store, feedback_store
 from music_feedback_tests.conftest import BATCH_DAY
@@ -48,9 +49,10 @@ def test_day_two_sees_day_one(data_home):
         assert again.height == 1, "the small warehouse repeats some listener+track pairs on consecutive days"
         unsubscribed = before.join(again, on="listener_id", how="anti")["listener_id"][0]
         lid, tid = again.row(0)
-        feedback.submit(Submission(program.program_id, lid, tid, 1, "email", DAY1.isoformat(), "answer-0001",
-                                   time.time()))
-        feedback.opt_out(unsubscribed, "unsubscribe link", time.time())
+        # On the simulated clock: late on day 2, after day 1's email went out and before day 2's batch decides.
+        late = batch_time(DAY2) - 3600
+        feedback.submit(Submission(program.program_id, lid, tid, 1, "email", DAY1.isoformat(), "answer-0001", late))
+        feedback.opt_out(unsubscribed, "unsubscribe link", late)
 
         assert runner.run_batch(defs, program, DAY2, instance).success  # the day again, now knowing more
         after, decisions = _stored_email(program, DAY2), _decisions(program, DAY2)

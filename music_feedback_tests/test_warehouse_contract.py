@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from music_feedback.metrics.compute import later_plays
-from music_feedback.policy.contact import batch_time, cap_window, contact_signals
+from music_feedback.policy.contact import batch_window, contact_signals
 from music_feedback.programs.loader import load_programs
 from music_feedback.scoring.outcomes import training_rows
 from music_feedback.standins.postgres import redshift_env
@@ -124,12 +124,12 @@ READS = {
     "listeners": lambda wh: queries.listener_context(wh),
     "tracks": lambda wh: queries.track_context(wh),
     "prior_feedback": lambda wh: queries.prior_feedback_pairs(wh, P, BATCH_DAY),
-    "recent_requests": lambda wh: queries.recent_request_counts(wh, P, *cap_window(batch_time(BATCH_DAY))),
+    "recent_requests": lambda wh: queries.recent_request_counts(wh, P, *batch_window(BATCH_DAY)),
     "feedback_counts": lambda wh: queries.feedback_counts(wh, P, BATCH_DAY),
     "artist_ratings": lambda wh: queries.artist_ratings(wh, P, BATCH_DAY),
     "genre_affinity": lambda wh: queries.genre_affinity(wh),
     "training_outcomes": lambda wh: queries.training_outcomes(wh, P),
-    "contact_signals": lambda wh: contact_signals(wh, P, batch_time(BATCH_DAY)),
+    "contact_signals": lambda wh: contact_signals(wh, P, batch_window(BATCH_DAY)),
     # the extract's row-count check on the day before, the retrain's history, the holdout's later plays
     "day_before_count": lambda wh: wh.fetch(
         f"SELECT COUNT(*) AS n FROM ({extract_sql(BATCH_DAY - timedelta(days=1))}) q"),

@@ -9,7 +9,7 @@ from music_feedback.assets.common import OWNER, Stopwatch, batch_date, frame_met
 from music_feedback.filters import FilterContext, build_chain, run_chain
 from music_feedback.filters.base import LISTENER_SIGNALS
 from music_feedback.policy import ContactPolicy, contact_signals
-from music_feedback.policy.contact import batch_time, cap_window, policy_frame
+from music_feedback.policy.contact import batch_window, policy_frame
 from music_feedback.policy.history import add_contacts, own_history, with_suppressions
 from music_feedback.feedback.port import FeedbackStore
 from music_feedback.assets.warehouse_tables import reads
@@ -72,7 +72,7 @@ def build_filter(program: Program, partitions):
 
         def read_signals() -> pl.DataFrame:
             with warehouse.session():  # this thread's own connection
-                return with_suppressions(contact_signals(warehouse, program.program_id, batch_time(day)),
+                return with_suppressions(contact_signals(warehouse, program.program_id, batch_window(day)),
                                          own.suppressed)
         # The guard's warehouse read (~0.15 s) runs while the chain does, not after it; still a read of its
         # own, taken during this step, not the frames the filters loaded.
@@ -83,7 +83,7 @@ def build_filter(program: Program, partitions):
                                 q.track_context(warehouse, ["track_id", "feedback_eligible"]),
                                 pl.concat([q.prior_feedback_pairs(warehouse, program.program_id, day), own.answered]),
                                 add_contacts(q.recent_request_counts(warehouse, program.program_id,
-                                                                     *cap_window(batch_time(day))), own.contacts),
+                                                                     *batch_window(day)), own.contacts),
                                 tuple(program.marketplaces))
         with watch.stage("chain"):
             result = run_chain(chain, unified, ctx)

@@ -13,7 +13,7 @@ from music_feedback import settings
 from music_feedback.assets.score import feature_columns
 from music_feedback.assets.store import channel_rows
 from music_feedback.filters import FilterContext, build_chain, run_chain
-from music_feedback.policy.contact import batch_time, cap_window
+from music_feedback.policy.contact import batch_window
 from music_feedback.programs.model import Program
 from music_feedback.resources import get_resources
 from music_feedback.scoring import features as f
@@ -45,7 +45,7 @@ def run_limit(program: Program, day: date, store_path: str) -> dict:
     unified = unify(valid, listeners, tracks, program.program_id, day, conn.connector_id)
     lap("unify")
     ctx = FilterContext(program.program_id, day, listeners, tracks, q.prior_feedback_pairs(wh, program.program_id, day),
-                        q.recent_request_counts(wh, program.program_id, *cap_window(batch_time(day))),
+                        q.recent_request_counts(wh, program.program_id, *batch_window(day)),
                         tuple(program.marketplaces))
     kept = run_chain(build_chain(program.filter_chain), unified, ctx).kept
     lap("filter")

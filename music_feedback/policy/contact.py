@@ -67,14 +67,21 @@ def batch_time(day: date) -> float:
     return datetime.combine(day + timedelta(days=1), time(), timezone.utc).timestamp()
 
 
-def contact_signals(wh: Warehouse, program_id: str, at: float, listener_ids: list[int] | None = None
-                    ) -> pl.DataFrame:
-    """listener_id, opted_out, bot_score, is_authentic, prior_requests (the warehouse's requests in the cap
-    window around `at`); `listener_ids` narrows it to a few listeners (a voice prompt)."""
+def batch_window(day: date) -> tuple[float, float]:
+    """The contacts the batch of day D counts: the seven days before it decides, as of then. A re-run of D
+    after its own sends then keeps the candidates its first run kept; the sender and the voice prompt
+    still count both sides (cap_window) when they contact."""
+    return batch_time(day) - CAP_WINDOW_S, batch_time(day)
+
+
+def contact_signals(wh: Warehouse, program_id: str, window: tuple[float, float],
+                    listener_ids: list[int] | None = None) -> pl.DataFrame:
+    """listener_id, opted_out, bot_score, is_authentic, prior_requests (the warehouse's requests inside
+    `window`); `listener_ids` narrows it to a few listeners (a voice prompt)."""
     wh.require("listeners", ["listener_id", "opted_out", "bot_score", "is_authentic"])
     who = f" WHERE listener_id IN ({', '.join(str(int(i)) for i in listener_ids)})" if listener_ids else ""
     listeners = wh.fetch(f"SELECT listener_id, opted_out, bot_score, is_authentic FROM listeners{who}")
-    requests = recent_request_counts(wh, program_id, *cap_window(at), listener_ids)
+    requests = recent_request_counts(wh, program_id, *window, listener_ids)
     return (listeners.join(requests, on="listener_id", how="left")
             .with_columns(pl.col("prior_requests").fill_null(0).cast(pl.Int64)))
 

@@ -30,7 +30,7 @@ class ContactGate:
         few = len(listeners) <= FEW
         since, until = cap_window(at)
         with self.warehouse.session():
-            signals = contact_signals(self.warehouse, pid, at, listeners if few else None)
+            signals = contact_signals(self.warehouse, pid, (since, until), listeners if few else None)
         if few:
             contacts = pl.DataFrame({"listener_id": listeners,
                                      "requests": [self.feedback.contacts_of(pid, lid, since, until)

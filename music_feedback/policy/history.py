@@ -9,7 +9,7 @@ from datetime import date
 import polars as pl
 
 from music_feedback.feedback.port import FeedbackStore
-from music_feedback.policy.contact import batch_time, cap_window
+from music_feedback.policy.contact import batch_window
 
 
 @dataclass(frozen=True)
@@ -20,10 +20,10 @@ class OwnHistory:
 
 
 def own_history(feedback: FeedbackStore, program_id: str, day: date) -> OwnHistory:
-    """Contacts of every channel in the cap window around the batch's decision time; answers and opt-outs
-    whenever they came, because an answered pair or an unsubscribed listener is never asked again."""
-    since, until = cap_window(batch_time(day))
-    return OwnHistory(feedback.contacts(program_id, since, until), feedback.answered_pairs(program_id, float("inf")),
+    """Contacts of every channel and answers as of the batch's decision time (batch_window), so a re-run
+    of D gives what its first run gave; opt-outs whenever they came: nobody unsubscribed is stored again."""
+    since, until = batch_window(day)
+    return OwnHistory(feedback.contacts(program_id, since, until), feedback.answered_pairs(program_id, until),
                       feedback.suppressed())
 
 
