@@ -111,47 +111,49 @@ def unsubscribe(program: Program, day: date, client: sim.Http, rng: random.Rando
     return gone
 
 
-def _pending_voice(program: Program) -> pl.DataFrame:
+def _voice_rows(program: Program) -> pl.DataFrame:
+    """The voice channel's unexpired candidates, whatever their status."""
     from music_feedback.resources import candidate_store
     voice = program.channel("voice")
     rows = candidate_store().for_channel(program.program_id, voice.channel_id, limit=10**7)
-    frame = pl.DataFrame([{k: r[k] for k in ("listener_id", "track_id", "batch_date", "status")} for r in rows],
-                         schema={"listener_id": pl.Int64, "track_id": pl.Int64, "batch_date": pl.Utf8,
-                                 "status": pl.Utf8})
-    return frame.filter(pl.col("status") == "pending")
+    return pl.DataFrame([{k: r[k] for k in ("listener_id", "track_id", "batch_date", "status")} for r in rows],
+                        schema={"listener_id": pl.Int64, "track_id": pl.Int64, "batch_date": pl.Utf8,
+                                "status": pl.Utf8})
 
 
 def voice_earlier(program: Program, day: date, client: sim.Http, rng: random.Random, gone: list[int],
                   actions: Counter) -> None:
-    """The assistant after a playback of a track still pending from an earlier batch: a random share, and
-    the pairs the promises are most likely to miss (answered on another batch, emailed today, just
-    unsubscribed)."""
+    """The assistant after a playback: of a track still pending from an earlier batch (a random share), and
+    of the pairs the promises are most likely to miss, whatever the candidate store says of them, because
+    the assistant asks after every track it plays: pairs answered already, listeners emailed today, and
+    listeners who just unsubscribed."""
     from music_feedback.resources import feedback_store
     if program.channel("voice") is None:
         return
-    pending = _pending_voice(program)
-    earlier = pending.filter(pl.col("batch_date") < day.isoformat())
-    if earlier.is_empty():
-        return
+    rows = _voice_rows(program)
+    earlier = rows.filter((pl.col("status") == "pending") & (pl.col("batch_date") < day.isoformat()))
     fb = feedback_store()
-    answered = fb.answers(program.program_id, float("inf")).select("listener_id", "track_id",
-                                                                   pl.col("batch_date").alias("answered_batch"))
+    answered = fb.answers(program.program_id, float("inf"))
     emailed = fb.ledger_frame(program.program_id, day.isoformat()).filter(pl.col("state") == "sent")
+    seed = rng.randrange(2**31)
     picks = {
-        "random": earlier.sample(min(earlier.height, max(TARGETED, earlier.height // 50)), seed=rng.randrange(2**31)),
-        "answered": earlier.join(answered, on=["listener_id", "track_id"])
-                           .filter(pl.col("batch_date") != pl.col("answered_batch")).head(TARGETED),
-        "emailed_today": earlier.join(emailed.select("listener_id").unique(), on="listener_id").head(TARGETED),
-        "unsubscribed": pending.filter(pl.col("listener_id").is_in(gone)).head(TARGETED),
+        "random": earlier.sample(min(earlier.height, max(TARGETED, earlier.height // 50)), seed=seed),
+        # a voice candidate of the answered pair first (the prompt has something to find), then any
+        "answered": pl.concat([answered.join(rows, on=["listener_id", "track_id"], how="semi"),
+                               answered.sample(min(answered.height, TARGETED), seed=seed)],
+                              how="diagonal").head(2 * TARGETED),
+        "emailed_today": rows.filter(pl.col("batch_date") < day.isoformat())
+                             .join(emailed.select("listener_id").unique(), on="listener_id").head(2 * TARGETED),
+        "unsubscribed": rows.filter(pl.col("listener_id").is_in(gone)).head(2 * TARGETED),
     }
     seen = set()
-    for kind, rows in picks.items():
-        for lid, tid in rows.select("listener_id", "track_id").unique(maintain_order=True).iter_rows():
+    for kind, chosen in picks.items():
+        for lid, tid in chosen.select("listener_id", "track_id").unique(maintain_order=True).iter_rows():
             if (lid, tid) in seen:
                 continue
             seen.add((lid, tid))
             _prompt(program, client, lid, tid, f"voice_{kind}", actions)
-    for lid in gone:  # issue: the serving API must not offer an unsubscribed listener's candidates
+    for lid in gone:  # the serving API must not offer an unsubscribed listener's candidates
         reply = client.get(f"/v1/programs/{program.program_id}/listeners/{lid}/candidates")
         if reply.status_code == 200 and reply.json()["count"]:
             actions["candidates_served_after_unsubscribe"] += reply.json()["count"]
@@ -182,8 +184,8 @@ def holdout_tries(program: Program, day: date, api: sim.Http, public: sim.Http, 
     from music_feedback.delivery.links import LinkSigner
     from music_feedback.resources import feedback_store
     if program.channel("voice"):
-        pending = _pending_voice(program)
-        held = pending.filter(pl.col("listener_id").map_elements(lambda v: is_held_out(program, v),
+        rows = _voice_rows(program)
+        held = rows.filter(pl.col("listener_id").map_elements(lambda v: is_held_out(program, v),
                                                                  return_dtype=pl.Boolean))
         if held.height:
             lid, tid = held.row(rng.randrange(held.height))[:2]
@@ -301,9 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     last = runner.latest_complete_day(DuckDBWarehouse(path=str(settings.warehouse_path())).meta())
     days = [last - timedelta(days=args.days - 1 - i) for i in range(args.days)]
     inst = runner.instance()
-    runner.ensure_models(defs, program, inst, day=days[-1])
+    runner.ensure_models(defs, program, inst, day=days[0])  # a champion from before the first day
     started = time.perf_counter()
-    report = run_days(defs, program, days, inst, crashes=args.crashes, echo=lambda line: print(line, flush=True))
+    report = run_days(defs, program, days, inst, crashes=args.crashes, echo=lambda line: print(line, flush=True),
+                      stop_on_failure=False)  # a failed step still leaves the day's contacts to audit
     wall = time.perf_counter() - started
     print(summary(report.audit))
     if args.report_json:
