@@ -3,9 +3,9 @@
 Each day is `run_day` (batch, export, email at each marketplace's send time, listeners on the real
 endpoints, playlists, metrics). Within each day's service session, after the listeners, the outside world
 does what tests the promises across days and channels: some listeners unsubscribe with the one-click POST
-of a delivered message, the voice assistant prompts about candidates of earlier batches (some of them
-pairs already answered, listeners emailed today or just unsubscribed), and a held-out listener tries to
-answer by voice and through the feedback API. On some days an email sender is killed with SIGKILL mid-run
+of a delivered message, the voice assistant asks whether to prompt after playbacks of earlier batches'
+candidates and of the pairs most likely to slip through (answered already, listeners emailed today or just
+unsubscribed), and a held-out listener tries to answer by voice and through the feedback API. On some days an email sender is killed with SIGKILL mid-run
 and the day's email step resumes it. `python -m music_feedback.simulate.days` runs it from a shell.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from music_feedback.simulate import listeners as sim
 from music_feedback.simulate.day import DayReport, delivered, listener_time, run_day, send_times
 
 UNSUBSCRIBE_SHARE = 0.02  # of the day's delivered messages
-TARGETED = 4  # per kind of pair the promises are most likely to miss
+TARGETED = 8  # prompts per kind of pair the promises are most likely to miss, per day
 
 
 @dataclass
@@ -137,14 +137,14 @@ def voice_earlier(program: Program, day: date, client: sim.Http, rng: random.Ran
     emailed = fb.ledger_frame(program.program_id, day.isoformat()).filter(pl.col("state") == "sent")
     seed = rng.randrange(2**31)
     picks = {
-        "random": earlier.sample(min(earlier.height, max(TARGETED, earlier.height // 50)), seed=seed),
+        "random": earlier.sample(min(earlier.height, max(TARGETED // 2, earlier.height // 50)), seed=seed),
         # a voice candidate of the answered pair first (the prompt has something to find), then any
         "answered": pl.concat([answered.join(rows, on=["listener_id", "track_id"], how="semi"),
-                               answered.sample(min(answered.height, TARGETED), seed=seed)],
-                              how="diagonal").head(2 * TARGETED),
+                               answered.sample(min(answered.height, TARGETED // 2), seed=seed)],
+                              how="diagonal").head(TARGETED),
         "emailed_today": rows.filter(pl.col("batch_date") < day.isoformat())
-                             .join(emailed.select("listener_id").unique(), on="listener_id").head(2 * TARGETED),
-        "unsubscribed": rows.filter(pl.col("listener_id").is_in(gone)).head(2 * TARGETED),
+                             .join(emailed.select("listener_id").unique(), on="listener_id").head(TARGETED),
+        "unsubscribed": rows.filter(pl.col("listener_id").is_in(gone)).head(TARGETED),
     }
     seen = set()
     for kind, chosen in picks.items():
