@@ -48,7 +48,8 @@ def test_nine_days_ran_with_what_the_operator_tried(days):
     audit, actions = days.audit, days.actions
     assert audit["policy_days"] == N_DAYS
     assert audit["policy_contacts_examined"] > 500
-    assert audit["contacts_by_channel"].get("email", 0) > 0 and audit["contacts_by_channel"].get("voice-assistant", 0) > 0
+    by_channel = audit["contacts_by_channel"]
+    assert by_channel.get("email", 0) > 0 and by_channel.get("voice-assistant", 0) > 0
     assert audit["rules"]["messages"]["checked"] and audit["rules"]["off_clock"]["checked"]
     assert actions["unsubscribed"] >= N_DAYS
     assert sum(v for k, v in actions.items() if k.startswith("voice_") and k.endswith("_prompted")) > 0

@@ -138,7 +138,8 @@ def over_cap(contacts: pl.DataFrame, requests: pl.DataFrame, cap: int, n: int) -
     listeners = over["listener_id"].unique().sort()
     examples, mixed = [], 0
     for lid in listeners.to_list():
-        end = over.filter(pl.col("listener_id") == lid).sort("in_window", "t", descending=[True, False]).row(0, named=True)
+        end = (over.filter(pl.col("listener_id") == lid).sort("in_window", "t", descending=[True, False])
+               .row(0, named=True))
         window = every.filter((pl.col("listener_id") == lid) & (pl.col("t") > end["t"] - WEEK_S)
                               & (pl.col("t") <= end["t"]))
         mixed += window.filter(pl.col("source") == "ledger")["channel"].n_unique() > 1
@@ -257,7 +258,8 @@ def audit(program: Program, days: list[date] | None = None, *, feedback=None, wa
         contacts.select(pl.lit("contact").alias("what"), "listener_id", "track_id", "channel", "batch_date", "t"),
         answers.select(pl.lit("answer").alias("what"), "listener_id", "track_id", "channel", "batch_date",
                        pl.col("first_submitted_at").alias("t")),
-        suppressions.select(pl.lit("unsubscribe").alias("what"), "listener_id", pl.lit(None, pl.Int64).alias("track_id"),
+        suppressions.select(pl.lit("unsubscribe").alias("what"), "listener_id",
+                            pl.lit(None, pl.Int64).alias("track_id"),
                             pl.lit(None, pl.Utf8).alias("channel"), pl.lit(None, pl.Utf8).alias("batch_date"),
                             pl.col("created_at").alias("t")),
     ])

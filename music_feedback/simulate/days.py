@@ -5,8 +5,8 @@ endpoints, playlists, metrics). Within each day's service session, after the lis
 does what tests the promises across days and channels: some listeners unsubscribe with the one-click POST
 of a delivered message, the voice assistant asks whether to prompt after playbacks of earlier batches'
 candidates and of the pairs most likely to slip through (answered already, listeners emailed today or just
-unsubscribed), and a held-out listener tries to answer by voice and through the feedback API. On some days an email sender is killed with SIGKILL mid-run
-and the day's email step resumes it. `python -m music_feedback.simulate.days` runs it from a shell.
+unsubscribed), and a held-out listener tries to answer by voice and through the feedback API. On some
+days an email sender is killed with SIGKILL mid-run and the day's email step resumes it. `python -m music_feedback.simulate.days` runs it from a shell.
 """
 from __future__ import annotations
 
@@ -312,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_json:
         Path(args.report_json).write_text(json.dumps({
             "success": report.success, "wall_s": round(wall, 1), "days": [d.day for d in report.days],
-            "steps": [d.steps for d in report.days], "failure": next((d.failure for d in report.days if d.failure), None),
+            "steps": [d.steps for d in report.days],
+            "failure": next((d.failure for d in report.days if d.failure), None),
             "actions": dict(report.actions), "crashes": report.crashes, "audit": report.audit}, default=str))
     return 0 if report.success else 1
 
