@@ -123,7 +123,7 @@ def cmd_run(args) -> int:
     report = runner.run_batch(defs, program, day, inst)
     if gx_worker.current() is not None:
         report.gx_worker_peak_rss_mb = gx_worker.current().peak_rss_mb()
-    print(runner.summary(report))
+    print(runner.summary(report, program.metrics.score_bands))
     if args.report_json:
         Path(args.report_json).write_text(json.dumps(report.__dict__, default=str))
     return 0 if report.success else 1

@@ -16,6 +16,7 @@ from music_feedback import settings
 from music_feedback.assets.common import key
 from music_feedback.assets.metrics import LIFT_STATUS
 from music_feedback.metrics.compute import LIFT_LAST_DAY, last_play_day, lift_window
+from music_feedback.playlists.scoring import SCORED_AT
 from music_feedback.programs.model import Program
 from music_feedback.warehouse.port import Warehouse
 
@@ -45,7 +46,9 @@ def operation_schedules(program: Program, jobs: dict) -> list:
         return build_schedule_from_partitioned_job(
             job, hour_of_day=hour, minute_of_hour=minute, default_status=DefaultScheduleStatus.STOPPED,
             description=f"{program.program_name}: {what} at {hour:02d}:{minute:02d} UTC for the day before.")
-    return [daily(jobs["export"], 3, 30, "export"), daily(jobs["playlists"], 18, 0, "playlists"),
+    # playlists run at the time their scores are taken as of, so a backfill scores what the schedule did
+    return [daily(jobs["export"], 3, 30, "export"),
+            daily(jobs["playlists"], SCORED_AT.hour, SCORED_AT.minute, "playlists"),
             daily(jobs["metrics"], 23, 59, "metrics and report"),
             ScheduleDefinition(name=f"{program.slug}_weekly_cleanup", job=jobs["cleanup"], cron_schedule="0 1 * * 0",
                                default_status=DefaultScheduleStatus.STOPPED,

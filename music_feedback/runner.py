@@ -11,7 +11,7 @@ from pathlib import Path
 from dagster import AssetKey, DagsterInstance
 
 from music_feedback import settings
-from music_feedback.programs.model import Program
+from music_feedback.programs.model import Program, ScoreBands
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the summary says what matters; the UI has the rest
 EVENT_BATCH_SIZE = "100"
@@ -149,14 +149,8 @@ def run_batch(defs, program: Program, day: date, inst: DagsterInstance) -> Batch
     return report
 
 
-def program_bands(program_id: str):
-    """The program's score bands (metrics.scoreBands), the defaults if it is no longer configured."""
-    from music_feedback.programs.loader import load_programs
-    from music_feedback.programs.model import ScoreBands
-    return next((p.metrics.score_bands for p in load_programs() if p.program_id == program_id), ScoreBands())
-
-
-def summary(report: BatchReport) -> str:
+def summary(report: BatchReport, bands: ScoreBands = ScoreBands()) -> str:
+    """`bands`: the program's metrics.scoreBands, whose edges the daily report names too."""
     lines = [f"{report.program_id} batch for {report.partition}: "
              f"{'succeeded' if report.success else 'FAILED'} in {report.wall_s:.1f}s"]
     for name in ("raw_streams", "rejected_streams", "unified_candidates", "filtered_candidates",
@@ -171,7 +165,7 @@ def summary(report: BatchReport) -> str:
     dist = report.meta("scored_candidates", "score_distribution")
     if dist:
         from music_feedback.scoring.combine import band_labels
-        labels = band_labels(program_bands(report.program_id))  # the edges the daily report names too
+        labels = band_labels(bands)
         lines.append("  score bands: " + ", ".join(f"{labels.get(k, k)} {v:.0%}" for k, v in dist.items()))
     failed = [f"{n} ({c['description']})" for n, c in report.checks.items() if not c["passed"]]
     lines.append(f"  checks: {len(report.checks) - len(failed)}/{len(report.checks)} passed"

@@ -17,7 +17,7 @@ from dagster import (AssetExecutionContext, AssetKey, AssetRecordsFilter, Config
 
 from music_feedback.assets.common import OWNER, key
 from music_feedback.clock import Clock
-from music_feedback.delivery.email.plan import plan, send_window
+from music_feedback.delivery.email.plan import plan, send_window, send_zone
 from music_feedback.delivery.email.port import EmailSender
 from music_feedback.delivery.email.render import Renderer
 from music_feedback.delivery.email.send import EmailDelivery, SendOptions
@@ -61,14 +61,9 @@ def batch_stored(instance: DagsterInstance, program: Program, day: date) -> bool
     return bool(found.records)
 
 
-def _zone(program: Program, marketplace: str) -> str:
-    config = program.channel("email").typed_config()
-    return program.time_zone(marketplace) if config.timezone == "local" else config.timezone
-
-
 def _when(program: Program, marketplace: str, epoch: float) -> str:
     """An instant as the marketplace reads it, and in UTC."""
-    zone = _zone(program, marketplace)
+    zone = send_zone(program, marketplace)
     local = datetime.fromtimestamp(epoch, ZoneInfo(zone))
     return f"{local:%Y-%m-%d %H:%M} {zone} ({datetime.fromtimestamp(epoch, timezone.utc):%Y-%m-%d %H:%M} UTC)"
 

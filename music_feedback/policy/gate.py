@@ -61,11 +61,7 @@ class ContactGate:
         return self.check(pair, channel, at)["reason"][0]
 
     def may_answer(self, listener_id: int) -> str | None:
-        """An answer is refused from a held-out or unsubscribed listener (the store refuses the second again
-        inside its transaction). The warehouse is not read per answer: a listener it opted out was not sent
-        the request, which the sender checked at send time."""
-        if is_held_out(self.program, listener_id):
-            return "held_out"
-        if self.feedback.suppressed([listener_id]):
-            return "unsubscribed"
-        return None
+        """An answer from a held-out listener is refused. An unsubscribed one is refused by the feedback
+        store inside the transaction that would store it (no second read here); the warehouse is not read
+        per answer: a listener it opted out was not sent the request, which the sender checked then."""
+        return "held_out" if is_held_out(self.program, listener_id) else None

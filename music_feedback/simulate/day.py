@@ -115,7 +115,7 @@ def run_day(defs, program: Program, day: date, inst: DagsterInstance, simulate: 
         return out
 
     batch = report.batch = step("batch", lambda: runner.run_batch(defs, program, day, inst))
-    report.lines.append(runner.summary(batch))
+    report.lines.append(runner.summary(batch, program.metrics.score_bands))
     if not batch.success:
         return _fail(report, f"batch: {batch.failure}")
     for name, job in (("export", f"{program.slug}_export"),):

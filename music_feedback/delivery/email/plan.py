@@ -21,12 +21,18 @@ from music_feedback.store.base import CandidateStore, ChannelQuery, page_key
 PAGE = 100_000
 
 
+def send_zone(program: Program, marketplace: str) -> str:
+    """The IANA zone of a marketplace's sendTime: its own (timezone: local) or the channel's one zone."""
+    config = program.channel("email").typed_config()
+    return program.time_zone(marketplace) if config.timezone == "local" else config.timezone
+
+
 def send_window(program: Program, marketplace: str, batch_day: date) -> tuple[float, float]:
     """(send_at, send_before) in epoch seconds: sendTime in the marketplace's zone on D+1, plus the maximum
     lateness. Where sendTime on D+1 comes before day D has ended in UTC (10:00 east of UTC+10, as in
     Pacific/Kiritimati), no batch can hold the day yet: it is sendTime on D+2."""
     config = program.channel("email").typed_config()
-    zone = ZoneInfo(program.time_zone(marketplace) if config.timezone == "local" else config.timezone)
+    zone = ZoneInfo(send_zone(program, marketplace))
     hour, minute = map(int, config.send_time.split(":"))
     day_ended = datetime.combine(batch_day + timedelta(days=1), time(), tzinfo=timezone.utc)
     send_at = datetime.combine(batch_day + timedelta(days=1), time(hour, minute), tzinfo=zone)
