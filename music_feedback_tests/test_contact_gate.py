@@ -23,8 +23,8 @@ DAY, OLD_DAY = "2026-11-23", "2026-11-20"
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=timezone.utc).timestamp()  # listener time on D+1
 HOUR, DAYS = 3600.0, 86_400.0
 VOICE = "voice-assistant"
-EMAILED_TWICE, ANSWERED, OPTED_OUT, BOT, ASKED_BEFORE, FREE = [
-    lid for lid in range(21, 1000) if not is_held_out(load_programs()[0], lid)][:6]
+EMAILED_TWICE, ANSWERED, OPTED_OUT, BOT, ASKED_BEFORE, FREE, EAGER = [
+    lid for lid in range(21, 1000) if not is_held_out(load_programs()[0], lid)][:7]
 HELD = next(lid for lid in range(21, 1000) if is_held_out(load_programs()[0], lid))
 
 
@@ -83,6 +83,19 @@ def test_the_voice_prompt_counts_email_and_the_warehouse_against_the_cap(world):
     ledger = feedback.ledger_frame(PROGRAM, DAY).filter(pl.col("listener_id") == FREE)
     assert ledger.height == 2 and set(ledger["state"]) == {"sent"}
     assert feedback.contacts_of(PROGRAM, FREE, NOW - 60, NOW + 60) == 2  # stamped on the simulated clock
+
+
+def test_prompts_at_once_never_pass_the_cap(world):
+    """Eight prompts about eight tracks of one listener, sent together: the cap's check and the contact's
+    write are one atomic step, so exactly the cap's two get asked."""
+    from concurrent.futures import ThreadPoolExecutor
+    client, store, feedback, _ = world
+    store.put_batch(PROGRAM, DAY, frame([candidate(EAGER, t, 0.8, channel=VOICE) for t in range(600, 608)]))
+    with ThreadPoolExecutor(8) as pool:
+        asked = list(pool.map(lambda t: prompt(client, EAGER, t), range(600, 608)))
+    assert sum(a["ask"] for a in asked) == 2
+    assert {a["reason"].split(":")[0] for a in asked if not a["ask"]} == {"over_weekly_cap"}
+    assert feedback.contacts_of(PROGRAM, EAGER, NOW - 60, NOW + 60) == 2
 
 
 def test_a_pair_answered_in_another_batch_is_not_asked_again(world):

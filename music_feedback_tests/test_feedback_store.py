@@ -120,6 +120,40 @@ def test_voice_contact_recorded_once(store):
     assert store.contacts(P, 0, 1_000).to_dicts() == [{"listener_id": 5, "requests": 1}]
 
 
+def voice_row(listener: int, track: int) -> dict:
+    return {"listener_id": listener, "track_id": track, "track_name": "T", "genre": "pop", "marketplace": "US",
+            "score": 0.8, "artist_id": 1}
+
+
+def test_a_capped_contact_counts_every_channel_and_refuses_past_the_limit(store):
+    store.plan(P, ledger([(7, 10, "pending")]))
+    store.claim(P, DAY, "email", [(7, 10)], 120.0)
+    store.settle(P, DAY, "email", [((7, 10), "sent", "", "<m@x>")], 121.0)  # contacted at 121
+    cap = (2, 0.0, 1_000.0)
+    assert store.record_contact(P, DAY, "voice-assistant", voice_row(7, 11), "sent", 130.0, cap=cap) == "sent"
+    assert store.record_contact(P, DAY, "voice-assistant", voice_row(7, 12), "sent", 131.0, cap=cap) is None
+    assert store.ledger_row(P, DAY, 7, 12, "voice-assistant") is None
+    # the pair already contacted is not a new contact: its state comes back, the cap does not refuse it
+    assert store.record_contact(P, DAY, "voice-assistant", voice_row(7, 11), "sent", 132.0, cap=cap) == "sent"
+    # outside the window the earlier contacts do not count
+    assert store.record_contact(P, DAY, "voice-assistant", voice_row(7, 12), "sent", 2_000.0,
+                                cap=(2, 1_500.0, 3_000.0)) == "sent"
+    assert store.contacts_of(P, 7, 0, 1_000) == 2
+
+
+def test_concurrent_capped_contacts_never_pass_the_limit(store):
+    """Twelve prompts about different tracks of one listener at once: exactly the limit get through."""
+    from concurrent.futures import ThreadPoolExecutor
+    cap = (3, 0.0, 1_000.0)
+
+    def prompt(track: int) -> str | None:
+        return store.record_contact(P, DAY, "voice-assistant", voice_row(9, track), "sent", 100.0 + track, cap=cap)
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(prompt, range(1, 13)))
+    assert results.count("sent") == 3 and results.count(None) == 9
+    assert store.contacts_of(P, 9, 0, 1_000) == 3
+
+
 def test_a_deleted_store_file_is_not_written_through_an_old_connection(tmp_path):
     """A cached connection must follow the path: writes after the file is removed go to the new file."""
     store = SQLiteFeedbackStore(path=str(tmp_path / "feedback.sqlite"))

@@ -23,6 +23,7 @@ LEDGER_SCHEMA = {
     "artist_id": pl.Int64, "score": pl.Float64, "send_at": pl.Float64, "send_before": pl.Float64,
 }
 LedgerKey = tuple[int, int]  # (listener_id, track_id) within one (program, batch date, channel)
+Cap = tuple[int, float, float]  # (limit, since, until): at most `limit` contacts in [since, until)
 
 
 SETTLED = ("sent", "failed", "expired", "pending")
@@ -105,9 +106,11 @@ class FeedbackStore(ConfigurableResource):
 
     @abc.abstractmethod
     def record_contact(self, program_id: str, batch_date: str, channel: str, row: dict, state: str,
-                       now: float) -> str:
+                       now: float, cap: Cap | None = None) -> str | None:
         """A contact decided and made at once (a voice prompt): insert the row in `state` (sent or
-        held_out) unless it exists; returns the row's state."""
+        held_out) unless it exists; returns the row's state. With `cap` (limit, since, until) a new row
+        is inserted only while the listener has fewer than `limit` contacts in [since, until), counted
+        in the same atomic write (None: refused), so two prompts at once cannot both take the last one."""
 
     @abc.abstractmethod
     def contacts(self, program_id: str, since: float, until: float) -> pl.DataFrame:

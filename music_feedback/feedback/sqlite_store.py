@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 import polars as pl
 
-from music_feedback.feedback.port import (CONTACTED, LEDGER_SCHEMA, FeedbackStore, LedgerKey, OptedOutError,
+from music_feedback.feedback.port import (CONTACTED, Cap, LEDGER_SCHEMA, FeedbackStore, LedgerKey, OptedOutError,
                                           Submission, SubmissionConflict, SubmitResult, check_planned,
                                           check_settled)
 
@@ -128,19 +128,23 @@ class SQLiteFeedbackStore(FeedbackStore):
             ((state, reason, now, program_id, batch_date, channel, lid, tid) for lid, tid in keys))
 
     def record_contact(self, program_id: str, batch_date: str, channel: str, row: dict, state: str,
-                       now: float) -> str:
+                       now: float, cap: Cap | None = None) -> str | None:
         if state not in ("sent", "held_out"):
             raise ValueError(f"a contact is recorded as sent or held_out, not {state!r}")
         values = {**{c: row.get(c) for c in _LEDGER_COLS}, "batch_date": batch_date, "channel": channel,
                   "state": state}
-        with self._tx() as conn:
+        key = (program_id, batch_date, channel, row["listener_id"], row["track_id"])
+        with self._tx() as conn:  # the write lock: the count and the insert see no other writer between
+            if cap is not None and conn.execute(f"SELECT 1 FROM delivery_ledger WHERE {self._KEY}", key
+                                                ).fetchone() is None:
+                limit, since, until = cap
+                if self._count_contacts(conn, program_id, row["listener_id"], since, until) >= limit:
+                    return None
             conn.execute(
                 f"INSERT OR IGNORE INTO delivery_ledger (program_id, {', '.join(_LEDGER_COLS)}, attempts, "
                 f"updated_at, contacted_at) VALUES (?, {', '.join('?' * len(_LEDGER_COLS))}, 1, ?, ?)",
                 (program_id, *values.values(), now, now if state == "sent" else None))
-            return conn.execute(f"SELECT state FROM delivery_ledger WHERE {self._KEY}",
-                                (program_id, batch_date, channel, row["listener_id"], row["track_id"])
-                                ).fetchone()[0]
+            return conn.execute(f"SELECT state FROM delivery_ledger WHERE {self._KEY}", key).fetchone()[0]
 
     def contacts(self, program_id: str, since: float, until: float) -> pl.DataFrame:
         rows = self._conn().execute(
@@ -150,7 +154,12 @@ class SQLiteFeedbackStore(FeedbackStore):
         return pl.DataFrame(rows, schema={"listener_id": pl.Int64, "requests": pl.Int64}, orient="row")
 
     def contacts_of(self, program_id: str, listener_id: int, since: float, until: float) -> int:
-        return self._conn().execute(
+        return self._count_contacts(self._conn(), program_id, listener_id, since, until)
+
+    @staticmethod
+    def _count_contacts(conn: sqlite3.Connection, program_id: str, listener_id: int, since: float,
+                        until: float) -> int:
+        return conn.execute(
             "SELECT COUNT(*) FROM delivery_ledger INDEXED BY ledger_listener WHERE listener_id = ? AND program_id = ? "
             f"AND contacted_at >= ? AND contacted_at < ? AND state IN {CONTACTED}",
             (listener_id, program_id, since, until)).fetchone()[0]

@@ -43,7 +43,9 @@ class ContactGate:
             contacts = self.feedback.contacts(pid, since, until)
             answered = self.feedback.answered_pairs(pid, float("inf"))
         suppressed = list(self.feedback.suppressed(listeners))
-        frame = policy_frame(pairs, signals, contacts)
+        frame = policy_frame(pairs, signals, contacts).join(
+            signals.select("listener_id", pl.col("prior_requests").alias("warehouse_requests")),
+            on="listener_id", how="left", maintain_order="left")
         if "contacted" in pairs.columns:
             frame = frame.with_columns(pl.col("requests_in_week") - pairs["contacted"].cast(pl.Int64))
         frame = frame.with_columns(
@@ -59,6 +61,24 @@ class ContactGate:
         pair = pl.DataFrame({"listener_id": [listener_id], "track_id": [track_id], "contacted": [contacted]},
                             schema={"listener_id": pl.Int64, "track_id": pl.Int64, "contacted": pl.Boolean})
         return self.check(pair, channel, at)["reason"][0]
+
+    def contact_now(self, row: dict, batch_date: str, channel: str, at: float, contacted: bool = False
+                    ) -> str | None:
+        """Decide and record one contact made at once (a voice prompt about the candidate `row`): None, or
+        the reason it is refused. The cap is counted again inside the store's write of the contact, so two
+        prompts at once cannot both take a listener's last place in the week."""
+        pid, lid, tid = self.program.program_id, int(row["listener_id"]), int(row["track_id"])
+        pair = pl.DataFrame({"listener_id": [lid], "track_id": [tid], "contacted": [contacted]},
+                            schema={"listener_id": pl.Int64, "track_id": pl.Int64, "contacted": pl.Boolean})
+        decided = self.check(pair, channel, at).row(0, named=True)
+        if decided["reason"] == "held_out":
+            self.feedback.record_contact(pid, batch_date, channel, row, "held_out", at)
+        if decided["reason"] or contacted:
+            return decided["reason"]
+        room = self.policy.max_requests_per_week - (decided["warehouse_requests"] or 0)
+        recorded = self.feedback.record_contact(pid, batch_date, channel, row, "sent", at,
+                                                cap=(room, *cap_window(at)))
+        return "over_weekly_cap" if recorded is None else None
 
     def may_answer(self, listener_id: int) -> str | None:
         """An answer from a held-out listener is refused. An unsubscribed one is refused by the feedback

@@ -9,9 +9,11 @@ import polars as pl
 from music_feedback.feedback.dynamodb import codec
 from music_feedback.feedback.dynamodb.client import conditional, conditional_many, parallel, query
 from music_feedback.feedback.dynamodb.table import SHARDS, ledger_key, ledger_pk, shard
-from music_feedback.feedback.port import CONTACTED, LEDGER_SCHEMA, LedgerKey, check_planned, check_settled
+from music_feedback.feedback.port import CONTACTED, LEDGER_SCHEMA, Cap, LedgerKey, check_planned, check_settled
 
 LEDGER_COLS = tuple(LEDGER_SCHEMA)
+GUARD_ATTEMPTS = 20  # a listener's concurrent prompts, each retried after another took the guard
+GUARD_MEMORY_S = 86_400.0  # how long the guard lists a contact: far past the index's propagation delay
 
 
 def ledger_item(program_id: str, row: dict, extra: dict) -> dict:
@@ -144,25 +146,66 @@ class Ledger:
                            ExpressionAttributeNames={"#s": "state"}, ExpressionAttributeValues=values)
 
     def record_contact(self, program_id: str, batch_date: str, channel: str, row: dict, state: str,
-                       now: float) -> str:
+                       now: float, cap: Cap | None = None) -> str | None:
         if state not in ("sent", "held_out"):
             raise ValueError(f"a contact is recorded as sent or held_out, not {state!r}")
         values = {**{c: row.get(c) for c in LEDGER_COLS}, "batch_date": batch_date, "channel": channel,
                   "state": state}
         self._note_days(program_id, {(batch_date, channel)})
-        conditional(self.client(), TableName=self.table_name, ConditionExpression="attribute_not_exists(PK)",
-                    Item=ledger_item(program_id, values, {"attempts": 1, "updated_at": now,
-                                                          "contacted_at": now if state == "sent" else None}))
+        item = ledger_item(program_id, values, {"attempts": 1, "updated_at": now,
+                                                 "contacted_at": now if state == "sent" else None})
+        if cap is None:
+            conditional(self.client(), TableName=self.table_name, ConditionExpression="attribute_not_exists(PK)",
+                        Item=item)
+        elif not self._capped_put(program_id, int(row["listener_id"]), item, now, cap):
+            return None
         return self.ledger_row(program_id, batch_date, row["listener_id"], row["track_id"], channel)["state"]
 
-    def _contact_rows(self, pk_expr: str, values: dict, index: str, since: float, until: float) -> list[dict]:
+    def _capped_put(self, program_id: str, listener_id: int, item: dict, now: float, cap: Cap) -> bool:
+        """Put a new ledger item only while the listener is under the cap: one transaction with the
+        listener's contact guard, whose version the write moves on, so a concurrent prompt's write fails
+        and counts again. The guard also lists the last day's contacts it admitted, which the eventually
+        consistent ByListener index may not show yet. False: the cap refused it."""
+        limit, since, until = cap
+        guard_key = {"PK": {"S": f"CONTACTS#{program_id}#{listener_id}"}, "SK": {"S": "G"}}
+        me = item["G1SK"]["S"]
+        for _ in range(GUARD_ATTEMPTS):
+            got = self.client().get_item(TableName=self.table_name, Key=guard_key, ConsistentRead=True)
+            guard = codec.plain(got["Item"]) if "Item" in got else {}
+            version, recent = int(guard.get("v", 0)), {k: float(t) for k, t in guard.get("recent", {}).items()}
+            indexed = self._contact_keys(program_id, listener_id, since, until)
+            if me in indexed:
+                return True  # its own contact: the put below would find it anyway
+            seen = indexed | {k for k, t in recent.items() if since <= t < until}
+            if len(seen) >= limit:
+                return False
+            recent = {k: t for k, t in recent.items() if abs(t - now) < GUARD_MEMORY_S}
+            recent[me] = now
+            try:
+                self.client().transact_write_items(TransactItems=[
+                    {"Put": {"TableName": self.table_name, "Item": {
+                        **guard_key, "v": {"N": str(version + 1)},
+                        "recent": {"M": {k: {"N": repr(t)} for k, t in recent.items()}}},
+                        "ConditionExpression": "attribute_not_exists(v) OR v = :v",
+                        "ExpressionAttributeValues": {":v": {"N": str(version)}}}},
+                    {"Put": {"TableName": self.table_name, "Item": item,
+                             "ConditionExpression": "attribute_not_exists(PK)"}}])
+                return True
+            except self.client().exceptions.TransactionCanceledException as exc:
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                    return True  # the pair's row exists: the caller reads its state
+        raise RuntimeError(f"listener {listener_id}'s contact guard kept changing over {GUARD_ATTEMPTS} attempts")
+
+    def _contact_rows(self, pk_expr: str, values: dict, index: str, since: float, until: float,
+                      projection: str = "listener_id") -> list[dict]:
         values = {**values, ":since": codec.value(since), ":until": codec.value(until),
                   ":a": {"S": CONTACTED[0]}, ":b": {"S": CONTACTED[1]}}
         return [codec.plain(i) for i in query(
             self.client(), TableName=self.table_name, IndexName=index, KeyConditionExpression=pk_expr,
             FilterExpression="contacted_at >= :since AND contacted_at < :until AND #s IN (:a, :b)",
             ExpressionAttributeNames={"#s": "state"}, ExpressionAttributeValues=values,
-            ProjectionExpression="listener_id")]
+            ProjectionExpression=projection)]
 
     def contacts(self, program_id: str, since: float, until: float) -> pl.DataFrame:
         rows = []
@@ -173,9 +216,13 @@ class Ledger:
         return frame.group_by("listener_id").agg(pl.len().cast(pl.Int64).alias("requests"))
 
     def contacts_of(self, program_id: str, listener_id: int, since: float, until: float) -> int:
-        return len(self._contact_rows("G1PK = :pk AND begins_with(G1SK, :p)",
-                                      {":pk": {"S": f"L#{listener_id}"}, ":p": {"S": f"{program_id}#"}},
-                                      "ByListener", since, until))
+        return len(self._contact_keys(program_id, listener_id, since, until))
+
+    def _contact_keys(self, program_id: str, listener_id: int, since: float, until: float) -> set[str]:
+        """The listener's contacts in [since, until), each as its ByListener sort key."""
+        return {r["G1SK"] for r in self._contact_rows(
+            "G1PK = :pk AND begins_with(G1SK, :p)", {":pk": {"S": f"L#{listener_id}"}, ":p": {"S": f"{program_id}#"}},
+            "ByListener", since, until, projection="G1SK")}
 
     def ledger_counts(self, program_id: str, batch_date: str | None = None, channel: str | None = None
                       ) -> dict[str, int]:

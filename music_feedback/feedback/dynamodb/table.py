@@ -3,6 +3,8 @@
   ledger row   PK LEDGER#{program}#{date}#{channel}#{shard}  SK {listener}#{track}
                G1 L#{listener} / {program}#{track}#{date}#{channel}   (a listener's requests: cap, cancel)
                G2 C#{program}#{shard} / contacted_at                  (contacts in a window; sparse)
+  contact guard PK CONTACTS#{program}#{listener}  SK G  (version and the last day's contacts: the
+               voice prompt's cap check and write are one transaction with it)
   day index    PK DAYS#{program}  SK D  (the set of date#channel planned: the ledger's partitions)
   answer       PK FB#{program}#{listener}#{track}  SK A
                G2 FBT#{program}#{shard} / submitted_at                (a program's answers)

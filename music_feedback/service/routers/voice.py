@@ -59,13 +59,10 @@ def voice_prompt(request: Request, program: str, listener: Listener,
     existing = st.feedback.ledger_row(prog.program_id, row["batch_date"], listener, track, channel.channel_id)
     if existing is not None and existing["state"] != "sent":
         return VoicePrompt(ask=False, reason=f"request is {existing['state']}")
-    refused = st.gate(prog).may_contact(listener, track, channel.channel_id, now, contacted=existing is not None)
-    if refused == "held_out":
-        st.feedback.record_contact(prog.program_id, row["batch_date"], channel.channel_id, row, "held_out", now)
+    refused = st.gate(prog).contact_now(row, row["batch_date"], channel.channel_id, now,
+                                        contacted=existing is not None)
     if refused:
         return VoicePrompt(ask=False, reason=f"{refused}: {REASON_TEXT[refused]}")
-    if existing is None:
-        st.feedback.record_contact(prog.program_id, row["batch_date"], channel.channel_id, row, "sent", now)
     config = channel.typed_config()
     return VoicePrompt(ask=True, reason="pending request", prompt=config.prompt.replace("{trackName}", row["track_name"]
                                                                                       or f"track {track}"),
