@@ -40,10 +40,15 @@ def redshift(server, monkeypatch=None, **env) -> RedshiftWarehouse:
             mp.undo()
 
 
-@pytest.fixture(params=["duckdb", "duckdb-in-a-run", "redshift-on-postgres"])
+@pytest.fixture(params=["duckdb", "duckdb-in-a-run", "duckdb-held", "redshift-on-postgres",
+                        "redshift-held"])
 def warehouse(request, small_warehouse, loaded):
     if request.param == "duckdb":
         return DuckDBWarehouse(path=str(small_warehouse))
+    if request.param.endswith("-held"):  # as the service keeps it: connections and schema between reads
+        wh = DuckDBWarehouse(path=str(small_warehouse)) if request.param == "duckdb-held" else redshift(loaded)
+        wh.hold()
+        return wh
     if request.param == "duckdb-in-a-run":  # the tables' columns read once, as setup_for_execution does
         wh = DuckDBWarehouse(path=str(small_warehouse))
         wh.snapshot_schema()
@@ -102,6 +107,26 @@ def test_a_session_shares_one_connection_and_closes_it(counted):
     with real_connect(str(path)) as con:
         con.execute("CREATE TABLE added_later (x INTEGER)")
     assert wh.fetch("SELECT COUNT(*) AS n FROM added_later")["n"][0] == 0
+
+
+def test_a_held_warehouse_opens_once_and_follows_a_replaced_file(counted):
+    """The service's held warehouse reads through one connection from its threads, and a new file renamed
+    over the old one (`warehouse seed --force`) is read from then on, with its own tables."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    path, opened, real_connect = counted
+    wh = DuckDBWarehouse(path=str(path))
+    wh.hold()
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(lambda _: queries.listener_context(wh).height, range(20)))
+    assert len(set(counts)) == 1 and counts[0] > 0 and len(opened) == 1
+    fresh = path.with_name("fresh.duckdb")
+    with real_connect(str(fresh)) as con:
+        con.execute("CREATE TABLE listeners AS SELECT 1::BIGINT AS listener_id")
+    os.replace(fresh, path)
+    assert wh.fetch("SELECT COUNT(*) AS n FROM listeners")["n"][0] == 1
+    assert wh.columns_of("listeners") == {"listener_id"} and len(opened) == 2
 
 
 @pytest.fixture(scope="module")

@@ -58,6 +58,8 @@ def create_app(config: ServiceConfig | None = None, store: CandidateStore | None
     if warehouse is None:
         from music_feedback.resources import warehouse as configured_warehouse
         warehouse = configured_warehouse()
+    if warehouse is not None:
+        warehouse.hold()  # the contact policy reads it per voice prompt
     links = links or LinkSigner.from_env()
     app = FastAPI(title="music_feedback service", version="1", description=DESCRIPTION, lifespan=_lifespan)
     metrics = Metrics()

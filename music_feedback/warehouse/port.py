@@ -62,6 +62,10 @@ class Warehouse(ConfigurableResource):
         """Reads inside the block may share a connection (a step's several look-ups); no-op by default."""
         yield
 
+    def hold(self) -> None:
+        """For a long-lived process (the service, which reads per request): keep connections and the
+        tables' columns between reads instead of opening them per read. No-op by default."""
+
     def meta(self) -> dict[str, str]:
         """What the generator recorded (seed, dates); empty for a warehouse it did not write."""
         if not self.columns_of("warehouse_meta"):

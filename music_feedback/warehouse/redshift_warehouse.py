@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import polars as pl
 from dagster_aws.redshift import RedshiftClientResource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from music_feedback.warehouse.port import Warehouse, WarehouseError
 
 TIMEOUT_VAR = "MUSIC_FEEDBACK_REDSHIFT_QUERY_TIMEOUT_S"
 CONNECT_TIMEOUT_VAR = "MUSIC_FEEDBACK_REDSHIFT_CONNECT_TIMEOUT_S"
 CHUNK_ROWS = 100_000
+IDLE_CONNECTIONS = 8  # a held warehouse keeps this many open between reads (the service's threads)
+SCHEMA_TTL_S = 300.0
 # Postgres type OIDs (Redshift reports the same) to the dtypes the DuckDB adapter returns.
 _DTYPES = {16: pl.Boolean, 20: pl.Int64, 21: pl.Int16, 23: pl.Int32, 700: pl.Float32, 701: pl.Float64,
            1700: pl.Float64, 1082: pl.Date, 1114: pl.Datetime("us"), 1184: pl.Datetime("us", "UTC"),
@@ -34,6 +39,9 @@ class RedshiftWarehouse(Warehouse):
     unload_iam_role: Optional[str] = None
     region_name: str = "us-east-1"
     extract_tables: list[str] = Field(default_factory=lambda: ["track_plays"])
+    _idle = PrivateAttr(default=None)  # hold(): connections between reads
+    _lock = PrivateAttr(default_factory=threading.Lock)
+    _columns = PrivateAttr(default_factory=dict)  # hold(): table -> (read at, columns)
 
     @classmethod
     def from_env(cls) -> "RedshiftWarehouse":
@@ -113,9 +121,34 @@ class RedshiftWarehouse(Warehouse):
         """A read of a plays table (however the query is laid out or quoted): only those grow with traffic."""
         return any(re.search(rf'\bfrom\s+"?{re.escape(t)}\b', sql, re.I) for t in self.extract_tables)
 
+    def hold(self) -> None:
+        self._idle = []
+
+    @contextmanager
+    def _connection(self) -> Iterator:
+        """A fresh connection, closed after; when held, an idle one, returned after unless the read failed
+        (a failed transaction or a dropped link is not worth repairing: the next read opens a new one)."""
+        idle = self._idle
+        with self._lock:
+            conn = idle.pop() if idle else None
+        conn = conn or self._connect()
+        try:
+            yield conn
+        except BaseException:
+            conn.close()
+            raise
+        if idle is not None and not conn.closed and len(idle) < IDLE_CONNECTIONS:
+            with self._lock:
+                idle.append(conn)
+        else:
+            conn.close()
+
     def _stream(self, sql: str) -> pl.DataFrame:
+        with self._connection() as conn:
+            return self._stream_on(conn, sql)
+
+    def _stream_on(self, conn, sql: str) -> pl.DataFrame:
         import psycopg2
-        conn = self._connect()
         try:
             conn.autocommit = False  # a named (server-side) cursor needs a transaction
             with conn.cursor(name="music_feedback_fetch") as cur:
@@ -130,6 +163,7 @@ class RedshiftWarehouse(Warehouse):
                         break
                     chunks.append(pl.DataFrame(rows, schema=schema, orient="row"))
             conn.commit()
+            conn.autocommit = True  # as _connect left it, for the next read of a held connection
         except psycopg2.errors.QueryCanceled:
             raise WarehouseError(f"{self.describe()}: the query ran past {self.query_timeout_s:g} s and was "
                                  f"cancelled ({TIMEOUT_VAR}); raise it or make the query cheaper: "
@@ -139,8 +173,6 @@ class RedshiftWarehouse(Warehouse):
                                  f"{str(exc).splitlines()[0]}") from None
         except psycopg2.Error as exc:
             raise WarehouseError(f"{self.describe()}: the query failed: {str(exc).splitlines()[0]}") from None
-        finally:
-            conn.close()
         return pl.concat(chunks) if chunks else pl.DataFrame(schema=schema)
 
     def schema_of(self, sql: str) -> pl.Schema:
@@ -161,10 +193,17 @@ class RedshiftWarehouse(Warehouse):
                                  f"{' '.join(sql.split())[:200]}") from None
 
     def columns_of(self, table: str) -> set[str]:
+        if self._idle is not None:  # held: the columns are read again after SCHEMA_TTL_S
+            known = self._columns.get(table)
+            if known is None or time.monotonic() - known[0] > SCHEMA_TTL_S:
+                known = self._columns[table] = (time.monotonic(), self._read_columns(table))
+            return known[1]
+        return self._read_columns(table)
+
+    def _read_columns(self, table: str) -> set[str]:
         import psycopg2
-        conn = self._connect()
         try:
-            with conn.cursor() as cur:
+            with self._connection() as conn, conn.cursor() as cur:
                 cur.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s "
                             "AND table_schema = ANY (current_schemas(false))", (table,))
                 return {r[0] for r in cur.fetchall()}
@@ -174,5 +213,3 @@ class RedshiftWarehouse(Warehouse):
         except psycopg2.Error as exc:
             raise WarehouseError(f"{self.describe()}: the columns of '{table}' cannot be read: "
                                  f"{str(exc).splitlines()[0]}") from None
-        finally:
-            conn.close()
