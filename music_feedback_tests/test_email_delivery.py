@@ -84,6 +84,34 @@ def test_send_time_check_drops_the_unsubscribed_and_the_answered(tmp_path, small
         PROGRAM.program_id, DAY.isoformat(), sendable[0], 500, "email")["state"] == "cancelled"
 
 
+def test_a_voice_prompt_between_the_check_and_the_claim_does_not_pass_the_cap(tmp_path, small_warehouse):
+    """Two voice contacts land after the run asked the policy and before it claims: the chunk counts again
+    after its claim and cancels its own email, so the listener stays at the cap of two."""
+    listeners = seed_day(tmp_path, small_warehouse, 20)
+    busy = next(lid for lid in listeners if not is_held_out(PROGRAM, lid))
+    run = delivery(tmp_path, small_warehouse)
+    store, voiced = run.feedback, []
+
+    class PromptedMeanwhile:
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def claim(self, *args):
+            if not voiced:
+                at = run.options.clock()
+                for track in (900, 901):
+                    voiced.append(store.record_contact(PROGRAM.program_id, DAY.isoformat(), "voice-assistant",
+                                                       {"listener_id": busy, "track_id": track}, "sent", at))
+            return store.claim(*args)
+    run.feedback = PromptedMeanwhile()
+    report = run.run(DAY, "US")
+    assert voiced == ["sent", "sent"]
+    assert report.reasons.get("at send time: over_weekly_cap") == 1
+    assert store.ledger_row(PROGRAM.program_id, DAY.isoformat(), busy, 500, "email")["state"] == "cancelled"
+    at = run.options.clock()
+    assert store.contacts_of(PROGRAM.program_id, busy, at - 86_400, at + 86_400) == 2
+
+
 def test_a_sigkill_mid_send_neither_repeats_nor_skips(tmp_path, small_warehouse):
     listeners = seed_day(tmp_path, small_warehouse, 1500)
     expected = len(listeners) - sum(is_held_out(PROGRAM, lid) for lid in listeners)

@@ -139,6 +139,7 @@ def test_a_capped_contact_counts_every_channel_and_refuses_past_the_limit(store)
     assert store.record_contact(P, DAY, "voice-assistant", voice_row(7, 12), "sent", 2_000.0,
                                 cap=(2, 1_500.0, 3_000.0)) == "sent"
     assert store.contacts_of(P, 7, 0, 1_000) == 2
+    assert store.contacts_among(P, [7, 7, 8], 0, 1_000) == {7: 2, 8: 0}
 
 
 def test_concurrent_capped_contacts_never_pass_the_limit(store):

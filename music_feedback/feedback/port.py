@@ -120,6 +120,11 @@ class FeedbackStore(ConfigurableResource):
     def contacts_of(self, program_id: str, listener_id: int, since: float, until: float) -> int:
         """Contacts of one listener in [since, until) (the voice API asks this per prompt)."""
 
+    def contacts_among(self, program_id: str, listener_ids: Iterable[int], since: float, until: float
+                       ) -> dict[int, int]:
+        """Contacts of each of a few listeners in [since, until) (a send chunk counts again after its claim)."""
+        return {lid: self.contacts_of(program_id, lid, since, until) for lid in set(listener_ids)}
+
     @abc.abstractmethod
     def ledger_counts(self, program_id: str, batch_date: str | None = None, channel: str | None = None
                       ) -> dict[str, int]:

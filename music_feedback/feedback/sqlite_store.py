@@ -156,6 +156,17 @@ class SQLiteFeedbackStore(FeedbackStore):
     def contacts_of(self, program_id: str, listener_id: int, since: float, until: float) -> int:
         return self._count_contacts(self._conn(), program_id, listener_id, since, until)
 
+    def contacts_among(self, program_id: str, listener_ids: Iterable[int], since: float, until: float
+                       ) -> dict[int, int]:
+        ids = sorted(set(int(i) for i in listener_ids))
+        if not ids:
+            return {}
+        rows = self._conn().execute(
+            f"SELECT listener_id, COUNT(*) FROM delivery_ledger INDEXED BY ledger_listener WHERE listener_id IN "
+            f"({', '.join('?' * len(ids))}) AND program_id = ? AND contacted_at >= ? AND contacted_at < ? "
+            f"AND state IN {CONTACTED} GROUP BY listener_id", (*ids, program_id, since, until)).fetchall()
+        return {**dict.fromkeys(ids, 0), **dict(rows)}
+
     @staticmethod
     def _count_contacts(conn: sqlite3.Connection, program_id: str, listener_id: int, since: float,
                         until: float) -> int:

@@ -19,6 +19,7 @@ import polars as pl
 from music_feedback.delivery.email.port import EmailSender
 from music_feedback.delivery.email.render import Renderer, message_id
 from music_feedback.feedback.port import FeedbackStore
+from music_feedback.policy.contact import cap_window
 from music_feedback.policy.gate import ContactGate
 from music_feedback.programs.model import Program
 from music_feedback.store.base import CandidateStore
@@ -112,7 +113,10 @@ class EmailDelivery:
                                  keys.select("listener_id", "track_id").iter_rows(), f"at send time: {reason[0]}",
                                  now, state="cancelled")
             report.add("cancelled", f"at send time: {reason[0]}", keys.height)
-        return ordered.join(blocked, on=["listener_id", "track_id"], how="anti", maintain_order="left")
+        # A listener's room for ledger contacts under the cap, for the count each chunk makes after its claim.
+        room = self.gate.policy.max_requests_per_week - decided["warehouse_requests"].fill_null(0)
+        return (ordered.with_columns(room.alias("cap_room"))
+                .join(blocked, on=["listener_id", "track_id"], how="anti", maintain_order="left"))
 
     def _send_all(self, day: str, due: pl.DataFrame, report: SendReport) -> None:
         rows = due.to_dicts()
@@ -128,8 +132,9 @@ class EmailDelivery:
         claimed = set(self.feedback.claim(pid, day, self.channel, [(r["listener_id"], r["track_id"]) for r in chunk],
                                           self.options.clock()))
         rows = [r for r in chunk if (r["listener_id"], r["track_id"]) in claimed]
+        rows, cancelled = self._within_cap(day, rows)
         if not rows:
-            return []
+            return cancelled
         expires = int(self.options.clock() + timedelta(days=self.program.feedback.link_ttl_days).total_seconds())
         messages = [self.renderer.message(r, day, self.channel, expires) for r in rows]
         results = self.sender.send(messages)
@@ -139,7 +144,31 @@ class EmailDelivery:
             outcomes.append(((row["listener_id"], row["track_id"]), state, result.reason, result.message_id))
         self.feedback.settle(pid, day, self.channel, outcomes, self.options.clock())
         self._mark_candidates(day, [key for key, state, _, _ in outcomes if state == "sent"])
-        return [("retried" if state == "pending" else state, reason) for _, state, reason, _ in outcomes]
+        return cancelled + [("retried" if state == "pending" else state, reason) for _, state, reason, _ in outcomes]
+
+    def _within_cap(self, day: str, rows: list[dict]) -> tuple[list[dict], list[tuple[str, str]]]:
+        """The claimed rows counted again against the weekly cap, now that the claim is in the ledger: a
+        voice prompt may have contacted a listener since the run asked the policy. Whichever wrote second
+        sees the other (the prompt counts this claim), so an excess here is this chunk's to cancel, its
+        lowest scores first. -> (rows to send, report entries for the cancelled)."""
+        if not rows:
+            return rows, []
+        now = self.options.clock()
+        counts = self.feedback.contacts_among(self.program.program_id, [r["listener_id"] for r in rows],
+                                              *cap_window(now))
+        excess = {lid: n - room for lid, n, room in ((r["listener_id"], counts.get(r["listener_id"], 0),
+                                                      r["cap_room"]) for r in rows) if n > room}
+        if not excess:
+            return rows, []
+        cancel = set()
+        for r in reversed(rows):  # rows come best first
+            if excess.get(r["listener_id"], 0) > 0:
+                cancel.add((r["listener_id"], r["track_id"]))
+                excess[r["listener_id"]] -= 1
+        reason = "at send time: over_weekly_cap"
+        self.feedback.expire(self.program.program_id, day, self.channel, cancel, reason, now, state="cancelled")
+        return ([r for r in rows if (r["listener_id"], r["track_id"]) not in cancel],
+                [("cancelled", reason)] * len(cancel))
 
     def _mark_candidates(self, day: str, keys: list[tuple[int, int]]) -> None:
         if keys:

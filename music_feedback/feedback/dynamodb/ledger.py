@@ -218,6 +218,12 @@ class Ledger:
     def contacts_of(self, program_id: str, listener_id: int, since: float, until: float) -> int:
         return len(self._contact_keys(program_id, listener_id, since, until))
 
+    def contacts_among(self, program_id: str, listener_ids: Iterable[int], since: float, until: float
+                       ) -> dict[int, int]:
+        ids = sorted(set(int(i) for i in listener_ids))
+        return dict(zip(ids, parallel(lambda lid: self.contacts_of(program_id, lid, since, until), ids,
+                                      self.writers)))
+
     def _contact_keys(self, program_id: str, listener_id: int, since: float, until: float) -> set[str]:
         """The listener's contacts in [since, until), each as its ByListener sort key."""
         return {r["G1SK"] for r in self._contact_rows(
