@@ -288,7 +288,7 @@ def parser() -> argparse.ArgumentParser:
     from music_feedback.serving.model_cli import add_model_commands
     add_model_commands(sub, cmd_model_serve)
     from music_feedback.aws.cli import add_aws_commands
-    add_aws_commands(sub)
+    add_aws_commands(sub, _program, ensure_warehouse)
     bench = sub.add_parser("bench", help="run the default-scale day through Dagster and print figures")
     bench.add_argument("--program")
     bench.add_argument("--scale", type=float, default=1.0,

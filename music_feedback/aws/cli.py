@@ -1,9 +1,15 @@
-"""The AWS commands: `aws check`, `aws provision`, and `demo-aws` (a whole day on local stand-ins)."""
+"""The AWS commands: `aws check`, `aws provision`, and `demo-aws` (a whole day on local stand-ins).
+
+music_feedback.cli adds them to its parser (`add_aws_commands`), handing over the helpers they share with
+its own commands; this module imports nothing from it.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 from datetime import date
+from functools import partial
+from typing import Callable
 
 
 def _require_aws() -> None:
@@ -38,11 +44,10 @@ def cmd_template(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
+def cmd_demo(args, pick_program: Callable, ensure_warehouse: Callable[[], dict[str, str]]) -> int:
     from music_feedback import runner, settings
     from music_feedback.aws.demo import run_demo
-    from music_feedback.cli import _program, ensure_warehouse
-    program = _program(args.program)
+    program = pick_program(args.program)
     meta = ensure_warehouse()
     day = args.date or runner.latest_complete_day(meta)
     runner.check_batch_day(program, day, meta)
@@ -63,7 +68,9 @@ def cmd_demo(args) -> int:
     return 0 if report.success else 1
 
 
-def add_aws_commands(sub) -> None:
+def add_aws_commands(sub, pick_program: Callable, ensure_warehouse: Callable[[], dict[str, str]]) -> None:
+    """The AWS commands on `sub`; `pick_program(id or None)` gives the program to run and `ensure_warehouse()`
+    the embedded warehouse's metadata (the CLI's own, for `demo-aws`)."""
     aws = sub.add_parser("aws", help="the AWS adapter set (MUSIC_FEEDBACK_ENV=aws)").add_subparsers(
         dest="action", required=True)
     aws.add_parser("check", help="check credentials, region, endpoints, buckets, tables, indexes, the bus, the "
@@ -76,5 +83,5 @@ def add_aws_commands(sub) -> None:
     demo.add_argument("--program")
     demo.add_argument("--date", type=date.fromisoformat, help="batch day D (default: the warehouse's last day)")
     demo.add_argument("--report-json", help=argparse.SUPPRESS)
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func=partial(cmd_demo, pick_program=pick_program, ensure_warehouse=ensure_warehouse))
 

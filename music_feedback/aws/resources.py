@@ -1,12 +1,14 @@
-"""The AWS adapter set, behind the same resource keys as the embedded one (see music_feedback.resources)."""
+"""The AWS adapter set, behind the same resource keys as the embedded one (see music_feedback.resources,
+whose `get_resources` picks this set when MUSIC_FEEDBACK_ENV=aws; this module imports nothing from it)."""
 from __future__ import annotations
 
-from music_feedback import resources as shared
 from music_feedback import settings as local_settings
 from music_feedback.aws.settings import AwsSettings
 
 
 def aws_resources(s: AwsSettings | None = None) -> dict:
+    from music_feedback.delivery.email.ses import SESv2Sender
+    from music_feedback.feedback.dynamodb import DynamoDBFeedbackStore
     from music_feedback.feedback.events import EventBridgePublisher
     from music_feedback.io.s3_io_manager import S3ParquetIOManager
     from music_feedback.lake.s3 import S3Lake
@@ -15,6 +17,7 @@ def aws_resources(s: AwsSettings | None = None) -> dict:
     from music_feedback.scoring.cache.dynamodb_cache import DynamoDBScoreCache
     from music_feedback.scoring.registry.s3 import S3ModelRegistry
     from music_feedback.scoring.select import scorer_resource
+    from music_feedback.store.dynamodb import DynamoDBCandidateStore
     from music_feedback.warehouse.redshift_warehouse import RedshiftWarehouse
 
     s = s or AwsSettings.from_env()
@@ -23,10 +26,10 @@ def aws_resources(s: AwsSettings | None = None) -> dict:
         "scorer": scorer_resource("aws"),
         "score_cache": DynamoDBScoreCache(table_name=s.score_cache_table, region_name=s.region),
         "model_registry": S3ModelRegistry(bucket=s.bucket, prefix=s.registry_prefix, region_name=s.region),
-        "candidate_store": shared.candidate_store(),
+        "candidate_store": DynamoDBCandidateStore.from_env(),
         "io_manager": S3ParquetIOManager.from_env(),
-        "feedback_store": shared.feedback_store(),
-        "email_sender": shared.email_sender(),
+        "feedback_store": DynamoDBFeedbackStore.from_env(),
+        "email_sender": SESv2Sender.from_env(),
         "event_publisher": EventBridgePublisher(bus_name=s.event_bus, region_name=s.region),
         "lake": S3Lake(bucket=s.bucket, prefix=s.lake_prefix, region_name=s.region, glue_database=s.glue_database),
         # Playlists are small and written by one evening job; on a cluster the data home is a shared volume.

@@ -24,6 +24,16 @@ from music_feedback.quality.expectations import Expectation, ExpectationOutcome,
 
 _LOCK = threading.Lock()  # GX loads each frame under one fixed batch id: one run at a time
 _STATE: "_GxState | None" = None
+# The GX worker process judging this process's suites, if one runs: quality.gx_worker registers it
+# (start) and removes it (stop), so this module never imports the worker's.
+_WORKER: Any = None
+
+
+def use_worker(worker: Any) -> None:
+    """Judge suites in `worker` (a gx_worker.GxWorker: `judge(...)` gives the outcomes, or None once it has
+    died), or in this process again with None."""
+    global _WORKER
+    _WORKER = worker
 
 
 @dataclass
@@ -88,8 +98,7 @@ def warm_up_in_background() -> threading.Thread | None:
     """Import GX and build its context on a thread while the first stages query and compute (DuckDB and
     polars release the GIL), so the first check does not pay ~1.3 s of imports on the critical path.
     Nothing to do when a GX worker process judges this process's suites."""
-    from music_feedback.quality import gx_worker
-    if gx_worker.current() is not None:
+    if _WORKER is not None:
         return None
 
     def build() -> None:
@@ -199,8 +208,7 @@ def judge_here(pdf: "pd.DataFrame", specs: list[Expectation], runnable: list[int
 
 def _judge(pdf, specs, runnable, suite_name, result_format, max_examples):
     """In the GX worker process when one runs (see gx_worker), else here."""
-    from music_feedback.quality import gx_worker
-    worker = gx_worker.current()
+    worker = _WORKER
     if worker is not None:
         found = worker.judge(pdf, specs, runnable, suite_name, result_format, max_examples)
         if found is not None:

@@ -21,6 +21,8 @@ import threading
 import types
 from typing import Any, BinaryIO
 
+from music_feedback.quality import gx_runner
+
 _HEADER = struct.Struct("!Q")
 _CURRENT: "GxWorker | None" = None
 
@@ -92,10 +94,11 @@ class GxWorker:
 
 
 def start() -> None:
-    """Start this process's worker (once)."""
+    """Start this process's worker (once); gx_runner then judges this process's suites there."""
     global _CURRENT
     if _CURRENT is None:
         _CURRENT = GxWorker()
+        gx_runner.use_worker(_CURRENT)
         atexit.register(stop)
 
 
@@ -107,6 +110,7 @@ def stop() -> None:
     global _CURRENT
     worker, _CURRENT = _CURRENT, None
     if worker is not None:
+        gx_runner.use_worker(None)
         worker.close()
 
 
@@ -139,9 +143,8 @@ def main() -> None:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdout = sys.stderr  # nothing GX prints may reach the channel
     _defer(UNUSED_BY_OUR_SUITES)
-    from music_feedback.quality.gx_runner import _LOCK, _gx_state, judge_here
-    with _LOCK:
-        _gx_state()
+    with gx_runner._LOCK:
+        gx_runner._gx_state()
     _send(out, ("ready", None))
     while True:
         try:
@@ -149,7 +152,7 @@ def main() -> None:
         except EOFError:
             return
         try:
-            reply = ("ok", judge_here(*args))
+            reply = ("ok", gx_runner.judge_here(*args))
         except Exception as exc:  # sent back: the batch's check fails with GX's own message
             reply = ("error", f"{type(exc).__name__}: {exc}")
         _send(out, reply)

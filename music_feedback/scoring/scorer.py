@@ -4,16 +4,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from dagster import ConfigurableResource
-from threadpoolctl import threadpool_limits
 
 from music_feedback.scoring.model import TrainedModel
+from music_feedback.scoring.threads import one_thread
 from music_feedback.scoring.wire import prepare_frame
-
-
-def one_thread():
-    """Score a batch on one thread: for a few thousand rows, waking OpenMP's pool costs more than the
-    work (measured: 10 batches of 2,000 rows took 9 s on two threads of a busy machine, 0.15 s on one)."""
-    return threadpool_limits(limits=1)
 
 
 class ScoringError(RuntimeError):

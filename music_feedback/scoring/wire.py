@@ -10,6 +10,7 @@ import polars as pl
 
 from music_feedback.scoring.features import CATEGORICAL
 from music_feedback.scoring.model import TrainedModel, model_columns
+from music_feedback.scoring.threads import one_thread
 
 CSV = "text/csv"
 JSON = "application/json"
@@ -89,7 +90,6 @@ def decode_predictions(body: bytes, rows: int, source: str) -> tuple[np.ndarray,
 
 def predict_body(model: TrainedModel, body: bytes, content_type: str) -> bytes:
     """What the model server does for one request, and the in-process scorer for one batch."""
-    from music_feedback.scoring.scorer import one_thread
     frame = decode_body(model, body, content_type)
     with one_thread():
         proba = model.predict(frame) if frame.height else np.empty(0)
