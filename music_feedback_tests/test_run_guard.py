@@ -61,11 +61,11 @@ def test_the_instance_config_monitors_runs_and_limits_each_partition(tmp_path):
         instance.dispose()
 
 
-def test_a_run_killed_mid_way_is_failed_and_the_rerun_completes(data_home, small_warehouse):
+def test_a_run_killed_mid_way_is_failed_and_the_rerun_completes(data_home, small_warehouse, monkeypatch):
     env = {**os.environ, "DAGSTER_HOME": str(data_home / "dagster_home")}
     cmd = [sys.executable, "-m", "music_feedback.cli", "run", "--date", BATCH_DAY.isoformat()]
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])  # put back after the test: the session's own
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and first.poll() is None:
@@ -84,7 +84,6 @@ def test_a_run_killed_mid_way_is_failed_and_the_rerun_completes(data_home, small
         assert "succeeded" in done.stdout
         instance.dispose()
     finally:
-        os.environ.pop("DAGSTER_HOME", None)
         if first.poll() is None:
             first.kill()
 
