@@ -8,7 +8,7 @@ export DAGSTER_HOME := $(DATA)/dagster_home
 # Dagster hands a run's planned events to the event log as one batch (one transaction, see music_feedback/instance/)
 export DAGSTER_EVENT_BATCH_SIZE ?= 100
 
-.PHONY: install run test ui bench warehouse clean dynamodb-local serve hey wrk chromium postgresql demo-aws
+.PHONY: install run test test-fast ui bench warehouse clean dynamodb-local serve hey wrk chromium postgresql demo-aws
 
 # The project's modules compiled ahead (the installed packages come compiled): each command's start then
 # skips compiling them (~0.3 s), also where PYTHONDONTWRITEBYTECODE keeps Python from caching them itself.
@@ -29,6 +29,11 @@ run: install $(DAGSTER_HOME)/dagster.yaml
 
 test: install dynamodb-local chromium postgresql
 	$(BIN)/python -m pytest -q
+
+# The unit tier only (setup.cfg's markers): no server, browser or whole-day graph, so nothing more to install;
+# under a minute. Without the plugins of the property test (an integration test), which only slow the start.
+test-fast: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -p no:schemathesis -p no:hypothesispytest -m unit
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml

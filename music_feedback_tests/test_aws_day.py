@@ -15,6 +15,8 @@ from music_feedback.programs.loader import load_programs
 from music_feedback.simulate.day import funnel_counts, run_day
 from music_feedback_tests.conftest import BATCH_DAY
 
+pytestmark = pytest.mark.graph
+
 STEPS = ["batch", "export", "email", "listeners", "playlists", "metrics"]
 
 

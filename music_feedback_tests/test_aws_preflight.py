@@ -18,6 +18,8 @@ from music_feedback.standins import ses
 from music_feedback.store.dynamodb import DynamoDBCandidateStore
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def program():
@@ -124,6 +126,7 @@ def test_refused_credentials_are_named(aws, program, monkeypatch):
         preflight(resources, [program], s)
 
 
+@pytest.mark.unit
 def test_missing_settings_are_named(monkeypatch):
     for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "MUSIC_FEEDBACK_S3_BUCKET"):
         monkeypatch.delenv(var, raising=False)

@@ -7,6 +7,7 @@ from datetime import datetime, time, timedelta, timezone
 
 import numpy as np
 import polars as pl
+import pytest
 from dagster import instance_for_test
 
 from music_feedback import runner, settings
@@ -17,6 +18,8 @@ from music_feedback.programs.loader import load_programs
 from music_feedback.resources import feedback_store, get_resources
 from music_feedback.simulate.day import run_job
 from music_feedback_tests.conftest import BATCH_DAY
+
+pytestmark = pytest.mark.graph
 
 DAY1, DAY2 = BATCH_DAY - timedelta(days=1), BATCH_DAY
 MOVE = ["run_date", "marketplace", "genre", "track_id", "track_name", "action", "prior", "up", "down",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
 from dagster import instance_for_test
 
 from music_feedback import runner
@@ -10,6 +11,8 @@ from music_feedback.bench.limit import run_limit
 from music_feedback.definitions import build_definitions
 from music_feedback.programs.loader import load_programs
 from music_feedback_tests.conftest import BATCH_DAY
+
+pytestmark = pytest.mark.graph
 
 
 def _rows(path) -> set:

@@ -11,12 +11,15 @@ import pytest
 
 from music_feedback.store import CANDIDATE_COLUMNS, CANDIDATE_SCHEMA, CandidateStore, SQLiteCandidateStore
 
+pytestmark = pytest.mark.unit
+
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 LIVE = int(NOW.timestamp()) + 86_400
 DEAD = int(NOW.timestamp()) - 1
 
 
-ADAPTERS = ["sqlite", "dynamodb-moto", "dynamodb-local"]
+ADAPTERS = ["sqlite", pytest.param("dynamodb-moto", marks=pytest.mark.integration),
+            pytest.param("dynamodb-local", marks=pytest.mark.integration)]
 
 
 def dynamodb_store(endpoint: str, **kw):
@@ -200,6 +203,7 @@ def test_bad_input_raises_and_writes_nothing(store, bad, message):
     assert store.count("prog", now=NOW) == 1
 
 
+@pytest.mark.integration
 def test_history_of_expired_batches_does_not_limit_reads(store):
     """Reads union only live batches, so 600 days of history (past SQLite's 500-term limit) still work
     (40 days on DynamoDB, which has no such limit and whose local servers are slow to write)."""

@@ -19,6 +19,8 @@ from music_feedback.programs.loader import load_programs
 from music_feedback_tests.service_support import (PROGRAM, auth, candidate, frame, make_app, policy_warehouse,
                                                   sqlite_store)
 
+pytestmark = pytest.mark.integration
+
 DAY, OLD_DAY = "2026-11-23", "2026-11-20"
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=timezone.utc).timestamp()  # listener time on D+1
 HOUR, DAYS = 3600.0, 86_400.0

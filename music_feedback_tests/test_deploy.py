@@ -14,6 +14,8 @@ from dagster._core.instance.config import dagster_instance_config
 
 from music_feedback.aws.infrastructure import template
 
+pytestmark = pytest.mark.unit
+
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PG_ENV = {"DAGSTER_PG_HOST": "db.internal", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USER": "dagster",
           "DAGSTER_PG_PASSWORD": "from-secrets-manager", "DAGSTER_PG_DB": "dagster", "DAGSTER_ECS_CLUSTER": "mf",

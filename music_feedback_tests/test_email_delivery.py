@@ -18,6 +18,8 @@ from music_feedback.delivery.email.smtp import SMTPSender
 from music_feedback.delivery.holdout import is_held_out
 from music_feedback_tests.delivery_support import DAY, PROGRAM, delivery, seed_day, stores
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -112,6 +114,7 @@ def test_a_voice_prompt_between_the_check_and_the_claim_does_not_pass_the_cap(tm
     assert store.contacts_of(PROGRAM.program_id, busy, at - 86_400, at + 86_400) == 2
 
 
+@pytest.mark.integration
 def test_a_sigkill_mid_send_neither_repeats_nor_skips(tmp_path, small_warehouse):
     listeners = seed_day(tmp_path, small_warehouse, 1500)
     expected = len(listeners) - sum(is_held_out(PROGRAM, lid) for lid in listeners)
@@ -175,6 +178,7 @@ def smtp_server():
         c.stop()
 
 
+@pytest.mark.integration
 def test_smtp_refusals_and_a_dropped_connection(tmp_path, small_warehouse, smtp_server):
     listeners = [lid for lid in seed_day(tmp_path, small_warehouse, 60) if not is_held_out(PROGRAM, lid)]
     addr = lambda lid: f"listener-{lid}@listeners.test"  # noqa: E731

@@ -12,6 +12,8 @@ from music_feedback.delivery.email.port import EmailMessage
 from music_feedback.standins import ses as ses_standin
 from music_feedback_tests.test_email_delivery import free_port
 
+pytestmark = pytest.mark.unit
+
 
 def message(i: int) -> EmailMessage:
     return EmailMessage(message_id=f"<m{i}@music.test>", sender="Music Feedback <feedback@music.test>",
@@ -28,7 +30,8 @@ class Received:
         self.messages: list[tuple] = []
 
 
-@pytest.fixture(params=["maildir", "smtp", "ses"])
+@pytest.fixture(params=["maildir", pytest.param("smtp", marks=pytest.mark.integration),
+                        pytest.param("ses", marks=pytest.mark.integration)])
 def adapter(request, tmp_path, fake_aws_env):
     received = Received()
     if request.param == "maildir":

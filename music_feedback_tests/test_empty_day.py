@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 from dagster import instance_for_test
 
 from music_feedback import settings
@@ -9,6 +10,8 @@ from music_feedback.definitions import build_definitions
 from music_feedback.programs.loader import load_programs
 from music_feedback.simulate.day import run_job
 from music_feedback.store.base import CANDIDATE_SCHEMA
+
+pytestmark = pytest.mark.graph
 
 DAY = "2026-11-23"
 

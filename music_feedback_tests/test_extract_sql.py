@@ -12,6 +12,8 @@ from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 from music_feedback.warehouse.port import WarehouseError, bind_batch_window
 from music_feedback.warehouse.schema import TABLES
 
+pytestmark = pytest.mark.unit
+
 D = date(2026, 11, 23)
 COLUMNS = list(TABLES["track_plays"])
 

@@ -6,6 +6,7 @@ from datetime import date
 
 import numpy as np
 import polars as pl
+import pytest
 
 from music_feedback.programs import model as program_model
 from music_feedback.scoring import features as f
@@ -17,6 +18,8 @@ from music_feedback.scoring.training import labelled_rows
 from music_feedback.scoring.wire import prepare_frame
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 from music_feedback_tests.conftest import BATCH_DAY
+
+pytestmark = pytest.mark.unit
 
 
 def test_one_list_of_feature_names():

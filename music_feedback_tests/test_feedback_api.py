@@ -16,6 +16,8 @@ from music_feedback.programs.loader import load_programs
 from music_feedback_tests.service_support import (LINKS, OTHER_KEY, PROGRAM, auth, candidate, frame, make_app,
                                                   sqlite_store)
 
+pytestmark = pytest.mark.integration
+
 DAY = "2026-11-23"
 L, T = 11, 300  # a listener with a pending email request (sent) and a pending voice candidate
 OTHER = "podcast-feedback"  # a second program: an unsubscribe must reach it too

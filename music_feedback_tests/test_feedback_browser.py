@@ -14,6 +14,8 @@ from music_feedback.delivery.holdout import is_held_out
 from music_feedback_tests.delivery_support import DAY, PROGRAM, delivery, seed_day, stores
 from music_feedback_tests.service_support import make_app
 
+pytestmark = pytest.mark.integration
+
 # Typed, with a line break, to the page's maxlength (200): the browser sends the break as CRLF.
 COMMENT = ("Too slow for me <b>sorry</b>\n" + "but the bassline is lovely " * 8)[:200]
 

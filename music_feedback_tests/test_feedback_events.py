@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import boto3
+import pytest
 
 from music_feedback.feedback.events import SOURCE, EventBridgePublisher, OutboxLog, relay
 from music_feedback.feedback.sqlite_store import SQLiteFeedbackStore
+
+pytestmark = pytest.mark.unit
 
 
 def _store(tmp_path, n: int) -> SQLiteFeedbackStore:
@@ -23,6 +26,7 @@ def test_outbox_relay_marks_everything_once(tmp_path):
     assert relay(store, OutboxLog()) == 0 and store.unpublished_events() == []
 
 
+@pytest.mark.integration
 def test_eventbridge_relay_delivers_each_event(tmp_path, moto_endpoint):
     kw = {"region_name": "us-east-1", "endpoint_url": moto_endpoint}
     events, sqs = boto3.client("events", **kw), boto3.client("sqs", **kw)

@@ -10,10 +10,13 @@ from music_feedback.feedback import OptedOutError, Submission, SubmissionConflic
 from music_feedback.feedback.port import LEDGER_SCHEMA
 from music_feedback.feedback.sqlite_store import SQLiteFeedbackStore
 
+pytestmark = pytest.mark.unit
+
 P, DAY = "music-feedback", "2026-11-23"
 
 
-@pytest.fixture(params=["sqlite", "dynamodb-moto", "dynamodb-local"])
+@pytest.fixture(params=["sqlite", pytest.param("dynamodb-moto", marks=pytest.mark.integration),
+                        pytest.param("dynamodb-local", marks=pytest.mark.integration)])
 def store(request, tmp_path):
     if request.param == "sqlite":
         return SQLiteFeedbackStore(path=str(tmp_path / "feedback.sqlite"))

@@ -15,6 +15,8 @@ from music_feedback.filters.frequency_cap import FrequencyCapFilter
 from music_feedback.filters.trust import TrustFilter
 from music_feedback.programs.model import FilterSpec
 
+pytestmark = pytest.mark.unit
+
 DAY = date(2026, 11, 23)
 CANDIDATE_SCHEMA = {
     "listener_id": pl.Int64, "track_id": pl.Int64, "play_count": pl.Int64, "completion_rate": pl.Float64,

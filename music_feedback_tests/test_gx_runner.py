@@ -21,6 +21,8 @@ from music_feedback.quality import (
     validate,
 )
 
+pytestmark = pytest.mark.unit
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -234,6 +236,7 @@ def test_importing_quality_does_not_import_gx():
     run_python(code)
 
 
+@pytest.mark.integration
 def test_does_not_steal_callers_current_gx_context():
     code = (
         "import great_expectations as gx, polars as pl\n"
@@ -246,6 +249,7 @@ def test_does_not_steal_callers_current_gx_context():
     run_python(code)
 
 
+@pytest.mark.integration
 def test_a_gx_worker_judges_as_this_process_does(good):
     """The CLI's batch judges suites in a worker process: same outcomes, GX never imported here (checked
     in a fresh interpreter), and a dead worker falls back to judging here."""

@@ -18,6 +18,8 @@ from music_feedback.resources import feedback_store, get_resources
 from music_feedback.simulate.day import run_job
 from music_feedback_tests.conftest import BATCH_DAY
 
+pytestmark = pytest.mark.graph
+
 DAY = BATCH_DAY - timedelta(days=1)  # the warehouse's first day of plays, so the first partition
 TRACK = 987_654  # a track no generated play touches
 TREATED, HELD_OUT = range(1, 201), range(201, 301)

@@ -12,6 +12,8 @@ from dagster import (AssetIn, DagsterType, DailyPartitionsDefinition, Definition
 from music_feedback.io.parquet_io_manager import LocalParquetIOManager
 from music_feedback.io.s3_io_manager import S3IOError, S3ParquetIOManager
 
+pytestmark = pytest.mark.integration
+
 DAYS = DailyPartitionsDefinition(start_date="2026-11-20")
 
 
@@ -138,6 +140,7 @@ def test_why_reads_the_batch_wherever_it_is(io_manager, program):
     assert "not a candidate" in explain(io_manager, None, program, 1, 2, day)[0]
 
 
+@pytest.mark.unit
 def test_from_env_names_the_missing_bucket(monkeypatch):
     monkeypatch.setenv("MUSIC_FEEDBACK_S3_BUCKET", "feedback-assets")
     monkeypatch.setenv("MUSIC_FEEDBACK_S3_IO_PREFIX", "io")

@@ -11,12 +11,15 @@ from music_feedback.lake.local import LocalLake
 from music_feedback.lake.port import LakeError, split
 from music_feedback.lake.s3 import S3Lake
 
+pytestmark = pytest.mark.integration
+
 
 def day(n: int, markets=("US", "DE")) -> pl.DataFrame:
     return pl.DataFrame({"listener_id": list(range(n)), "score": [i / n for i in range(n)],
                          "marketplace": [markets[i % len(markets)] for i in range(n)]})
 
 
+@pytest.mark.unit
 def test_local_day_is_replaced_whole(tmp_path):
     lake = LocalLake(root=str(tmp_path))
     lake.replace_day("candidates", "2026-11-23", split(day(10, ("US", "DE", "JP"))))
@@ -32,6 +35,7 @@ def test_local_day_is_replaced_whole(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+@pytest.mark.unit
 def test_read_only_lake_fails_clearly_and_keeps_the_day(tmp_path):
     lake = LocalLake(root=str(tmp_path))
     lake.replace_day("candidates", "2026-11-23", split(day(6)))
@@ -44,6 +48,7 @@ def test_read_only_lake_fails_clearly_and_keeps_the_day(tmp_path):
     assert lake.read_day("candidates", "2026-11-23").height == 6
 
 
+@pytest.mark.unit
 def test_unwritable_lake_path_fails_clearly(tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the lake should be")

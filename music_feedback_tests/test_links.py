@@ -8,6 +8,8 @@ import pytest
 
 from music_feedback.delivery.links import LinkSigner, TokenError
 
+pytestmark = pytest.mark.unit
+
 OLD, NEW = b"old-secret-0123456789abcdef", b"new-secret-0123456789abcdef"
 
 

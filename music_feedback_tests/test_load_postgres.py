@@ -7,6 +7,8 @@ import pytest
 
 from music_feedback.warehouse.load_postgres import load_warehouse
 
+pytestmark = pytest.mark.integration
+
 
 def test_every_table_arrives_whole(postgres_warehouse, small_warehouse):
     with duckdb.connect(str(small_warehouse), read_only=True) as src:

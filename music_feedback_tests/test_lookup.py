@@ -4,6 +4,8 @@ import pytest
 
 from music_feedback.transforms.lookup import KeyIndex
 
+pytestmark = pytest.mark.unit
+
 
 def _join(frame, table, key, columns):
     right = table.select(key, *(pl.col(c).alias(n) for n, c in columns.items()))

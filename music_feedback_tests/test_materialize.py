@@ -18,6 +18,8 @@ from music_feedback.programs.loader import load_programs
 from music_feedback.resources import get_resources
 from music_feedback_tests.conftest import BATCH_DAY
 
+pytestmark = pytest.mark.graph
+
 DAILY = ["raw_streams", "rejected_streams", "unified_candidates", "filtered_candidates", "candidate_decisions",
          "listener_features", "track_features", "scored_candidates", "stored_candidates"]
 

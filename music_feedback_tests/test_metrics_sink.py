@@ -8,6 +8,8 @@ import pytest
 
 from music_feedback.metrics.sink import CloudWatchSink, Metric, MetricsSinkError, SQLiteMetricsSink
 
+pytestmark = pytest.mark.unit
+
 
 def metrics(n: int) -> list[Metric]:
     return [Metric("Delivered", float(i), "Count", {"Channel": "email", "Marketplace": f"M{i}"}) for i in range(n)]
@@ -27,6 +29,7 @@ def test_local_table_down_is_named(tmp_path):
         SQLiteMetricsSink(path=str(tmp_path / "metrics.sqlite")).publish("p", "2026-11-23", metrics(1))
 
 
+@pytest.mark.integration
 def test_cloudwatch_in_requests_of_1000(moto_endpoint):
     sink = CloudWatchSink(namespace="MusicFeedbackTest", endpoint_url=moto_endpoint)
     day = (datetime.now(timezone.utc) - timedelta(days=1)).date().isoformat()

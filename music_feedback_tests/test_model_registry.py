@@ -17,6 +17,8 @@ from music_feedback.scoring.registry.s3 import S3ModelRegistry
 from music_feedback.scoring.retrain import retrain
 from music_feedback.scoring.training import train_model
 
+pytestmark = pytest.mark.integration
+
 W1, W2 = date(2026, 11, 8), date(2026, 11, 15)
 
 
@@ -103,6 +105,7 @@ def test_challenger_below_the_margin_is_not_promoted(registry, program, outcomes
     assert registry.champion_version("feedback-propensity-v3", W2) == first["challenger_version"]
 
 
+@pytest.mark.unit
 def test_decide_rules():
     good, champ, base = {"auc": 0.75}, {"auc": 0.74}, {"auc": 0.6}
     assert decide(good, champ, base, 0.005) == (True, decide(good, champ, base, 0.005)[1])
@@ -111,6 +114,7 @@ def test_decide_rules():
     assert "popularity baseline" in decide({"auc": 0.59}, None, base, 0.0)[1]
 
 
+@pytest.mark.unit
 def test_calibration_error():
     y = np.array([0, 0, 1, 1])
     assert calibration_error(y, np.array([0.5, 0.5, 0.5, 0.5])) == pytest.approx(0.0)

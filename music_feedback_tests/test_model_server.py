@@ -16,6 +16,8 @@ from music_feedback.scoring.wire import BadRequest, encode_csv
 from music_feedback.serving.model_server import create_app
 from music_feedback.serving.threaded import serving
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def servers(model_dirs):
@@ -69,11 +71,13 @@ def test_empty_body_scores_nothing(servers):
     assert answer.status_code == 200 and answer.json()["predictions"] == []
 
 
+@pytest.mark.unit
 def test_in_process_missing_column_names_the_model(trained, outcomes):
     with pytest.raises(BadRequest, match=r"model feedback-propensity-v3: .*engagement_score"):
         InProcessScorer().predict(trained["propensity"], outcomes.drop("engagement_score"), 100)
 
 
+@pytest.mark.unit
 def test_missing_artifact_names_the_model(trained, tmp_path):
     d = save_model(trained["propensity"], tmp_path / "m")
     (d / "model.joblib").unlink()
@@ -81,6 +85,7 @@ def test_missing_artifact_names_the_model(trained, tmp_path):
         create_app(d)
 
 
+@pytest.mark.unit
 def test_corrupt_artifact_names_the_model(trained, tmp_path):
     d = save_model(trained["affinity"], tmp_path / "m")
     blob = (d / "model.joblib").read_bytes()
@@ -89,6 +94,7 @@ def test_corrupt_artifact_names_the_model(trained, tmp_path):
         load_model(d, "music-affinity-v2")
 
 
+@pytest.mark.unit
 def test_swapped_artifact_is_refused(trained, tmp_path):
     d = save_model(trained["affinity"], tmp_path / "m")
     manifest = json.loads((d / "model.json").read_text())
@@ -97,6 +103,7 @@ def test_swapped_artifact_is_refused(trained, tmp_path):
         load_model(d)
 
 
+@pytest.mark.unit
 def test_cli_serve_refuses_a_missing_model_dir(tmp_path, capsys):
     assert main(["model", "serve", "--model-dir", str(tmp_path / "nowhere"), "--port", "0"]) == 2
     assert "artifact model.json is missing" in capsys.readouterr().err

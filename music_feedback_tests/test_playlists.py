@@ -10,6 +10,8 @@ from music_feedback.playlists.scoring import track_scores, wilson, wilson_lower_
 from music_feedback.playlists.store import SQLitePlaylistStore
 from music_feedback.programs.model import PlaylistSettings
 
+pytestmark = pytest.mark.unit
+
 NOW = 1_800_000_000.0
 DAY = 86_400
 

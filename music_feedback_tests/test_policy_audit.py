@@ -17,6 +17,8 @@ from music_feedback.programs.loader import load_programs
 from music_feedback.simulate.audit import RULES, audit
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 
+pytestmark = pytest.mark.unit
+
 PROGRAM = load_programs()[0]
 PID = PROGRAM.program_id
 T0 = datetime(2026, 11, 20, 10, tzinfo=timezone.utc).timestamp()

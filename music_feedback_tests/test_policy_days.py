@@ -15,6 +15,8 @@ from music_feedback.simulate.audit import RULES, summary
 from music_feedback.simulate.days import run_days
 from music_feedback.warehouse.generator import WarehouseSpec, generate
 
+pytestmark = pytest.mark.graph
+
 N_DAYS = 9
 # Days ending yesterday: candidates expire 14 days after their batch, and a read on the wall clock (a
 # store's default) must still see the earliest day's.

@@ -20,6 +20,8 @@ from music_feedback.definitions import build_definitions
 from music_feedback.programs.loader import load_programs
 from music_feedback_tests.conftest import BATCH_DAY
 
+pytestmark = pytest.mark.graph
+
 ROOT = Path(__file__).resolve().parent.parent
 DAYS = [BATCH_DAY.replace(day=BATCH_DAY.day - 1).isoformat(), BATCH_DAY.isoformat()]
 

@@ -18,9 +18,12 @@ from music_feedback.warehouse.redshift_warehouse import RedshiftWarehouse
 from music_feedback.warehouse.unload import quote_literal, read_manifest, run_prefix, unload_statement
 from music_feedback_tests.conftest import BATCH_DAY
 
+pytestmark = pytest.mark.integration
+
 ROLE = "arn:aws:iam::123456789012:role/unload"
 
 
+@pytest.mark.unit
 def test_the_unload_statement_quotes_the_query():
     sql = "SELECT a FROM track_plays\n WHERE genre = 'r&b' AND note = 'it''s \\ here'"
     stmt = unload_statement(sql, "s3://b/x/part_", ROLE)
@@ -32,6 +35,7 @@ def test_the_unload_statement_quotes_the_query():
     assert a.startswith("s3://b/unload/") and a.endswith("/part_") and a != b  # one prefix per run
 
 
+@pytest.mark.unit
 def test_the_bound_extract_survives_quoting():
     """The shipped extract, bound for a day, is the UNLOAD literal's content once its quotes are undone."""
     sql = " ".join(bind_batch_window(load_programs()[0].connector.config.query, BATCH_DAY).split())

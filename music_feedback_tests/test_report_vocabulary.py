@@ -10,6 +10,8 @@ from music_feedback.programs.loader import BUILTIN_DIR, ProgramConfigError, load
 from music_feedback.programs.model import ScoreBands
 from music_feedback.scoring.combine import score_distribution
 
+pytestmark = pytest.mark.unit
+
 SHIPPED = BUILTIN_DIR / "music-feedback.yaml"
 
 
@@ -112,6 +114,7 @@ def test_the_score_chart_draws_the_programs_bands_and_the_email_min_score(tmp_pa
 
 # ---------------------------------------------------------------- the metrics run
 
+@pytest.mark.integration
 def test_the_days_metrics_speak_the_batchs_vocabulary(data_home):
     """High score at the program's band (0.7), one funnel per channel, a summary table, cost in its currency."""
     import time

@@ -16,6 +16,8 @@ from music_feedback.run_guard import (HOST_TAG, PARTITION_TAG, PID_TAG, RunInPro
                                       settle_in_progress)
 from music_feedback_tests.conftest import BATCH_DAY
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parent.parent
 JOB = "music_feedback_daily_batch"
 
@@ -61,6 +63,7 @@ def test_the_instance_config_monitors_runs_and_limits_each_partition(tmp_path):
         instance.dispose()
 
 
+@pytest.mark.graph
 def test_a_run_killed_mid_way_is_failed_and_the_rerun_completes(data_home, small_warehouse, monkeypatch):
     env = {**os.environ, "DAGSTER_HOME": str(data_home / "dagster_home")}
     cmd = [sys.executable, "-m", "music_feedback.cli", "run", "--date", BATCH_DAY.isoformat()]

@@ -15,6 +15,8 @@ from music_feedback.serving.front import aws_error, create_front
 from music_feedback.serving.model_server import create_app
 from music_feedback.serving.threaded import serving
 
+pytestmark = pytest.mark.integration
+
 PROPENSITY, AFFINITY = "feedback-propensity-v3", "music-affinity-v2"
 
 

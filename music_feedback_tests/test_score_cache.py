@@ -14,6 +14,8 @@ from music_feedback.scoring.cache.fingerprint import feature_fingerprint
 from music_feedback.scoring.cache.parquet_cache import ParquetScoreCache
 from music_feedback.scoring.cache.port import KEY, versions_key
 
+pytestmark = pytest.mark.unit
+
 NOW = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 V1 = versions_key("feedback-propensity-v3@aaaa", "music-affinity-v2@bbbb")
 V2 = versions_key("feedback-propensity-v3@cccc", "music-affinity-v2@bbbb")
@@ -25,7 +27,8 @@ def dynamodb(endpoint: str) -> DynamoDBScoreCache:
     return c
 
 
-@pytest.fixture(params=["parquet", "dynamodb-moto", "dynamodb-local"])
+@pytest.fixture(params=["parquet", pytest.param("dynamodb-moto", marks=pytest.mark.integration),
+                        pytest.param("dynamodb-local", marks=pytest.mark.integration)])
 def cache(request, tmp_path):
     if request.param == "parquet":
         return ParquetScoreCache(path=str(tmp_path / "cache"))
@@ -162,6 +165,7 @@ def test_parquet_files_without_fingerprints_are_not_read_and_go_when_expired(tmp
 
 
 @pytest.mark.parametrize("server", ["moto_url", "dynamodb_local_endpoint"], ids=["moto", "local"])
+@pytest.mark.integration
 def test_dynamodb_items_without_fingerprints_are_not_read(request, server):
     c = dynamodb(request.getfixturevalue(server))
     c.client().put_item(TableName=c.table_name, Item={  # the first layout: sk = the versions alone

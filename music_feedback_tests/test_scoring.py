@@ -20,6 +20,8 @@ from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 from music_feedback.warehouse.generator import WarehouseSpec, generate
 from music_feedback.warehouse.schema import TABLES
 
+pytestmark = pytest.mark.unit
+
 PROGRAM_ID = "music-feedback"
 SPEC = WarehouseSpec(listeners=3000, tracks=300, plays_per_day=6000, outcomes=4000,
                      end_date=date(2026, 11, 23))

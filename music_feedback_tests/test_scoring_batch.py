@@ -17,6 +17,8 @@ from music_feedback.scoring.training import train_model
 from music_feedback.serving.threaded import sagemaker_stack, serving
 from music_feedback_tests.conftest import BATCH_DAY
 
+pytestmark = pytest.mark.graph
+
 BACKFILL_DAY = BATCH_DAY - timedelta(days=1)
 OLD_END, NEW_END = date(2026, 11, 15), BATCH_DAY  # champion A from 11-15, champion B from 11-23
 

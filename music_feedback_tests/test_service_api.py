@@ -7,6 +7,8 @@ import pytest
 from music_feedback_tests.service_support import (
     OTHER_KEY, PROGRAM, auth, candidate, frame, make_app, sqlite_store)
 
+pytestmark = pytest.mark.integration
+
 CHANNEL_URL = f"/v1/programs/{PROGRAM}/channels/email/candidates"
 
 

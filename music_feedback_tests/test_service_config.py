@@ -16,6 +16,8 @@ from music_feedback import cli
 from music_feedback.service.auth import ApiKeyRing
 from music_feedback.service.config import ServiceConfig
 
+pytestmark = pytest.mark.unit
+
 KEY = "k" * 32
 
 
@@ -60,6 +62,7 @@ def test_serve_refuses_bad_settings_with_their_name(monkeypatch, capsys, var, va
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_serve_command_runs_the_service(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

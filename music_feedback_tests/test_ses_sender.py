@@ -14,6 +14,8 @@ from music_feedback.delivery.email.port import EmailMessage
 from music_feedback.delivery.email.ses import ID_HEADER, SESConfigError, SESv2Sender
 from music_feedback.standins import ses as ses_standin
 
+pytestmark = pytest.mark.integration
+
 SENDER = "Music Feedback <feedback@music.test>"
 
 
@@ -185,6 +187,7 @@ def test_credentials_missing_or_refused_say_so(fake_aws_env, monkeypatch):
         assert not state.calls
 
 
+@pytest.mark.unit
 def test_from_env_reads_the_settings_and_names_a_bad_one(monkeypatch):
     for var in ("MUSIC_FEEDBACK_SES_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"):
         monkeypatch.delenv(var, raising=False)

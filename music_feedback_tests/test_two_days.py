@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 import polars as pl
+import pytest
 from dagster import instance_for_test
 
 from music_feedback import runner, settings
@@ -16,6 +17,8 @@ from music_feedback.policy.contact import batch_time
 from music_feedback.programs.loader import load_programs
 from music_feedback.resources import candidate_store, feedback_store
 from music_feedback_tests.conftest import BATCH_DAY
+
+pytestmark = pytest.mark.graph
 
 DAY1, DAY2 = BATCH_DAY - timedelta(days=1), BATCH_DAY
 

@@ -20,6 +20,8 @@ from music_feedback.warehouse.port import WarehouseError, bind_batch_window
 from music_feedback.warehouse.redshift_warehouse import RedshiftWarehouse
 from music_feedback_tests.conftest import BATCH_DAY
 
+pytestmark = pytest.mark.integration
+
 P = "music-feedback"
 
 

@@ -17,6 +17,8 @@ from music_feedback.resources import feedback_store
 from music_feedback.simulate.day import run_day, run_job
 from music_feedback_tests.conftest import BATCH_DAY
 
+pytestmark = pytest.mark.graph
+
 DAY1, DAY2 = BATCH_DAY - timedelta(days=1), BATCH_DAY
 
 
