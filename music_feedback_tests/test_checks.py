@@ -6,8 +6,7 @@ from datetime import date, datetime
 import polars as pl
 from dagster import AssetKey
 
-from music_feedback.assets.extract import WINDOW_STATS, window_stats
-from music_feedback.assets.unify import UNIFY_STATS, unify_stats
+from music_feedback.defs.batch.checks import UNIFY_STATS, WINDOW_STATS, unify_stats, window_stats
 from music_feedback.quality.checks import run_stats_suite, run_suite, zero
 from music_feedback.quality.expectations import Between
 

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 import yaml
 
-from music_feedback.assets.filter import guard_expectations
+from music_feedback.defs.batch.checks import guard_expectations
 from music_feedback.filters import build_chain
 from music_feedback.filters.opt_out import OptOutFilter
 from music_feedback.policy import ContactPolicy, policy_violations

@@ -17,6 +17,15 @@ def test_dagster_definitions_validate(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_dg_check_defs(tmp_path):
+    """`dg` (pyproject's [tool.dg]) finds the project and loads its definitions."""
+    dg = Path(sys.executable).with_name("dg")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "VIRTUAL_ENV": str(Path(sys.executable).parent.parent)}
+    proc = subprocess.run([str(dg), "check", "defs"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0 and "All definitions loaded successfully" in proc.stdout + proc.stderr, \
+        proc.stdout + proc.stderr
+
+
 def test_definitions_do_not_import_great_expectations():
     code = ("import sys; from music_feedback.definitions import defs; "
             "assert 'great_expectations' not in sys.modules; print(len(list(defs.resolve_all_asset_keys())))")
@@ -66,9 +75,47 @@ def test_lineage_shows_the_warehouse_tables_each_stage_reads():
     assert not spec.is_materializable and "opted_out" in str(spec.metadata["dagster/column_schema"])
 
 
-def test_partitions_start_at_the_warehouse_first_day(data_home):
-    from music_feedback.assets.common import daily_partitions
+def test_partitions_start_at_the_configured_day_and_no_data_file_is_read(tmp_path, monkeypatch):
+    """The partition set comes from partitionsStartDate, not from a warehouse on disk: loading the definitions
+    opens no data file, and creates none in the data home."""
+    from music_feedback.definitions import build_definitions
     from music_feedback.programs.loader import load_programs
-    from music_feedback_tests.conftest import SMALL
-    parts = daily_partitions(load_programs()[0])
-    assert parts.get_first_partition_key() == SMALL.start_date.isoformat()
+    from music_feedback.warehouse.generator import WarehouseSpec
+    home = tmp_path / "home"
+    monkeypatch.setenv("MUSIC_FEEDBACK_HOME", str(home))
+    monkeypatch.setenv("MUSIC_FEEDBACK_WAREHOUSE", str(tmp_path / "no-warehouse.duckdb"))
+    defs = build_definitions()
+    program = load_programs()[0]
+    assert program.partitions_start_date == "2026-11-01"
+    daily = defs.resolve_job_def("music_feedback_daily_batch").partitions_def
+    weekly = defs.resolve_job_def("music_feedback_train_models").partitions_def
+    assert daily.get_first_partition_key() == "2026-11-01"
+    assert weekly.get_first_partition_key() == "2026-10-18"  # two weeks before: day 1 has a trained week
+    assert not (tmp_path / "no-warehouse.duckdb").exists() and not home.exists()
+    # a warehouse generated with the defaults (days ending yesterday) lies inside the partitions
+    assert WarehouseSpec().start_date >= program.first_batch_day
+
+
+def test_scoring_depends_on_both_models_through_the_week_that_made_its_champion():
+    """The lineage shows a retrain's reach: scored_candidates of day D depends on the models' week
+    week_for_day(D), the latest that ended by D; the daily job still runs without the models."""
+    from datetime import date, timedelta
+
+    from dagster import AssetKey
+
+    from music_feedback.definitions import defs
+    from music_feedback.defs.partitions import week_for_day
+    graph = defs.resolve_asset_graph()
+    scored = AssetKey(["music_feedback", "scored_candidates"])
+    models = [AssetKey(["music_feedback", name])
+              for name in ("feedback_propensity_model", "music_affinity_model")]
+    assert set(models) <= graph.get(scored).parent_keys
+    daily, weekly = graph.get(scored).partitions_def, graph.get(models[0]).partitions_def
+    for model in models:
+        mapping = graph.get_partition_mapping(scored, model)
+        for day in (date(2026, 11, 22) + timedelta(days=n) for n in range(8)):  # Sunday to the next Sunday
+            upstream = mapping.get_upstream_mapped_partitions_result_for_partitions(
+                daily.subset_with_partition_keys([day.isoformat()]), daily, weekly).partitions_subset
+            assert list(upstream.get_partition_keys()) == [week_for_day(day)], day
+    selected = defs.resolve_job_def("music_feedback_daily_batch").asset_layer.executable_asset_keys
+    assert scored in selected and not set(models) & set(selected)

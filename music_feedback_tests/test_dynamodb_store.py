@@ -132,8 +132,9 @@ def test_throttling_past_the_retries_fails_naming_the_table_and_a_rerun_complete
 def test_stored_candidates_writes_through_the_configured_dynamodb_store(endpoint, monkeypatch):
     from dagster import AssetSpec, IOManager, materialize
 
-    from music_feedback.assets.common import daily_partitions, key
-    from music_feedback.assets.store import build_store
+    from music_feedback.defs.batch.assets.store import build_store
+    from music_feedback.defs.common import key
+    from music_feedback.defs.partitions import daily_partitions
     from music_feedback.programs.loader import load_programs
     from music_feedback.resources import candidate_store
     from music_feedback_tests.test_store_asset import scored

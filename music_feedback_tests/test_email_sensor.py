@@ -13,9 +13,11 @@ import yaml
 from dagster import (AssetMaterialization, DailyPartitionsDefinition, MultiPartitionKey, build_sensor_context,
                      instance_for_test)
 
-from music_feedback.assets.common import key
-from music_feedback.assets.email import build_email, email_job, email_sensor
 from music_feedback.clock import OFFSET_ENV
+from music_feedback.defs.common import key
+from music_feedback.defs.delivery.assets import build_email
+from music_feedback.defs.delivery.jobs import email_job
+from music_feedback.defs.delivery.sensors import email_sensor
 from music_feedback.programs.loader import BUILTIN_DIR
 from music_feedback.programs.model import Program
 
@@ -169,14 +171,14 @@ def test_an_email_run_for_a_day_with_no_stored_batch_fails_naming_it(data_home):
 
 def test_a_stored_day_is_sent_once_its_send_time_has_come_on_the_process_clock(data_home, small_warehouse,
                                                                                  monkeypatch):
-    from music_feedback.assets.email import job_name
     from music_feedback.definitions import build_definitions
+    from music_feedback.defs.delivery.jobs import email_job_name
     from music_feedback.delivery.email.plan import send_window
     from music_feedback.delivery.holdout import is_held_out
     from music_feedback.runner import _first_error
     from music_feedback_tests.delivery_support import DAY, PROGRAM, seed_day
     listeners = seed_day(data_home, small_warehouse, 40, market="JP")
-    job = build_definitions().resolve_job_def(job_name(PROGRAM))
+    job = build_definitions().resolve_job_def(email_job_name(PROGRAM))
     partition = MultiPartitionKey({"date": DAY.isoformat(), "marketplace": "JP"})
     send_at, _ = send_window(PROGRAM, "JP", DAY)
     with instance_for_test() as instance:

@@ -7,10 +7,10 @@ import time
 from dagster import (DagsterInstance, build_run_status_sensor_context, build_sensor_context, instance_for_test,
                      materialize)
 
-from music_feedback.assets.cleanup import build_cleanup
 from music_feedback.definitions import build_definitions
+from music_feedback.defs.operations.assets import build_cleanup
+from music_feedback.defs.operations.sensors import alert_on_run_failure
 from music_feedback.feedback import Submission
-from music_feedback.operations import alert_on_run_failure
 from music_feedback.programs.loader import load_programs
 from music_feedback.resources import candidate_store, feedback_store
 from music_feedback_tests.service_support import candidate, frame
@@ -37,12 +37,16 @@ def test_feedback_volume_sensor_requests_a_recount(data_home):
     program = load_programs()[0]
     for i in range(program.playlists.recalculate_after - 1):
         store.submit(Submission(program.program_id, i, 7, 1, "email", "2026-11-23", f"sensor-{i:05d}", time.time()))
+    resources = {"feedback_store": store}  # a parameter of the sensor, as the daemon passes the location's
     with instance_for_test() as instance:
-        assert not sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs)).run_requests
+        def tick(cursor=None):
+            return sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=cursor,
+                                                             definitions=defs, resources=resources))
+        assert not tick().run_requests
         store.submit(Submission(program.program_id, 10**6, 7, 1, "email", "2026-11-23", "sensor-last", time.time()))
-        result = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs))
+        result = tick()
         assert len(result.run_requests) == 1 and result.cursor
-        assert not sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=result.cursor, definitions=defs)).run_requests
+        assert not tick(result.cursor).run_requests
 
 
 def test_a_failed_run_writes_an_alert(data_home):

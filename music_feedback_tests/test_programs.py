@@ -58,7 +58,7 @@ def test_shipped_program_loads_with_typed_fields():
     assert cron_fields(p.batch_schedule) == (0, 2)
     assert p.scoring.batch_size == 2000
     assert p.scoring.propensity_weight == 0.5
-    assert p.partitions_start_date is None  # the warehouse's first day, see test_definitions
+    assert p.partitions_start_date == "2026-11-01" and p.first_batch_day.isoformat() == "2026-11-01"
 
 
 def test_shipped_program_connector_models_filters_channels():
@@ -113,6 +113,7 @@ def test_unknown_nested_key(tmp_path, raw, where, path):
     (lambda r: r["scoring"].update(propensityWeight=1.5), "scoring.propensityWeight"),
     (lambda r: r.update(programId="Music Feedback"), "programId"),
     (lambda r: r.update(partitionsStartDate="1 Jan 2026"), "partitionsStartDate"),
+    (lambda r: r.update(partitionsStartDate="2026-02-30"), "partitionsStartDate"),
     (lambda r: r["filterChain"][0].update(type="magic"), "filterChain[0].type"),
     (lambda r: r["scoringModels"][0].update(features=["nope"]), "scoringModels[0].features"),
     (lambda r: r["dataConnectors"][0]["config"].update(query="SELECT * FROM track_plays"),

@@ -5,7 +5,7 @@ from datetime import date, datetime, timezone
 
 import polars as pl
 
-from music_feedback.assets.store import STORE_COLUMNS, channel_rows, expires_at
+from music_feedback.defs.batch.assets.store import STORE_COLUMNS, channel_rows, expires_at
 from music_feedback.programs.loader import load_programs
 
 

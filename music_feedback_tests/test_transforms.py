@@ -132,7 +132,7 @@ def test_unify_packed_and_two_key_paths_agree(monkeypatch):
     """Ids that fit one int64 key group on it; others (here a listener id past 2**31) group on both
     columns: the same rows either way, and distinct_pairs counts alike."""
     import music_feedback.transforms.unify as u
-    from music_feedback.assets.unify import distinct_pairs
+    from music_feedback.defs.batch.checks import distinct_pairs
     big = SAMPLE.with_columns(pl.when(pl.col("listener_id") == 7).then(2**40).otherwise(pl.col("listener_id"))
                               .alias("listener_id"))
     assert u.packable(SAMPLE.lazy()) and not u.packable(big.lazy())
@@ -160,7 +160,7 @@ def test_unify_keeps_pairs_with_a_null_id_apart():
                          ids=["sorted", "sorted-duplicate", "unsorted", "unsorted-duplicate", "one", "none"])
 def test_distinct_pairs_counts_sorted_and_unsorted_keys(pairs, distinct):
     """Strictly increasing keys (the unify's sorted output) are counted without hashing; others are hashed."""
-    from music_feedback.assets.unify import distinct_pairs
+    from music_feedback.defs.batch.checks import distinct_pairs
     frame = pl.DataFrame(pairs, schema={"listener_id": pl.Int64, "track_id": pl.Int64}, orient="row")
     assert distinct_pairs(frame) == distinct
 

@@ -7,8 +7,8 @@ from datetime import date, timedelta
 import polars as pl
 
 from music_feedback import settings
-from music_feedback.assets.common import key
-from music_feedback.assets.store import channel_rows
+from music_feedback.defs.batch.assets.store import channel_rows
+from music_feedback.defs.common import key
 from music_feedback.programs.model import Program
 from music_feedback.store.base import CandidateStore
 

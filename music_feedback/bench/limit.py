@@ -10,8 +10,8 @@ from datetime import date
 import polars as pl
 
 from music_feedback import settings
-from music_feedback.assets.score import feature_columns
-from music_feedback.assets.store import channel_rows
+from music_feedback.defs.batch.assets.score import feature_columns
+from music_feedback.defs.batch.assets.store import channel_rows
 from music_feedback.filters import FilterContext, build_chain, run_chain
 from music_feedback.policy.contact import batch_window
 from music_feedback.programs.model import Program

@@ -12,7 +12,7 @@ from datetime import timedelta
 import polars as pl
 
 from music_feedback import runner, settings
-from music_feedback.assets.common import key
+from music_feedback.defs.common import key
 from music_feedback.programs.model import Program
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 

@@ -12,10 +12,10 @@ FAILURE = f"{Failure.__module__}.{Failure.__qualname__}: "
 
 
 def run_email(defs, program: Program, day: date, inst: DagsterInstance, at_send_time: bool = True) -> list[dict]:
-    from music_feedback.assets.email import job_name
+    from music_feedback.defs.delivery.jobs import email_job_name
     from music_feedback.runner import QUIET, _first_error
     from music_feedback.run_guard import run_tags
-    job = defs.resolve_job_def(job_name(program))
+    job = defs.resolve_job_def(email_job_name(program))
     out = []
     for marketplace in program.marketplaces:
         partition = MultiPartitionKey({"date": day.isoformat(), "marketplace": marketplace})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Any, Literal
 
@@ -12,6 +13,9 @@ from music_feedback.warehouse.schema import GENRES, MARKETPLACE_TIMEZONES
 
 FEATURE_NAMES = LISTENER_FEATURES + TRACK_FEATURES  # one definition for config, training and scoring
 QUERY_PARAMS = (":batch_start", ":batch_end", ":release_window_start")
+# The first batch day of a program that names none. Fixed, not read from a warehouse: the partitions, and so
+# the definitions, never depend on a file on disk. A generated warehouse's default days come after it.
+DEFAULT_PARTITIONS_START = "2026-11-01"
 
 
 class Strict(BaseModel):
@@ -207,7 +211,6 @@ class Program(Strict):
     batch_schedule: str = Field(alias="batchSchedule")
     candidate_ttl_days: int = Field(alias="candidateTTLDays", gt=0, le=365)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
-    # None: the embedded warehouse's first day of plays (else yesterday), not a year of phantom partitions.
     # Each marketplace's time zone for local send times; defaults to the warehouse's main zone of each.
     marketplace_time_zones: dict[str, str] = Field(default_factory=dict, alias="marketplaceTimeZones",
                                                    validate_default=True)
@@ -215,8 +218,9 @@ class Program(Strict):
     holdout: HoldoutSettings = Field(default_factory=HoldoutSettings)
     playlists: PlaylistSettings = Field(default_factory=PlaylistSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
-    partitions_start_date: str | None = Field(None, alias="partitionsStartDate",
-                                              pattern=r"^\d{4}-\d{2}-\d{2}$")
+    # The first daily partition (batch day); the training weeks start two weeks before it.
+    partitions_start_date: str = Field(DEFAULT_PARTITIONS_START, alias="partitionsStartDate",
+                                       pattern=r"^\d{4}-\d{2}-\d{2}$")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Program":
@@ -231,6 +235,20 @@ class Program(Strict):
             raise ValueError(f"filterChain filterIds must be distinct, got {ids}")
         cron_fields(self.batch_schedule)
         return self
+
+    @field_validator("partitions_start_date")
+    @classmethod
+    def _a_calendar_day(cls, day: str) -> str:
+        try:
+            date.fromisoformat(day)
+        except ValueError:
+            raise ValueError(f"{day} is not a calendar date (YYYY-MM-DD)") from None
+        return day
+
+    @property
+    def first_batch_day(self) -> date:
+        """The first day the batch can process: the first daily partition."""
+        return date.fromisoformat(self.partitions_start_date)
 
     @field_validator("marketplace_time_zones")
     @classmethod

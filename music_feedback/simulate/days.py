@@ -267,14 +267,14 @@ def _email_child(day: str, marketplace: str) -> None:
     """The killed sender: the email job of one partition, at its send time, one worker, on the parent's instance."""
     from dagster import MultiPartitionKey, deserialize_value
 
-    from music_feedback.assets.email import job_name
     from music_feedback.definitions import build_definitions
+    from music_feedback.defs.delivery.jobs import email_job_name
     from music_feedback.programs.loader import load_programs
     from music_feedback.runner import QUIET
     program = load_programs()[0]
     ref = os.environ.get("MUSIC_FEEDBACK_SIM_INSTANCE")
     inst = DagsterInstance.from_ref(deserialize_value(ref)) if ref else DagsterInstance.get()
-    job = build_definitions().resolve_job_def(job_name(program))
+    job = build_definitions().resolve_job_def(email_job_name(program))
     job.execute_in_process(
         partition_key=MultiPartitionKey({"date": day, "marketplace": marketplace}), instance=inst,
         raise_on_error=False,
