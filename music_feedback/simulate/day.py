@@ -163,11 +163,14 @@ def _simulate(program: Program, batch_day: date, report: DayReport, after=None, 
     messages = [p for p in day_messages(program, day) if p.exists()]
     seed = int(day.replace("-", ""))
     start = listener_time(program, batch_day)
-    began, clock = time.perf_counter(), Clock.at(start)  # the clock runs on from here at real speed
+    # Stopped at listener time: every decision of the session is made at the same simulated instant, so a
+    # slower adapter set (the AWS day) sees the same seven-day windows and gives the same funnel.
+    began, clock = time.perf_counter(), Clock.stopped(start)
     extra = None
     with service(workers=workers, clock=clock) as (url, headers):
         email = listeners.email_listeners(program, url, messages, seed)
-        voice = listeners.voice_listeners(program, candidate_store(), url, headers, day, len(messages), seed)
+        voice = listeners.voice_listeners(program, candidate_store(), url, headers, day, len(messages), seed,
+                                          now=clock.datetime())
         if after:
             extra = after(url, headers)
         report.sessions.append((start, start + (time.perf_counter() - began) + 1.0))

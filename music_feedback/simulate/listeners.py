@@ -12,6 +12,7 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -136,13 +137,14 @@ def email_listeners(program: Program, url: str, messages: list[Path], seed: int,
 
 
 def voice_listeners(program: Program, store: CandidateStore, url: str, headers: dict, day: str, delivered: int,
-                    seed: int, workers: int = 8) -> Outcome:
+                    seed: int, workers: int = 8, now: datetime | None = None) -> Outcome:
     """The assistant after playback: asks whether to prompt, then posts the spoken answer."""
     out, channel = Outcome(), program.channel("voice")
     if channel is None:
         return out
     wanted = round(VOICE_PER_100K * delivered / 100_000)
-    pool_rows = [r for r in store.for_channel(program.program_id, channel.channel_id, limit=max(wanted * 3, 1))
+    pool_rows = [r for r in store.for_channel(program.program_id, channel.channel_id, limit=max(wanted * 3, 1),
+                                              now=now)
                  if r["batch_date"] == day and r["status"] == "pending"]
     rng = random.Random(f"{seed}:voice")
     chosen = rng.sample(pool_rows, min(wanted, len(pool_rows)))
