@@ -4,11 +4,14 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import polars as pl
+import pytest
 from dagster import AssetKey
 
 from music_feedback.defs.batch.checks import UNIFY_STATS, WINDOW_STATS, unify_stats, window_stats
 from music_feedback.quality.checks import run_stats_suite, run_suite, zero
 from music_feedback.quality.expectations import Between
+
+pytestmark = pytest.mark.unit
 
 DAY = date(2026, 11, 23)
 KEY = AssetKey(["p", "raw_streams"])

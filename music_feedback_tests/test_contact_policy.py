@@ -14,6 +14,8 @@ from music_feedback.policy import ContactPolicy, policy_violations
 from music_feedback.programs.loader import BUILTIN_DIR, ContactPolicyWarning, load_program
 from music_feedback.quality.expectations import Between, InSet
 
+pytestmark = pytest.mark.unit
+
 
 def _program_file(tmp_path, mutate) -> str:
     raw = yaml.safe_load((BUILTIN_DIR / "music-feedback.yaml").read_text())

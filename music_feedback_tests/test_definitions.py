@@ -6,9 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.integration
 def test_dagster_definitions_validate(tmp_path):
     dagster = Path(sys.executable).with_name("dagster")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}  # validate needs an existing instance folder
@@ -17,6 +22,7 @@ def test_dagster_definitions_validate(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.integration
 def test_dg_check_defs(tmp_path):
     """`dg` (pyproject's [tool.dg]) finds the project and loads its definitions."""
     dg = Path(sys.executable).with_name("dg")
@@ -26,6 +32,7 @@ def test_dg_check_defs(tmp_path):
         proc.stdout + proc.stderr
 
 
+@pytest.mark.integration
 def test_definitions_do_not_import_great_expectations():
     code = ("import sys; from music_feedback.definitions import defs; "
             "assert 'great_expectations' not in sys.modules; print(len(list(defs.resolve_all_asset_keys())))")

@@ -12,6 +12,8 @@ from music_feedback import cli
 from music_feedback.store.dynamodb import DynamoDBCandidateStore, StoreWriteError
 from music_feedback_tests.test_candidate_store import LIVE, NOW, frame, row
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(params=["moto", "dynamodb-local"])
 def endpoint(request):

@@ -21,6 +21,8 @@ from music_feedback.defs.delivery.sensors import email_sensor
 from music_feedback.programs.loader import BUILTIN_DIR
 from music_feedback.programs.model import Program
 
+pytestmark = pytest.mark.integration
+
 DAYS = [date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)]
 TICK = timedelta(minutes=15)
 ON_TIME, LATE = timedelta(hours=2, minutes=10), timedelta(hours=4, minutes=40)  # after D ends, in UTC

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from dagster import (DagsterInstance, build_run_status_sensor_context, build_sensor_context, instance_for_test,
                      materialize)
 
@@ -14,6 +15,8 @@ from music_feedback.feedback import Submission
 from music_feedback.programs.loader import load_programs
 from music_feedback.resources import candidate_store, feedback_store
 from music_feedback_tests.service_support import candidate, frame
+
+pytestmark = pytest.mark.unit
 
 
 def test_every_operation_is_scheduled_at_the_seeds_time(data_home):

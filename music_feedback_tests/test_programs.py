@@ -13,6 +13,8 @@ from music_feedback.programs.loader import BUILTIN_DIR, ProgramConfigError, load
 from music_feedback.programs.model import Program, cron_fields
 from music_feedback.settings import PROGRAM_VAR, PROGRAMS_DIR_VAR
 
+pytestmark = pytest.mark.unit
+
 SHIPPED = BUILTIN_DIR / "music-feedback.yaml"
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 import polars as pl
+import pytest
 
 from music_feedback.defs.batch.assets.store import STORE_COLUMNS, channel_rows, expires_at
 from music_feedback.programs.loader import load_programs
+
+pytestmark = pytest.mark.unit
 
 
 def scored() -> pl.DataFrame:

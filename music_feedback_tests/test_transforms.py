@@ -9,6 +9,8 @@ import pytest
 from music_feedback.transforms.unify import EVENT_TYPE, unify
 from music_feedback.transforms.validate import REQUIRED, split_invalid
 
+pytestmark = pytest.mark.unit
+
 DAY = date(2026, 11, 23)
 PLAY_SCHEMA = {
     "listener_id": pl.Int64, "track_id": pl.Int64, "play_count": pl.Int64, "completion_rate": pl.Float64,
