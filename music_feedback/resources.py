@@ -75,9 +75,11 @@ def email_sender():
     return configured()
 
 
-def get_resources() -> dict:
-    """The one switch: MUSIC_FEEDBACK_ENV=aws picks every AWS adapter, anything else the embedded set."""
+def get_resources(env_vars: bool = False) -> dict:
+    """The one switch: MUSIC_FEEDBACK_ENV=aws picks every AWS adapter, anything else the embedded set.
+    `env_vars` is for the set Dagster is given (defs/resources.py): the AWS set's required settings are then
+    `EnvVar`s resolved at run launch; the CLI and the service take the values read now."""
     if settings.get_env() == "aws":
         from music_feedback.aws.resources import aws_resources
-        return aws_resources()
+        return aws_resources(env_vars=env_vars)
     return local_resources()

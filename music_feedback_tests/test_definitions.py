@@ -126,3 +126,56 @@ def test_scoring_depends_on_both_models_through_the_week_that_made_its_champion(
             assert list(upstream.get_partition_keys()) == [week_for_day(day)], day
     selected = defs.resolve_job_def("music_feedback_daily_batch").asset_layer.executable_asset_keys
     assert scored in selected and not set(models) & set(selected)
+
+
+AWS_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION", "MUSIC_FEEDBACK_S3_BUCKET", "MUSIC_FEEDBACK_REDSHIFT_HOST",
+                 "MUSIC_FEEDBACK_REDSHIFT_USER", "MUSIC_FEEDBACK_REDSHIFT_PASSWORD", "MUSIC_FEEDBACK_SES_REGION")
+
+
+def _aws_definitions(monkeypatch, **variables):
+    from music_feedback.definitions import build_definitions
+    monkeypatch.setenv("MUSIC_FEEDBACK_ENV", "aws")
+    for name in AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    return build_definitions()
+
+
+def test_the_aws_set_takes_its_required_settings_as_env_vars(monkeypatch):
+    """Dagster is given the AWS set's required settings as EnvVar (the UI's resource page names the variables);
+    the definitions load with them unset, and a resource resolves them when it starts."""
+    from dagster import EnvVar
+    defs = _aws_definitions(monkeypatch)  # no AWS variable set: nothing is resolved at load
+    r = defs.resources
+    expected = {
+        (r["io_manager"].bucket, "MUSIC_FEEDBACK_S3_BUCKET"), (r["lake"].bucket, "MUSIC_FEEDBACK_S3_BUCKET"),
+        (r["model_registry"].bucket, "MUSIC_FEEDBACK_S3_BUCKET"),
+        (r["warehouse"].redshift.host, "MUSIC_FEEDBACK_REDSHIFT_HOST"),
+        (r["warehouse"].redshift.user, "MUSIC_FEEDBACK_REDSHIFT_USER"),
+        (r["warehouse"].region_name, "AWS_REGION"), (r["io_manager"].region_name, "AWS_REGION"),
+        (r["candidate_store"].region, "AWS_REGION"), (r["feedback_store"].region, "AWS_REGION"),
+        (r["email_sender"].region, "AWS_REGION"), (r["score_cache"].region_name, "AWS_REGION"),
+        (r["metrics_sink"].region_name, "AWS_REGION"), (r["event_publisher"].region_name, "AWS_REGION"),
+    }
+    for value, name in expected:
+        assert isinstance(value, EnvVar) and value.env_var_name == name, (value, name)
+
+    defs = _aws_definitions(monkeypatch, AWS_DEFAULT_REGION="eu-west-1", MUSIC_FEEDBACK_REDSHIFT_PASSWORD="s3cret",
+                            MUSIC_FEEDBACK_SES_REGION="eu-central-1", MUSIC_FEEDBACK_S3_BUCKET="the-bucket")
+    r = defs.resources
+    assert r["lake"].region_name.env_var_name == "AWS_DEFAULT_REGION"  # the one that is set
+    assert r["email_sender"].region.env_var_name == "MUSIC_FEEDBACK_SES_REGION"
+    assert r["warehouse"].redshift.password.env_var_name == "MUSIC_FEEDBACK_REDSHIFT_PASSWORD"  # not its value
+    assert r["candidate_store"].table_name == "music-feedback-candidates"  # a default stays a value
+    started = r["io_manager"].process_config_and_initialize()  # what a run's launch does
+    assert (started.bucket, started.region_name) == ("the-bucket", "eu-west-1")
+
+
+def test_the_cli_takes_the_aws_set_with_values_read_now(monkeypatch):
+    """Outside Dagster (the CLI, the service) the set holds the values, and a missing one fails naming it."""
+    from music_feedback.aws.settings import AwsConfigError
+    from music_feedback.resources import get_resources
+    _aws_definitions(monkeypatch)
+    with pytest.raises(AwsConfigError, match="AWS_REGION.*MUSIC_FEEDBACK_S3_BUCKET"):
+        get_resources()

@@ -6,7 +6,11 @@ from music_feedback import settings as local_settings
 from music_feedback.aws.settings import AwsSettings
 
 
-def aws_resources(s: AwsSettings | None = None) -> dict:
+def aws_resources(s: AwsSettings | None = None, env_vars: bool = False) -> dict:
+    """The AWS set. With `env_vars` (the set Dagster is given) the settings that must be set (the region,
+    the bucket, Redshift's host, user and password) are `EnvVar`s, resolved at run launch and shown by name
+    on the UI's resource page; settings with a default stay values read here (each field's description
+    names the variable that overrides it)."""
     from music_feedback.delivery.email.ses import SESv2Sender
     from music_feedback.feedback.dynamodb import DynamoDBFeedbackStore
     from music_feedback.feedback.events import EventBridgePublisher
@@ -20,16 +24,16 @@ def aws_resources(s: AwsSettings | None = None) -> dict:
     from music_feedback.store.dynamodb import DynamoDBCandidateStore
     from music_feedback.warehouse.redshift_warehouse import RedshiftWarehouse
 
-    s = s or AwsSettings.from_env()
+    s = s or AwsSettings.from_env(env_vars=env_vars)
     return {
-        "warehouse": RedshiftWarehouse.from_env(),
+        "warehouse": RedshiftWarehouse.from_env(env_vars=env_vars),
         "scorer": scorer_resource("aws"),
         "score_cache": DynamoDBScoreCache(table_name=s.score_cache_table, region_name=s.region),
         "model_registry": S3ModelRegistry(bucket=s.bucket, prefix=s.registry_prefix, region_name=s.region),
-        "candidate_store": DynamoDBCandidateStore.from_env(),
-        "io_manager": S3ParquetIOManager.from_env(),
-        "feedback_store": DynamoDBFeedbackStore.from_env(),
-        "email_sender": SESv2Sender.from_env(),
+        "candidate_store": DynamoDBCandidateStore.from_env(env_vars=env_vars),
+        "io_manager": S3ParquetIOManager.from_env(env_vars=env_vars),
+        "feedback_store": DynamoDBFeedbackStore.from_env(env_vars=env_vars),
+        "email_sender": SESv2Sender.from_env(env_vars=env_vars),
         "event_publisher": EventBridgePublisher(bus_name=s.event_bus, region_name=s.region),
         "lake": S3Lake(bucket=s.bucket, prefix=s.lake_prefix, region_name=s.region, glue_database=s.glue_database),
         # Playlists are small and written by one evening job; on a cluster the data home is a shared volume.

@@ -36,12 +36,17 @@ class AwsSettings:
     metrics_namespace: str = "MusicFeedback"
 
     @classmethod
-    def from_env(cls) -> "AwsSettings":
+    def from_env(cls, env_vars: bool = False) -> "AwsSettings":
+        """The settings read now; with `env_vars`, the two required ones (region, bucket) are `EnvVar`s
+        that Dagster resolves at run launch instead, so the definitions load without them."""
         region = next((v for v in map(_get, REGION_VARS) if v), None)
         missing = [] if region else ["AWS_REGION (the region of every service)"]
         bucket = _get("MUSIC_FEEDBACK_S3_BUCKET")
         if not bucket:
             missing.append("MUSIC_FEEDBACK_S3_BUCKET (the bucket of the assets, the lake and the models)")
+        if env_vars:
+            from dagster import EnvVar
+            region, bucket, missing = region_setting(), EnvVar("MUSIC_FEEDBACK_S3_BUCKET"), []
         if missing:
             raise AwsConfigError("MUSIC_FEEDBACK_ENV=aws needs " + " and ".join(missing))
         return cls(
@@ -55,6 +60,12 @@ class AwsSettings:
             feedback_table=_get("MUSIC_FEEDBACK_FEEDBACK_TABLE", cls.feedback_table),
             event_bus=_get("MUSIC_FEEDBACK_EVENT_BUS", cls.event_bus),
             metrics_namespace=_get("MUSIC_FEEDBACK_METRICS_NAMESPACE", cls.metrics_namespace))
+
+
+def region_setting():
+    """The region as a Dagster `EnvVar`: AWS_REGION, or AWS_DEFAULT_REGION when only that one is set."""
+    from dagster import EnvVar
+    return EnvVar(next((v for v in REGION_VARS if _get(v)), REGION_VARS[0]))
 
 
 def endpoint_setting(service_id: str) -> str:

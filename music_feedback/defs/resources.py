@@ -6,4 +6,4 @@ from music_feedback.resources import get_resources
 
 @definitions
 def defs() -> Definitions:
-    return Definitions(resources=get_resources())
+    return Definitions(resources=get_resources(env_vars=True))

@@ -27,13 +27,19 @@ class S3ParquetIOManager(ParquetIOManager):
     _session = PrivateAttr(default=None)
 
     @classmethod
-    def from_env(cls) -> "S3ParquetIOManager":
+    def from_env(cls, env_vars: bool = False) -> "S3ParquetIOManager":
+        """With `env_vars` (the Dagster set), the bucket and the region are `EnvVar`s resolved at run launch."""
         env = os.environ.get
         bucket = env("MUSIC_FEEDBACK_S3_BUCKET")
+        region = env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1"))
+        if env_vars:
+            from dagster import EnvVar
+            from music_feedback.aws.settings import region_setting
+            bucket, region = EnvVar("MUSIC_FEEDBACK_S3_BUCKET"), region_setting()
         if not bucket:
             raise ValueError("the S3 IO manager needs MUSIC_FEEDBACK_S3_BUCKET")
         return cls(bucket=bucket, prefix=env("MUSIC_FEEDBACK_S3_IO_PREFIX", "assets"),
-                   region_name=env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1")),
+                   region_name=region,
                    endpoint_url=env("MUSIC_FEEDBACK_S3_ENDPOINT") or None)
 
     def client(self):

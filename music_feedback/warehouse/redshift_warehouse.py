@@ -44,10 +44,13 @@ class RedshiftWarehouse(Warehouse):
     _columns = PrivateAttr(default_factory=dict)  # hold(): table -> (read at, columns)
 
     @classmethod
-    def from_env(cls) -> "RedshiftWarehouse":
+    def from_env(cls, env_vars: bool = False) -> "RedshiftWarehouse":
+        """The warehouse the variables describe. With `env_vars` (the Dagster set), the host, the user, the
+        password and the region are `EnvVar`s that Dagster resolves at run launch: the definitions load
+        without them, and a run without them fails naming the variable; the numbers are checked here."""
         env = os.environ.get
         missing = [v for v in ("MUSIC_FEEDBACK_REDSHIFT_HOST", "MUSIC_FEEDBACK_REDSHIFT_USER") if not env(v)]
-        if missing:
+        if missing and not env_vars:
             raise WarehouseError(f"the Redshift warehouse needs {' and '.join(missing)}")
         password = env("MUSIC_FEEDBACK_REDSHIFT_PASSWORD")
         secret = env("MUSIC_FEEDBACK_REDSHIFT_PASSWORD_FILE")
@@ -67,9 +70,18 @@ class RedshiftWarehouse(Warehouse):
                 raise WarehouseError(f"{var} must be a number, got {raw!r}") from None
             if numbers[var] is not None and numbers[var] <= 0:
                 raise WarehouseError(f"{var} must be greater than 0, got {raw!r}")
+        host, user = env("MUSIC_FEEDBACK_REDSHIFT_HOST"), env("MUSIC_FEEDBACK_REDSHIFT_USER")
+        region = env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1"))
+        if env_vars:
+            from dagster import EnvVar
+            from music_feedback.aws.settings import region_setting
+            host, user = EnvVar("MUSIC_FEEDBACK_REDSHIFT_HOST"), EnvVar("MUSIC_FEEDBACK_REDSHIFT_USER")
+            region = region_setting()
+            if password and not secret:  # the secret stays out of the UI's resource page
+                password = EnvVar("MUSIC_FEEDBACK_REDSHIFT_PASSWORD")
         client = RedshiftClientResource(
-            host=env("MUSIC_FEEDBACK_REDSHIFT_HOST"), port=int(numbers["MUSIC_FEEDBACK_REDSHIFT_PORT"]),
-            user=env("MUSIC_FEEDBACK_REDSHIFT_USER"), password=password or None,
+            host=host, port=int(numbers["MUSIC_FEEDBACK_REDSHIFT_PORT"]),
+            user=user, password=password or None,
             database=env("MUSIC_FEEDBACK_REDSHIFT_DATABASE", "dev"),
             sslmode=env("MUSIC_FEEDBACK_REDSHIFT_SSLMODE", "require"), autocommit=True,
             connect_timeout=max(1, round(numbers[CONNECT_TIMEOUT_VAR])))
@@ -81,7 +93,7 @@ class RedshiftWarehouse(Warehouse):
                    unload_threshold_rows=int(unload_rows) if unload_rows else None,
                    unload_s3_uri=env("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_S3_URI"),
                    unload_iam_role=env("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_IAM_ROLE"),
-                   region_name=env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1")))
+                   region_name=region)
 
     def describe(self) -> str:
         r = self.redshift

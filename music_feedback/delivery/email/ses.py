@@ -94,9 +94,15 @@ class SESv2Sender(EmailSender):
         return 50
 
     @classmethod
-    def from_env(cls) -> "SESv2Sender":
+    def from_env(cls, env_vars: bool = False) -> "SESv2Sender":
+        """With `env_vars` (the Dagster set), the region is an `EnvVar` (MUSIC_FEEDBACK_SES_REGION when set,
+        else the AWS region's) resolved at run launch; the send rate is checked here."""
         region = (os.environ.get(REGION_VAR) or os.environ.get("AWS_REGION")
                   or os.environ.get("AWS_DEFAULT_REGION"))
+        if env_vars:
+            from dagster import EnvVar
+            from music_feedback.aws.settings import region_setting
+            region = EnvVar(REGION_VAR) if os.environ.get(REGION_VAR) else region_setting()
         if not region:
             raise SESConfigError(f"SES v2: no region: set {REGION_VAR} (or AWS_REGION)")
         rate = os.environ.get(RATE_VAR)

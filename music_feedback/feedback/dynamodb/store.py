@@ -25,11 +25,15 @@ class DynamoDBFeedbackStore(Ledger, Answers, FeedbackStore):
     writers: int = 8  # parallel conditional writes (claims, settles, plans)
 
     @classmethod
-    def from_env(cls) -> "DynamoDBFeedbackStore":
+    def from_env(cls, env_vars: bool = False) -> "DynamoDBFeedbackStore":
+        """With `env_vars` (the Dagster set), the region is an `EnvVar` resolved at run launch."""
         env = os.environ.get
+        region = env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1"))
+        if env_vars:
+            from music_feedback.aws.settings import region_setting
+            region = region_setting()
         return cls(table_name=env("MUSIC_FEEDBACK_FEEDBACK_TABLE", "music-feedback-feedback"),
-                   endpoint_url=env("MUSIC_FEEDBACK_DYNAMODB_ENDPOINT") or None,
-                   region=env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1")))
+                   endpoint_url=env("MUSIC_FEEDBACK_DYNAMODB_ENDPOINT") or None, region=region)
 
     def client(self):
         return client_for(self.endpoint_url, self.region, self.writers)

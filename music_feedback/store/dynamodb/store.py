@@ -38,11 +38,16 @@ class DynamoDBCandidateStore(CandidateStore):
     _last_write: WriteStats | None = PrivateAttr(default=None)
 
     @classmethod
-    def from_env(cls) -> "DynamoDBCandidateStore":
+    def from_env(cls, env_vars: bool = False) -> "DynamoDBCandidateStore":
+        """With `env_vars` (the Dagster set), the region is an `EnvVar` resolved at run launch."""
         env = os.environ.get
+        region = env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1"))
+        if env_vars:
+            from music_feedback.aws.settings import region_setting
+            region = region_setting()
         return cls(table_name=env("MUSIC_FEEDBACK_DYNAMODB_TABLE", "music-feedback-candidates"),
                    endpoint_url=env("MUSIC_FEEDBACK_DYNAMODB_ENDPOINT") or None,
-                   region=env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1")),
+                   region=region,
                    shards=int(env("MUSIC_FEEDBACK_DYNAMODB_SHARDS", "8")),
                    writers=int(env("MUSIC_FEEDBACK_DYNAMODB_WRITERS", "4")))
 
