@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -30,6 +31,9 @@ def _fingerprint(sub: Submission) -> str:
 
 class SQLiteFeedbackStore(FeedbackStore):
     path: str
+    # How long a write waits for another connection's write lock before "database is locked": the batch
+    # jobs wait long; the service passes its own short bound and answers 503 past it.
+    lock_wait_s: float = 30.0
 
     def _conn(self) -> sqlite3.Connection:
         with _LOCK:  # per process and path: a forked child must not share its parent's connection
@@ -40,17 +44,36 @@ class SQLiteFeedbackStore(FeedbackStore):
             conn = None
         if conn is None:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.lock_wait_s,
+                                   check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
             local.conn, local.inode = conn, _inode(self.path)
         return conn
 
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, waiting at most lock_wait_s for another connection's write lock, trying again
+        every 2 ms. SQLite's own busy handler sleeps in steps growing to 100 ms: a waiter would start up to
+        100 ms after the lock is free, and would never get a lock that a busy writer frees for less."""
+        deadline = time.monotonic() + self.lock_wait_s
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() >= deadline:
+                        raise
+                time.sleep(_LOCK_POLL_S)
+        finally:  # reads on this shared connection keep the bounded busy handler
+            conn.execute(f"PRAGMA busy_timeout = {int(self.lock_wait_s * 1000)}")
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin(conn)
         try:
             yield conn
             conn.execute("COMMIT")
@@ -350,6 +373,7 @@ class SQLiteFeedbackStore(FeedbackStore):
 
 
 _LOCALS: dict[tuple[int, str], threading.local] = {}
+_LOCK_POLL_S = 0.002  # a waiting writer's retry interval
 
 
 def _inode(path: str) -> int | None:

@@ -1,17 +1,20 @@
 """Validating and recording an answer, shared by the feedback page, the JSON API and the voice API."""
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
 from music_feedback.feedback.port import OptedOutError, Submission, SubmissionConflict, SubmitResult
 from music_feedback.policy.contact import REASON_TEXT
 from music_feedback.programs.model import Program
+from music_feedback.service.blocking import is_busy
 from music_feedback.service.deps import ServiceState
 from music_feedback.service.errors import ApiError
 
 FIELDS = ("rating", "comment", "tags", "submissionId")
 RATINGS = {"up": 1, "down": -1}
+log = logging.getLogger(__name__)
 SUBMISSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
@@ -73,8 +76,16 @@ def record(st: ServiceState, program: Program, listener_id: int, track_id: int, 
     except SubmissionConflict as exc:
         raise ApiError(409, str(exc), "submissionId") from None
     if result.outcome == "created":
-        st.store.set_status(program.program_id, batch_date, [(listener_id, track_id, channel)], "consumed")
-        _cancel_pending(st, program, listener_id, track_id, batch_date, channel)
+        try:
+            st.store.set_status(program.program_id, batch_date, [(listener_id, track_id, channel)], "consumed")
+            _cancel_pending(st, program, listener_id, track_id, batch_date, channel)
+        except Exception as exc:  # the answer is stored: a busy candidate store must not turn it into a 503
+            if not is_busy(exc):
+                raise
+            # The contact policy refuses an answered pair on every channel anyway; the statuses only keep
+            # it out of the channels' reads.
+            log.warning("answer stored, candidate statuses left as they were (the candidate store is busy): %s",
+                        exc)
     return result
 
 

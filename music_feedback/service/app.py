@@ -11,10 +11,11 @@ from music_feedback.clock import Clock
 from music_feedback.delivery.links import LinkSigner
 from music_feedback.feedback.port import FeedbackStore
 from music_feedback.programs.model import Program
-from music_feedback.service import errors
+from music_feedback.service import blocking, errors
 from music_feedback.service.config import ServiceConfig
 from music_feedback.service.cursor import CursorSigner
 from music_feedback.service.deps import ServiceState
+from music_feedback.service.limits import BodyLimit
 from music_feedback.service.metrics import Metrics, MetricsMiddleware
 from music_feedback.service.routers import ROUTERS
 from music_feedback.store.base import CandidateStore
@@ -60,6 +61,9 @@ def create_app(config: ServiceConfig | None = None, store: CandidateStore | None
         warehouse = configured_warehouse()
     if warehouse is not None:
         warehouse.hold()  # the contact policy reads it per voice prompt
+    # The service's stores wait a bounded time for another process's write lock (503 past it).
+    lock_wait = blocking.lock_wait_from_env()
+    store, feedback = blocking.bounded(store, lock_wait), blocking.bounded(feedback, lock_wait)
     links = links or LinkSigner.from_env()
     app = FastAPI(title="music_feedback service", version="1", description=DESCRIPTION, lifespan=_lifespan)
     metrics = Metrics()
@@ -68,7 +72,9 @@ def create_app(config: ServiceConfig | None = None, store: CandidateStore | None
                                      feedback=feedback, links=links, clock=clock or Clock.from_env(),
                                      warehouse=warehouse)
     errors.install(app)
+    blocking.install(app, feedback, lock_wait)
     for name in ROUTERS:
         app.include_router(importlib.import_module(name).router)
+    app.add_middleware(BodyLimit)  # inside the metrics: its 413s are counted
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

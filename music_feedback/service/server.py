@@ -5,6 +5,7 @@ import os
 import secrets
 
 from music_feedback.service import config as cfg
+from music_feedback.service.blocking import lock_wait_from_env
 
 
 def serve(host: str | None, port: int | None, workers: int | None, log_level: str = "info") -> None:
@@ -15,6 +16,7 @@ def serve(host: str | None, port: int | None, workers: int | None, log_level: st
             os.environ[var] = str(value)
     os.environ.setdefault(cfg.CURSOR_SECRET_VAR, secrets.token_urlsafe(32))
     conf = cfg.ServiceConfig.from_env()  # fail here, with the variable's name, not in a worker
+    lock_wait_from_env()
     if not conf.api_keys.keys:
         print("warning: no API key configured (MUSIC_FEEDBACK_API_KEYS or MUSIC_FEEDBACK_API_KEYS_FILE): "
               "every candidate request will get 401")

@@ -140,6 +140,7 @@ class SQLiteCandidateStore(CandidateStore):
     A connection per call keeps the resource picklable and safe across Dagster processes."""
 
     path: str
+    lock_wait_s: float = 30.0  # a write's wait for another writer's lock (the service passes a short one)
 
     @property
     def reads_block(self) -> bool:
@@ -149,7 +150,7 @@ class SQLiteCandidateStore(CandidateStore):
     def _connect(self) -> Iterator[sqlite3.Connection]:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (see _write).
-        with closing(sqlite3.connect(self.path, isolation_level=None, timeout=30)) as conn:
+        with closing(sqlite3.connect(self.path, isolation_level=None, timeout=self.lock_wait_s)) as conn:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA cache_size=-131072")  # 128 MiB: index builds sort in memory
             if (os.getpid(), self.path) not in _READY:  # once per process: the feedback API writes per request

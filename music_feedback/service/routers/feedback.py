@@ -12,14 +12,15 @@ from pydantic import BaseModel, Field
 
 from music_feedback.delivery.links import LinkClaims, TokenError
 from music_feedback.programs.model import Program
-from music_feedback.service import answers, pages
+from music_feedback.service import answers, blocking, pages
 from music_feedback.service.deps import ServiceState, state
 from music_feedback.service.errors import ApiError
+from music_feedback.service.limits import MAX_BODY_BYTES
 
 router = APIRouter(tags=["feedback"])
 Token = Annotated[str, Path(min_length=10, max_length=1024, description="the signed link token")]
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-MAX_BODY = 16_384
+MAX_BODY = MAX_BODY_BYTES  # BodyLimit enforces it while reading; the checks here only name it
 
 
 def _claims(st: ServiceState, token: str, purpose: str = "feedback") -> tuple[LinkClaims, Program]:
@@ -52,7 +53,8 @@ async def feedback_form(request: Request, token: Token) -> Response:
         claims, program = _claims(st, token)
     except ApiError as exc:
         return pages.message("This link does not work", exc.message, exc.status)
-    return pages.page("feedback.html.j2", action=f"/f/{token}", **_form_context(st, claims, program))
+    context = await blocking.read(request, _form_context, st, claims, program)
+    return pages.page("feedback.html.j2", action=f"/f/{token}", **context)
 
 
 async def _form_fields(request: Request) -> dict[str, list[str]]:
@@ -86,12 +88,12 @@ async def submit_form(request: Request, token: Token) -> Response:
     try:
         fields = await _form_fields(request)
         answer = answers.parse(fields, program)
-        result = answers.record(st, program, claims.listener_id, claims.track_id, claims.batch_date, claims.channel,
-                                answer)
+        result = await blocking.write(request, answers.record, st, program, claims.listener_id, claims.track_id,
+                                      claims.batch_date, claims.channel, answer)
     except ApiError as exc:
         if exc.status in (403, 409, 413, 415, 400):
             return pages.message("Your feedback was not saved", exc.message, exc.status)
-        context = _form_context(st, claims, program)
+        context = await blocking.read(request, _form_context, st, claims, program)
         sent = {"rating": answers.RATINGS.get((fields.get("rating") or [""])[0]),  # what they sent, not lost
                 "tags": fields.get("tags", []), "comment": (fields.get("comment") or [""])[0]}
         return pages.page("feedback.html.j2", exc.status, action=f"/f/{token}",
@@ -143,8 +145,8 @@ async def submit_json(request: Request) -> dict:
         else:
             raise ApiError(422, f"{name} must be a string", name)
     answer = answers.parse(fields, program)
-    result = answers.record(st, program, claims.listener_id, claims.track_id, claims.batch_date, claims.channel,
-                            answer)
+    result = await blocking.write(request, answers.record, st, program, claims.listener_id, claims.track_id,
+                                  claims.batch_date, claims.channel, answer)
     fb = result.feedback
     return {"outcome": result.outcome, "programId": program.program_id, "listenerId": claims.listener_id,
             "trackId": claims.track_id, "rating": "up" if fb["rating"] > 0 else "down", "comment": fb["comment"],

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from music_feedback.delivery.links import TokenError
+from music_feedback.service import blocking
 from music_feedback.service.deps import state
 from music_feedback.service.errors import ApiError
 
@@ -21,14 +22,14 @@ MACHINE_AGENTS = ("googleimageproxy", "ggpht.com", "yahoomailproxy", "bot", "cra
                   "mimecast", "barracuda", "safelinks")
 
 
-def _event(request: Request, token: str, purpose: str, **extra) -> None:
+async def _event(request: Request, token: str, purpose: str, **extra) -> None:
     st = state(request)
     try:
         claims = st.links.verify(token, purpose, now=st.clock.now())
     except TokenError as exc:
         raise ApiError(exc.status, str(exc), "token") from None
     agent = request.headers.get("user-agent", "")[:200]
-    st.feedback.record_event(claims.program_id, purpose, {
+    await blocking.write(request, st.feedback.record_event, claims.program_id, purpose, {
         "listener_id": claims.listener_id, "track_id": claims.track_id, "batch_date": claims.batch_date,
         "channel": claims.channel, "user_agent": agent,
         "likely_machine": any(m in agent.lower() for m in MACHINE_AGENTS) or not agent, **extra}, st.clock.now())
@@ -37,7 +38,7 @@ def _event(request: Request, token: str, purpose: str, **extra) -> None:
 @router.get("/o/{token}.gif", summary="Open-tracking pixel", response_class=Response,
             responses={200: {"content": {"image/gif": {}}}})
 async def open_pixel(request: Request, token: Annotated[str, Path(min_length=10, max_length=1024)]) -> Response:
-    _event(request, token, "open")
+    await _event(request, token, "open")
     return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
 
 
@@ -48,5 +49,5 @@ async def click(request: Request, token: Annotated[str, Path(min_length=10, max_
                                          description="a path on this service: /f/{token} or /u/{token}")]):
     if not OWN_PAGE.fullmatch(to):  # not match: its "$" also matches before a trailing newline
         raise ApiError(400, "to must be a feedback (/f/...) or unsubscribe (/u/...) path on this service", "to")
-    _event(request, token, "click", to=to[:3])
+    await _event(request, token, "click", to=to[:3])
     return RedirectResponse(to, status_code=303)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from music_feedback.delivery.links import TokenError
-from music_feedback.service import pages
+from music_feedback.service import blocking, pages
 from music_feedback.service.deps import state
 
 router = APIRouter(tags=["unsubscribe"])
@@ -33,9 +33,13 @@ async def unsubscribe(request: Request, token: Token) -> Response:
         claims = st.links.verify(token, "unsubscribe", now=st.clock.now())
     except TokenError as exc:
         return pages.message("This link does not work", str(exc), exc.status)
-    now = st.clock.now()
-    if st.feedback.opt_out(claims.listener_id, f"unsubscribe link ({claims.program_id}, {claims.channel})", now):
-        st.feedback.record_event(claims.program_id, "unsubscribe", {"listener_id": claims.listener_id,
-                                                                  "channel": claims.channel}, now)
+    await blocking.write(request, _opt_out, st.feedback, claims, st.clock.now())
     return pages.message("You are unsubscribed", "You will get no more requests for feedback. Thank you for "
                          "listening with us.")
+
+
+def _opt_out(feedback, claims, now: float) -> None:
+    """On the store's write lane: the opt-out, and its event the first time."""
+    if feedback.opt_out(claims.listener_id, f"unsubscribe link ({claims.program_id}, {claims.channel})", now):
+        feedback.record_event(claims.program_id, "unsubscribe", {"listener_id": claims.listener_id,
+                                                               "channel": claims.channel}, now)
