@@ -14,6 +14,7 @@ from music_feedback.programs.loader import load_programs
 from music_feedback.service.app import create_app
 from music_feedback.service.auth import ApiKeyRing
 from music_feedback.service.config import ServiceConfig
+from music_feedback.service.ratelimit import RateLimits
 from music_feedback.store import CANDIDATE_SCHEMA, SQLiteCandidateStore
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 
@@ -60,11 +61,13 @@ def policy_warehouse(folder: Path, listeners: int = 1_000, opted_out=(), bots=()
 
 
 def make_app(store, page_size: int = 1_000, max_per_track: int = 10_000, keys: ApiKeyRing = KEYS,
-             feedback=None, links: LinkSigner = LINKS, programs=None, warehouse=None, clock=None):
+             feedback=None, links: LinkSigner = LINKS, programs=None, warehouse=None, clock=None,
+             rate_limits: RateLimits | None = None):
     """`feedback` defaults to a SQLite feedback store beside a SQLite candidate store (else in memory);
-    `warehouse` to a small one of trusted, opted-in listeners in the same folder."""
+    `warehouse` to a small one of trusted, opted-in listeners in the same folder; `rate_limits` to the
+    service's defaults."""
     config = ServiceConfig(page_size=page_size, max_per_track=max_per_track, api_keys=keys,
-                           cursor_secret=b"test-secret-0123456789")
+                           cursor_secret=b"test-secret-0123456789", rate_limits=rate_limits or RateLimits())
     folder = Path(getattr(store, "path", "")).parent if getattr(store, "path", None) else Path(tempfile.mkdtemp())
     if feedback is None:
         feedback = SQLiteFeedbackStore(path=str(folder / "feedback.sqlite"))

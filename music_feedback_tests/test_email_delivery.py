@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from music_feedback.delivery.email.smtp import SMTPSender
 from music_feedback.delivery.holdout import is_held_out
 from music_feedback_tests.delivery_support import DAY, PROGRAM, delivery, seed_day, stores
+from music_feedback_tests.service_support import LINKS
 
 pytestmark = pytest.mark.unit
 
@@ -50,6 +52,11 @@ def test_sends_each_request_once_and_a_rerun_sends_nothing(tmp_path, small_wareh
     assert msg["List-Unsubscribe"].startswith("<https://feedback.test/u/")
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "Share Your Thoughts" in msg.get_body(("html",)).get_content()
+    # The unsubscribe link works for a year (feedback.unsubscribeTTLDays), the feedback link for 14 days.
+    text = msg.get_body(("plain",)).get_content()
+    unsubscribe = LINKS.verify(msg["List-Unsubscribe"].strip("<>").rsplit("/", 1)[1], "unsubscribe")
+    feedback_link = LINKS.verify(re.search(r"https://feedback\.test/f/(\S+)", text).group(1), "feedback")
+    assert unsubscribe.expires_at - feedback_link.expires_at == (365 - 14) * 86_400
     candidates, _ = stores(tmp_path)
     sent = [r for r in candidates.for_listener(PROGRAM.program_id, listeners[0]) if r["channel"] == "email"]
     assert sent[0]["status"] == ("pending" if is_held_out(PROGRAM, listeners[0]) else "sent")

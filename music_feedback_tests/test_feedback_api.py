@@ -227,7 +227,7 @@ def test_voice_asks_records_and_cancels_email(env):
     assert client.get(f"{url}/voice-prompt", params={"track": T}).status_code == 401
     yes = {"trackId": T, "answer": "yes", "submissionId": "voice-0001"}
     assert client.post(f"{url}/voice-answers", json=yes).status_code == 401
-    assert client.post(f"{url}/voice-answers", json=yes, headers=auth(OTHER_KEY)).status_code == 403
+    assert client.post(f"{url}/voice-answers", json=yes, headers=auth(OTHER_KEY)).status_code == 404
     assert feedback.feedback(PROGRAM, 12, T) is None
     r = client.get(f"{url}/voice-prompt", params={"track": T}, headers=auth())
     assert r.status_code == 200 and r.json()["ask"] is True and r.json()["prompt"] == "Did you enjoy Track 300?"

@@ -74,8 +74,13 @@ def test_a_listener_answers_from_a_delivered_message(tmp_path, small_warehouse, 
             page.screenshot(path=str(tmp_path / "thanks.png"))
             # The layout itself must not scroll sideways on a phone; measuring it needs JavaScript.
             measure = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True).new_page()
-            measure.goto(form_url)  # the form itself, not the click link: one click event only
+            refused = []  # the page's Content-Security-Policy must not block anything the page itself uses
+            measure.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+            shown = measure.goto(form_url)  # the form itself, not the click link: one click event only
             assert measure.evaluate("document.documentElement.scrollWidth") <= 390
+            button = "getComputedStyle(document.querySelector('button[type=submit]')).backgroundColor"
+            assert measure.evaluate(button) == "rgb(29, 185, 84)"  # the inline style applied under the CSP
+            assert refused == [] and "frame-ancestors 'none'" in shown.headers["content-security-policy"]
         finally:
             browser.close()
     stored = feedback.feedback(PROGRAM.program_id, lid, tid)

@@ -214,3 +214,74 @@ def test_answers_report_the_answered_request(store):
     assert got == [{"listener_id": 1, "track_id": 10, "rating": 1, "submitted_at": 150.0, "channel": "email",
                     "batch_date": DAY, "marketplace": "US", "genre": "rock", "track_name": "T10"}]
     assert store.answers(P, 1e12).height == 2 and store.contacts(P, 0, 1e12)["requests"].sum() == 2
+
+
+def test_a_submission_id_is_scoped_to_its_listener(store):
+    """Clients make their ids: another listener's same id is theirs, not a conflict (it was a 409)."""
+    store.plan(P, ledger([(1, 10, "pending"), (2, 10, "pending")]))
+    store.claim(P, DAY, "email", [(1, 10), (2, 10)], 120.0)
+    store.settle(P, DAY, "email", [((1, 10), "sent", "", None), ((2, 10), "sent", "", None)], 121.0)
+    assert store.submit(sub(listener=1, sid="same-id-1")).outcome == "created"
+    assert store.submit(sub(listener=2, rating=-1, sid="same-id-1")).outcome == "created"
+    assert store.submit(sub(listener=2, rating=-1, sid="same-id-1")).outcome == "unchanged"  # a retry
+    with pytest.raises(SubmissionConflict):
+        store.submit(sub(listener=2, rating=1, sid="same-id-1"))  # one id, one answer, per listener
+    assert store.submit(Submission("other-program", 1, 10, -1, "email", DAY, "same-id-1", 151.0)).outcome == "created"
+    assert store.feedback(P, 1, 10)["rating"] == 1 and store.feedback(P, 2, 10)["rating"] == -1
+    assert store.track_metrics(P, 10) == {"thumbs_up": 1, "thumbs_down": 1, "responses": 2}
+
+
+def test_a_store_of_global_submission_ids_is_migrated_in_place(tmp_path):
+    """A feedback.sqlite made when submissions were keyed by the id alone: opening it moves the rows to the
+    (program, listener, id) key, and what they recorded still holds (a retry is unchanged, a reuse a 409)."""
+    import sqlite3
+    from contextlib import closing
+
+    path = tmp_path / "feedback.sqlite"
+    old = SQLiteFeedbackStore(path=str(path))
+    old.plan(P, ledger([(1, 10, "pending")]))
+    first = sub(tags=("rock",), comment="great")
+    old.submit(first)
+    with closing(sqlite3.connect(path)) as conn:  # back to the earlier table, with its row
+        rows = conn.execute("SELECT submission_id, program_id, listener_id, track_id, fingerprint FROM submissions")
+        rows = rows.fetchall()
+        conn.executescript("DROP TABLE submissions; CREATE TABLE submissions (submission_id TEXT PRIMARY KEY, "
+                           "program_id TEXT NOT NULL, listener_id INTEGER NOT NULL, track_id INTEGER NOT NULL, "
+                           "fingerprint TEXT NOT NULL) WITHOUT ROWID;")
+        conn.executemany("INSERT INTO submissions VALUES (?, ?, ?, ?, ?)", rows)
+        conn.commit()
+    reopened = SQLiteFeedbackStore(path=f"{tmp_path}/./feedback.sqlite")  # another path string: a new connection
+    assert reopened.submit(first).outcome == "unchanged"
+    with pytest.raises(SubmissionConflict):
+        reopened.submit(sub(rating=-1))
+    assert reopened.submit(sub(listener=2, sid=first.submission_id)).outcome == "created"
+    with closing(sqlite3.connect(path)) as conn:
+        keys = [r[1] for r in conn.execute("PRAGMA table_info(submissions)") if r[5]]
+        assert keys == ["program_id", "listener_id", "submission_id"]
+        assert conn.execute("SELECT COUNT(*) FROM submissions").fetchone()[0] == 2
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'submissions%'")] == [
+            "submissions"]
+
+
+@pytest.mark.integration
+def test_a_dynamodb_submission_made_before_ids_were_scoped_is_still_a_retry(moto_endpoint):
+    """Items written under the global SUB#{id} key are not read any more: the answer's own submission id
+    still makes a retry of it unchanged and a reuse of it with another answer a conflict."""
+    from music_feedback.feedback.dynamodb import DynamoDBFeedbackStore
+    store = DynamoDBFeedbackStore(table_name=f"feedback-{uuid.uuid4().hex[:12]}", endpoint_url=moto_endpoint)
+    store.create_tables()
+    store.plan(P, ledger([(1, 10, "pending"), (2, 10, "pending")]))
+    store.claim(P, DAY, "email", [(1, 10), (2, 10)], 120.0)
+    store.settle(P, DAY, "email", [((1, 10), "sent", "", None), ((2, 10), "sent", "", None)], 121.0)
+    first = sub(tags=("rock",), comment="great")
+    assert store.submit(first).outcome == "created"
+    client = store.client()
+    key = {"PK": {"S": f"SUB#{P}#1#{first.submission_id}"}, "SK": {"S": "S"}}
+    item = client.get_item(TableName=store.table_name, Key=key)["Item"]
+    client.delete_item(TableName=store.table_name, Key=key)  # as if written under the old key
+    client.put_item(TableName=store.table_name, Item={**item, "PK": {"S": f"SUB#{first.submission_id}"}})
+    assert store.submit(first).outcome == "unchanged"
+    with pytest.raises(SubmissionConflict):
+        store.submit(sub(rating=-1))
+    assert store.submit(sub(listener=2, sid=first.submission_id)).outcome == "created"
+    assert store.feedback(P, 1, 10)["revisions"] == 1

@@ -42,6 +42,24 @@ class LinkClaims:
     expires_at: int
 
 
+def _is_int(value: object, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high  # not bool, not float: exactly what sign() writes
+
+
+def _claims(payload: object) -> list:
+    """The signed payload, each field of the type sign() writes, or TypeError: a payload signed by a key
+    we hold but not by sign() (another tool, an older format) must be refused, not fail deeper down."""
+    if not (isinstance(payload, list) and len(payload) == 7):
+        raise TypeError("the payload is not a list of 7 claims")
+    code, program_id, listener_id, track_id, batch_date, channel, expires_at = payload
+    if not (isinstance(code, str) and code in _NAMES and isinstance(program_id, str) and 0 < len(program_id) <= 128
+            and _is_int(listener_id, 0, 2**63 - 1) and _is_int(track_id, 0, 2**63 - 1)
+            and isinstance(batch_date, str) and 0 < len(batch_date) <= 32
+            and isinstance(channel, str) and 0 < len(channel) <= 64 and _is_int(expires_at, 0, 2**63 - 1)):
+        raise TypeError("a claim has the wrong type")
+    return payload
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -85,9 +103,10 @@ class LinkSigner:
         if not hmac.compare_digest(given, expected) or key is None:
             raise TokenError("the link's signature is invalid: it was altered or not issued by this service")
         try:
-            code, program_id, listener_id, track_id, batch_date, channel, expires_at = json.loads(_unb64(body))
+            claims = _claims(json.loads(_unb64(body)))
         except (ValueError, TypeError):
             raise TokenError("the link is malformed: open the link from the message again", 400) from None
+        code, program_id, listener_id, track_id, batch_date, channel, expires_at = claims
         if _NAMES.get(code) != purpose:
             raise TokenError(f"this is a {_NAMES.get(code, 'unknown')} link, not a {purpose} link")
         if expires_at <= (time.time() if now is None else now):

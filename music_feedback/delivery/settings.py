@@ -3,6 +3,7 @@ service sends."""
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
 from music_feedback import settings
 from music_feedback.delivery.email.port import EmailSender
@@ -16,10 +17,25 @@ SMTP_VARS = ("MUSIC_FEEDBACK_SMTP_HOST", "MUSIC_FEEDBACK_SMTP_PORT", "MUSIC_FEED
 DEFAULT_ADDRESS = "listener-{listener_id}@listeners.music-feedback.example"
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
 def public_url() -> str:
+    """The service's address in messages. HTTPS, or plain HTTP on a loopback host only: the links carry
+    tokens, and one-click unsubscribe (List-Unsubscribe) must be HTTPS for mailbox providers."""
     url = os.environ.get(PUBLIC_URL_VAR, "http://127.0.0.1:8080").rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"{PUBLIC_URL_VAR}={url!r} must start with https:// (or http:// for a local service)")
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port  # .port raises ValueError on a port that is not a number
+    except ValueError:
+        parts, host = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise ValueError(f"{PUBLIC_URL_VAR}={url!r} must be an https:// URL with a host, e.g. "
+                         "https://feedback.example.com")
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
+        raise ValueError(f"{PUBLIC_URL_VAR}={url!r} must use https:// (plain http:// is allowed only on "
+                         f"{', '.join(LOOPBACK_HOSTS)}): its links carry tokens, and mailbox providers expect "
+                         "one-click unsubscribe over HTTPS")
     return url
 
 

@@ -21,9 +21,12 @@ CREATE TABLE IF NOT EXISTS feedback (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS feedback_time ON feedback (program_id, submitted_at);
 
+-- A submission id is the client's: unique per (program, listener), so another listener's id is never theirs.
+-- (A store made before this key had submission_id alone as its key: _scope_submissions moves it over.)
 CREATE TABLE IF NOT EXISTS submissions (
-  submission_id TEXT PRIMARY KEY, program_id TEXT NOT NULL, listener_id INTEGER NOT NULL,
-  track_id INTEGER NOT NULL, fingerprint TEXT NOT NULL
+  program_id TEXT NOT NULL, listener_id INTEGER NOT NULL, submission_id TEXT NOT NULL,
+  track_id INTEGER NOT NULL, fingerprint TEXT NOT NULL,
+  PRIMARY KEY (program_id, listener_id, submission_id)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS track_metrics (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -19,6 +20,8 @@ from music_feedback.feedback.port import (CONTACTED, Cap, LEDGER_SCHEMA, Feedbac
                                           check_settled)
 
 _SCHEMA = (Path(__file__).with_name("sqlite_schema.sql")).read_text()
+_SUBMISSIONS_TABLE = re.search(r"CREATE TABLE IF NOT EXISTS submissions \(.*?\) WITHOUT ROWID", _SCHEMA,
+                               re.S).group()
 _LEDGER_COLS = tuple(LEDGER_SCHEMA)
 _FEEDBACK_COLS = ("program_id", "listener_id", "track_id", "rating", "comment", "tags", "channel", "batch_date",
                   "submission_id", "delivered_at", "first_submitted_at", "submitted_at", "revisions")
@@ -27,6 +30,29 @@ _FEEDBACK_COLS = ("program_id", "listener_id", "track_id", "rating", "comment", 
 def _fingerprint(sub: Submission) -> str:
     return hashlib.sha256(json.dumps([sub.program_id, sub.listener_id, sub.track_id, sub.rating, sub.comment,
                                       sorted(sub.tags)]).encode()).hexdigest()
+
+
+def _scope_submissions(conn: sqlite3.Connection) -> None:
+    """Migrate in place a store whose submissions were keyed by the submission id alone (one id for every
+    listener): the same rows, keyed by (program, listener, submission id). Checked again under the write
+    lock, so of several processes opening the store at once one moves the rows and the others see it done."""
+    def keyed_by_id_alone() -> bool:
+        return [r[1] for r in conn.execute("PRAGMA table_info(submissions)") if r[5]] == ["submission_id"]
+
+    if not keyed_by_id_alone():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if keyed_by_id_alone():
+            conn.execute("ALTER TABLE submissions RENAME TO submissions_by_id")
+            conn.execute(_SUBMISSIONS_TABLE)  # not executescript: it would commit the transaction first
+            conn.execute("INSERT INTO submissions (program_id, listener_id, submission_id, track_id, fingerprint) "
+                         "SELECT program_id, listener_id, submission_id, track_id, fingerprint FROM submissions_by_id")
+            conn.execute("DROP TABLE submissions_by_id")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 class SQLiteFeedbackStore(FeedbackStore):
@@ -49,6 +75,7 @@ class SQLiteFeedbackStore(FeedbackStore):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
+            _scope_submissions(conn)
             local.conn, local.inode = conn, _inode(self.path)
         return conn
 
@@ -227,15 +254,17 @@ class SQLiteFeedbackStore(FeedbackStore):
         with self._tx() as conn:
             if conn.execute("SELECT 1 FROM suppressions WHERE listener_id = ?", (sub.listener_id,)).fetchone():
                 raise OptedOutError(f"listener {sub.listener_id} has opted out; no feedback is stored")
-            seen = conn.execute("SELECT fingerprint FROM submissions WHERE submission_id = ?",
-                                (sub.submission_id,)).fetchone()
+            seen = conn.execute("SELECT fingerprint FROM submissions WHERE program_id = ? AND listener_id = ? "
+                                "AND submission_id = ?",
+                                (sub.program_id, sub.listener_id, sub.submission_id)).fetchone()
             if seen:
                 if seen[0] != fp:
                     raise SubmissionConflict(f"submission id {sub.submission_id!r} was already used for a "
                                              "different answer: send a new id for a new answer")
                 return SubmitResult("unchanged", self._feedback(conn, sub.program_id, sub.listener_id, sub.track_id))
-            conn.execute("INSERT INTO submissions VALUES (?, ?, ?, ?, ?)",
-                         (sub.submission_id, sub.program_id, sub.listener_id, sub.track_id, fp))
+            conn.execute("INSERT INTO submissions (program_id, listener_id, submission_id, track_id, fingerprint) "
+                         "VALUES (?, ?, ?, ?, ?)",
+                         (sub.program_id, sub.listener_id, sub.submission_id, sub.track_id, fp))
             old = self._feedback(conn, sub.program_id, sub.listener_id, sub.track_id)
             delivered = conn.execute(
                 "SELECT contacted_at FROM delivery_ledger WHERE program_id = ? AND batch_date = ? AND channel = ? "

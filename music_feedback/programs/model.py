@@ -131,11 +131,25 @@ class VoiceChannelConfig(Strict):
     response_options: list[Literal["yes", "no"]] = Field(alias="responseOptions", min_length=2)
 
 
+MIN_UNSUBSCRIBE_TTL_DAYS = 30  # CAN-SPAM: an opt-out must work for 30 days after the message is sent
+
+
 class FeedbackSettings(Strict):
     """The feedback form: the genre tags a listener may pick, and how long a link stays valid."""
     tags: list[str] = Field(default_factory=lambda: list(GENRES), alias="tags", min_length=1)
     comment_max_length: int = Field(200, alias="commentMaxLength", gt=0, le=2000)
     link_ttl_days: int = Field(14, alias="linkTTLDays", gt=0, le=90)
+    # The unsubscribe link lives apart: it must work while the message may be read (US law asks for 30 days
+    # after sending at least; mailbox providers expect one-click unsubscribe to work while it is in the inbox).
+    unsubscribe_ttl_days: int = Field(365, alias="unsubscribeTTLDays", le=3650)
+
+    @field_validator("unsubscribe_ttl_days")
+    @classmethod
+    def _unsubscribe_outlives_the_law(cls, days: int) -> int:
+        if days < MIN_UNSUBSCRIBE_TTL_DAYS:
+            raise ValueError(f"unsubscribeTTLDays is {days}: an unsubscribe link must work for at least "
+                             f"{MIN_UNSUBSCRIBE_TTL_DAYS} days after sending (the default is 365)")
+        return days
 
 
 class PlaylistSettings(Strict):

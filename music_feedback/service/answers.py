@@ -55,7 +55,7 @@ def parse(fields: dict[str, list[str]], program: Program) -> Answer:
     if len(set(tags)) != len(tags):
         raise ApiError(422, "a tag was sent more than once", "tags")
     submission_id = fields["submissionId"][0]
-    if not SUBMISSION_ID.match(submission_id):
+    if not SUBMISSION_ID.fullmatch(submission_id):  # not match: "$" also matches before a trailing newline
         raise ApiError(422, "submissionId must be 8-64 letters, digits, '-' or '_'", "submissionId")
     return Answer(RATINGS[rating], comment, tuple(sorted(tags)), submission_id)
 

@@ -11,12 +11,15 @@ from music_feedback.clock import Clock
 from music_feedback.delivery.links import LinkSigner
 from music_feedback.feedback.port import FeedbackStore
 from music_feedback.programs.model import Program
-from music_feedback.service import blocking, errors
+from music_feedback.service import blocking, errors, redact
 from music_feedback.service.config import ServiceConfig
 from music_feedback.service.cursor import CursorSigner
 from music_feedback.service.deps import ServiceState
 from music_feedback.service.limits import BodyLimit
+from music_feedback.service.head import HeadAsGet
+from music_feedback.service.headers import SecurityHeaders
 from music_feedback.service.metrics import Metrics, MetricsMiddleware
+from music_feedback.service.ratelimit import RateLimiter, TokenRateLimit
 from music_feedback.service.routers import ROUTERS
 from music_feedback.store.base import CandidateStore
 from music_feedback.warehouse.port import Warehouse
@@ -25,8 +28,10 @@ DESCRIPTION = """The online half of music_feedback: channels read their candidat
 
 Listeners reach the feedback page (`/f/{token}`), tracking (`/o`, `/c`) and unsubscribe (`/u`) through
 signed links from their messages; the voice API and candidate endpoints need `Authorization: Bearer <API key>`; each key may read a set of programs.
-Errors answer JSON `{"error", "message", "parameter"}`: 401 without a valid key, 403 for a program the
-key may not read, 404 for an unknown program or channel, 422 naming the bad parameter.
+Errors answer JSON `{"error", "message", "parameter"}`: 401 without a valid key, 404 for an unknown program
+(or one the key may not read: the same answer) or channel, 422 naming the bad parameter, 429 past a rate limit
+and 503 when a store is busy (both with `Retry-After`); each operation lists every status it answers.
+`HEAD` is served wherever `GET` is.
 """
 
 
@@ -76,5 +81,10 @@ def create_app(config: ServiceConfig | None = None, store: CandidateStore | None
     for name in ROUTERS:
         app.include_router(importlib.import_module(name).router)
     app.add_middleware(BodyLimit)  # inside the metrics: its 413s are counted
+    app.state.rate_limiter = RateLimiter(config.rate_limits)
+    app.add_middleware(TokenRateLimit)  # before a body is read
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(HeadAsGet)
+    redact.install()  # no link token in a log line
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

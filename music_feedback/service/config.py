@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from music_feedback.service.auth import ApiKeyRing
+from music_feedback.service.ratelimit import RateLimits
 
 HOST_VAR = "MUSIC_FEEDBACK_SERVICE_HOST"
 PORT_VAR = "MUSIC_FEEDBACK_SERVICE_PORT"
@@ -43,6 +44,7 @@ class ServiceConfig:
     # Signs cursors; workers of one service must share it (`serve` sets one for them if unset).
     cursor_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     api_keys: ApiKeyRing = field(default_factory=ApiKeyRing)
+    rate_limits: RateLimits = field(default_factory=RateLimits)  # per API key and per link token
 
     @classmethod
     def from_env(cls) -> "ServiceConfig":
@@ -57,4 +59,12 @@ class ServiceConfig:
             max_per_track=_int(MAX_PER_TRACK_VAR, 10_000, 1, MAX_LIMIT),
             cursor_secret=secret.encode() if secret else secrets.token_bytes(32),
             api_keys=ApiKeyRing.from_env(),
+            rate_limits=_rate_limits(),
         )
+
+
+def _rate_limits() -> RateLimits:
+    try:
+        return RateLimits.from_env()
+    except ValueError as exc:
+        raise ServiceConfigError(str(exc)) from None

@@ -51,15 +51,15 @@ async def require_key(request: Request) -> ApiKey:
         raise ApiError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
                        headers={"WWW-Authenticate": "Bearer"})
     request.state.api_key = key
+    request.app.state.rate_limiter.api_key(key.name)  # 429 past the key's rate limit
     return key
 
 
 def readable_program(request: Request, program: str) -> Program:
-    """The path's program: 404 if unknown, 403 if the caller's key may not read it."""
+    """The path's program, or 404 when it is unknown or the caller's key may not read it: the same answer,
+    naming no other program, so a key learns nothing of the programs it may not read."""
     found = state(request).programs.get(program)
-    if found is None:
-        raise ApiError(404, f"unknown program {program!r}; known: {sorted(state(request).programs)}", "program")
     key: ApiKey | None = getattr(request.state, "api_key", None)
-    if key is None or not key.may_read(program):
-        raise ApiError(403, f"this API key may not read program {program!r}", "program")
+    if found is None or key is None or not key.may_read(program):
+        raise ApiError(404, f"unknown program {program[:128]!r} (or not one this API key may read)", "program")
     return found

@@ -1,6 +1,8 @@
 """Response shapes, for the OpenAPI document (pages are serialised directly, see routers/candidates.py)."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -8,6 +10,8 @@ class ErrorBody(BaseModel):
     error: str = Field(description="a short code: unauthorized, forbidden, not_found, invalid_parameter")
     message: str = Field(description="what went wrong and what to fix")
     parameter: str | None = Field(default=None, description="the parameter at fault")
+    detail: list[dict] | None = Field(default=None, description="a validation error: each problem, "
+                                                                "{parameter, message}")
 
 
 class Candidate(BaseModel):
@@ -51,3 +55,16 @@ class TrackCandidates(BaseModel):
     date: str
     count: int
     items: list[Candidate]
+
+
+class FeedbackResult(BaseModel):
+    """POST /v1/feedback's answer: the stored answer of (program, listener, track)."""
+    outcome: Literal["created", "updated", "unchanged"]
+    programId: str
+    listenerId: int
+    trackId: int
+    rating: Literal["up", "down"]
+    comment: str
+    tags: list[str]
+    submittedAt: float = Field(description="epoch seconds")
+    deliveredAt: float | None = Field(description="epoch seconds the request was delivered; null if unknown")

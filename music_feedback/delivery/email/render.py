@@ -41,10 +41,22 @@ class Renderer:
         self._text = env.get_template(f"{self.template_id}.txt.j2")
         self._subject = env.get_template(f"{self.template_id}.subject.j2")
 
-    def links(self, row: dict, batch_date: str, channel: str, expires_at: int) -> dict[str, str]:
+    def unsubscribe_expiry(self, expires_at: int) -> int:
+        """The unsubscribe link's expiry for a message whose feedback link expires at `expires_at`: the same
+        send time plus feedback.unsubscribeTTLDays (a year by default) instead of linkTTLDays."""
+        feedback = self.program.feedback
+        return int(expires_at + (feedback.unsubscribe_ttl_days - feedback.link_ttl_days) * 86_400)
+
+    def links(self, row: dict, batch_date: str, channel: str, expires_at: int,
+              unsubscribe_expires_at: int | None = None) -> dict[str, str]:
+        """Signed links; the unsubscribe link outlives the others (see unsubscribe_expiry)."""
+        if unsubscribe_expires_at is None:
+            unsubscribe_expires_at = self.unsubscribe_expiry(expires_at)
+
         def token(purpose: str) -> str:
+            expiry = unsubscribe_expires_at if purpose == "unsubscribe" else expires_at
             return self.signer.sign(purpose, self.program.program_id, row["listener_id"], row["track_id"],
-                                    batch_date, channel, expires_at)
+                                    batch_date, channel, expiry)
 
         feedback_path = f"/f/{token('feedback')}"
         return {"feedback_url": self.public_url + feedback_path,
@@ -52,8 +64,9 @@ class Renderer:
                 "open_url": f"{self.public_url}/o/{token('open')}.gif",
                 "unsubscribe_url": f"{self.public_url}/u/{token('unsubscribe')}"}
 
-    def message(self, row: dict, batch_date: str, channel: str, expires_at: int) -> EmailMessage:
-        links = self.links(row, batch_date, channel, expires_at)
+    def message(self, row: dict, batch_date: str, channel: str, expires_at: int,
+                unsubscribe_expires_at: int | None = None) -> EmailMessage:
+        links = self.links(row, batch_date, channel, expires_at, unsubscribe_expires_at)
         data = {"program_name": self.program.program_name, "track_name": row["track_name"] or f"track {row['track_id']}",
                 "genre": row["genre"] or "new", "release_date": row.get("release_date"),
                 "marketplace_name": MARKETPLACE_NAMES.get(row["marketplace"], row["marketplace"]), **links}

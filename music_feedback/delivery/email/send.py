@@ -135,8 +135,11 @@ class EmailDelivery:
         rows, cancelled = self._within_cap(day, rows)
         if not rows:
             return cancelled
-        expires = int(self.options.clock() + timedelta(days=self.program.feedback.link_ttl_days).total_seconds())
-        messages = [self.renderer.message(r, day, self.channel, expires) for r in rows]
+        sent_at, settings = self.options.clock(), self.program.feedback
+        expires = int(sent_at + timedelta(days=settings.link_ttl_days).total_seconds())
+        # The unsubscribe link works for as long as the mail may be read: its own, longer expiry.
+        unsubscribe_expires = int(sent_at + timedelta(days=settings.unsubscribe_ttl_days).total_seconds())
+        messages = [self.renderer.message(r, day, self.channel, expires, unsubscribe_expires) for r in rows]
         results = self.sender.send(messages)
         outcomes = []
         for row, result in zip(rows, results):

@@ -25,6 +25,21 @@ def fingerprint(sub: Submission) -> str:
                                       sorted(sub.tags)]).encode()).hexdigest()
 
 
+def _answer_fingerprint(answer: dict) -> str:
+    """The fingerprint of the submission that made a stored answer."""
+    tags = answer["tags"]
+    return fingerprint(Submission(answer["program_id"], int(answer["listener_id"]), int(answer["track_id"]),
+                                  int(answer["rating"]), answer["channel"], answer["batch_date"],
+                                  answer["submission_id"], 0.0, answer["comment"],
+                                  tuple(json.loads(tags) if isinstance(tags, str) else tags)))
+
+
+def _submission_key(sub: Submission) -> dict:
+    """A submission id is the client's, unique per (program, listener): another listener's same id is theirs.
+    (Items written before had the key SUB#{id}; they are left as they are and no longer read.)"""
+    return {"PK": {"S": f"SUB#{sub.program_id}#{sub.listener_id}#{sub.submission_id}"}, "SK": {"S": "S"}}
+
+
 def _fb_key(program_id: str, listener_id: int, track_id: int) -> dict:
     return {"PK": {"S": f"FB#{program_id}#{listener_id}#{track_id}"}, "SK": {"S": "A"}}
 
@@ -63,13 +78,15 @@ class Answers:
         for _ in range(ATTEMPTS):
             if self._get(_suppression_key(sub.listener_id)):
                 raise OptedOutError(f"listener {sub.listener_id} has opted out; no feedback is stored")
-            seen = self._get({"PK": {"S": f"SUB#{sub.submission_id}"}, "SK": {"S": "S"}})
+            seen = self._get(_submission_key(sub))
+            old = self._get(_fb_key(sub.program_id, sub.listener_id, sub.track_id))
+            if not seen and old and old["submission_id"] == sub.submission_id:
+                seen = {"fingerprint": _answer_fingerprint(old)}  # the answer's own id: recorded before SUB# was scoped
             if seen:
                 if seen["fingerprint"] != fingerprint(sub):
                     raise SubmissionConflict(f"submission id {sub.submission_id!r} was already used for a "
                                              "different answer: send a new id for a new answer")
                 return SubmitResult("unchanged", self.feedback(sub.program_id, sub.listener_id, sub.track_id))
-            old = self._get(_fb_key(sub.program_id, sub.listener_id, sub.track_id))
             request = self._get(ledger_key(sub.program_id, sub.batch_date, sub.channel, sub.listener_id, sub.track_id))
             day = old["batch_date"] if old else sub.batch_date
             joined = request if day == sub.batch_date else self._get(
@@ -107,8 +124,7 @@ class Answers:
         items = [
             {"ConditionCheck": {"TableName": t, "Key": _suppression_key(sub.listener_id),
                                 "ConditionExpression": "attribute_not_exists(PK)"}},
-            {"Put": {"TableName": t, "Item": {"PK": {"S": f"SUB#{sub.submission_id}"}, "SK": {"S": "S"},
-                                               **codec.item({"fingerprint": fingerprint(sub)})},
+            {"Put": {"TableName": t, "Item": {**_submission_key(sub), **codec.item({"fingerprint": fingerprint(sub)})},
                      "ConditionExpression": "attribute_not_exists(PK)"}},
             {"Put": {"TableName": t, "Item": {**_fb_key(sub.program_id, sub.listener_id, sub.track_id),
                                                **codec.item(answer)}, **guard}},

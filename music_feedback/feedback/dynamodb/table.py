@@ -8,7 +8,8 @@
   day index    PK DAYS#{program}  SK D  (the set of date#channel planned: the ledger's partitions)
   answer       PK FB#{program}#{listener}#{track}  SK A
                G2 FBT#{program}#{shard} / submitted_at                (a program's answers)
-  submission   PK SUB#{submission id}  SK S
+  submission   PK SUB#{program}#{listener}#{submission id}  SK S  (a client's ids are its listener's; items
+               of the earlier SUB#{submission id} are no longer read)
   track tally  PK TM#{program}#{track}  SK M
   suppression  PK SUPPRESSED#{shard}  SK {listener}
   event        PK EVENT#{id}  SK E

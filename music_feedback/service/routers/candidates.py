@@ -10,17 +10,14 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from music_feedback.service import paging
+from music_feedback.service import contract, paging
 from music_feedback.service.config import MAX_LIMIT
 from music_feedback.service.deps import readable_program, require_key, state
 from music_feedback.service.errors import ApiError
-from music_feedback.service.schemas import ChannelPage, ErrorBody, ListenerCandidates, TrackCandidates
+from music_feedback.service.schemas import ChannelPage, ListenerCandidates, TrackCandidates
 from music_feedback.store.base import DEFAULT_STATUS, serving_item
 
-ERRORS = {401: {"model": ErrorBody, "description": "missing or invalid API key"},
-          403: {"model": ErrorBody, "description": "the key may not read this program"},
-          404: {"model": ErrorBody, "description": "unknown program or channel"},
-          422: {"model": ErrorBody, "description": "a bad parameter, named in `parameter`"}}
+ERRORS = contract.errors(401, 404, *contract.LIMITED)
 router = APIRouter(prefix="/v1/programs/{program}", tags=["candidates"], dependencies=[Depends(require_key)],
                    responses=ERRORS)
 LISTENER_ID = re.compile(rb'"listener_id":\s*(\d+)')  # in a page's serialised items
@@ -60,6 +57,7 @@ def _unsuppressed_listener(st, program: str, listener: int) -> list[dict]:
 
 
 @router.get("/channels/{channel}/candidates", response_model=ChannelPage,
+            responses=contract.REQUEST_LINE_TOO_LONG,
             summary="GetCandidatesForChannel: a channel's best pending candidates, in pages")
 async def channel_candidates(
     request: Request,

@@ -12,9 +12,10 @@ from pydantic import BaseModel, Field
 
 from music_feedback.delivery.links import LinkClaims, TokenError
 from music_feedback.programs.model import Program
-from music_feedback.service import answers, blocking, pages
+from music_feedback.service import answers, blocking, contract, pages, ratelimit
 from music_feedback.service.deps import ServiceState, state
 from music_feedback.service.errors import ApiError
+from music_feedback.service.schemas import FeedbackResult
 from music_feedback.service.limits import MAX_BODY_BYTES
 
 router = APIRouter(tags=["feedback"])
@@ -46,7 +47,8 @@ def _form_context(st: ServiceState, claims: LinkClaims, program: Program) -> dic
 
 
 @router.get("/f/{token}", summary="The feedback form, pre-filled (shows only; changes nothing)",
-            response_class=Response, responses={200: {"content": {"text/html": {}}}})
+            response_class=Response, responses={**contract.page("the form"),
+                                                **contract.errors(*contract.LIMITED, pages=(400, 403, 404, 410))})
 async def feedback_form(request: Request, token: Token) -> Response:
     st = state(request)
     try:
@@ -77,7 +79,8 @@ async def _form_fields(request: Request) -> dict[str, list[str]]:
 
 
 @router.post("/f/{token}", summary="Submit the feedback form", response_class=Response,
-             responses={200: {"content": {"text/html": {}}}})
+             responses={**contract.page("thank you (or the form again, naming the problem)"),
+                        **contract.errors(*contract.LIMITED, pages=(400, 403, 404, 409, 410, 413, 415, 422))})
 async def submit_form(request: Request, token: Token) -> Response:
     st = state(request)
     try:
@@ -115,7 +118,8 @@ class FeedbackBody(BaseModel):
 @router.post("/v1/feedback", summary="Submit feedback as JSON with the link's token",
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": FeedbackBody.model_json_schema()}}}},
-             responses={200: {"description": "stored"}, 409: {"description": "submissionId reused"}})
+             responses={200: {"model": FeedbackResult, "description": "stored (or already stored)"},
+                        **contract.errors(400, 403, 404, 409, 410, 413, 415, *contract.LIMITED)})
 async def submit_json(request: Request) -> dict:
     st = state(request)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -134,6 +138,7 @@ async def submit_json(request: Request) -> dict:
     if not isinstance(token, str):
         raise ApiError(422, "token is required (the token of the feedback link)", "token")
     claims, program = _claims(st, token)
+    ratelimit.limiter(request.app).token(token)  # a path's token counts in TokenRateLimit; this one is the body's
     fields = {}
     for name, value in data.items():
         if name == "tags":

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from music_feedback.delivery.links import TokenError
-from music_feedback.service import blocking
+from music_feedback.service import blocking, contract
 from music_feedback.service.deps import state
 from music_feedback.service.errors import ApiError
+from music_feedback.service.head import is_head
 
 router = APIRouter(tags=["tracking"])
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -28,6 +29,8 @@ async def _event(request: Request, token: str, purpose: str, **extra) -> None:
         claims = st.links.verify(token, purpose, now=st.clock.now())
     except TokenError as exc:
         raise ApiError(exc.status, str(exc), "token") from None
+    if is_head(request):
+        return  # a HEAD (a link checker's probe) answers as the GET would, and records nothing
     agent = request.headers.get("user-agent", "")[:200]
     await blocking.write(request, st.feedback.record_event, claims.program_id, purpose, {
         "listener_id": claims.listener_id, "track_id": claims.track_id, "batch_date": claims.batch_date,
@@ -36,14 +39,17 @@ async def _event(request: Request, token: str, purpose: str, **extra) -> None:
 
 
 @router.get("/o/{token}.gif", summary="Open-tracking pixel", response_class=Response,
-            responses={200: {"content": {"image/gif": {}}}})
+            responses={200: {"description": "a 1x1 GIF", "content": {"image/gif": {}}},
+                       **contract.errors(400, 403, 410, *contract.LIMITED)})
 async def open_pixel(request: Request, token: Annotated[str, Path(min_length=10, max_length=1024)]) -> Response:
     await _event(request, token, "open")
     return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/c/{token}", summary="Click tracking: records the click, then redirects to one of our pages",
-            response_class=RedirectResponse, status_code=303)
+            response_class=RedirectResponse, status_code=303,
+            responses={303: {"description": "to the page named by `to`"},
+                       **contract.errors(400, 403, 410, *contract.LIMITED)})
 async def click(request: Request, token: Annotated[str, Path(min_length=10, max_length=1024)],
                 to: Annotated[str, Query(min_length=1, max_length=1100,
                                          description="a path on this service: /f/{token} or /u/{token}")]):

@@ -8,14 +8,15 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from music_feedback.delivery.links import TokenError
-from music_feedback.service import blocking, pages
+from music_feedback.service import blocking, contract, pages
 from music_feedback.service.deps import state
 
 router = APIRouter(tags=["unsubscribe"])
 Token = Annotated[str, Path(min_length=10, max_length=1024)]
 
 
-@router.get("/u/{token}", summary="Unsubscribe confirmation page (changes nothing)", response_class=Response)
+@router.get("/u/{token}", summary="Unsubscribe confirmation page (changes nothing)", response_class=Response,
+            responses={**contract.page("the confirmation page"), **contract.errors(422, 429, pages=(400, 403, 410))})
 async def unsubscribe_page(request: Request, token: Token) -> Response:
     try:
         state(request).links.verify(token, "unsubscribe", now=state(request).clock.now())
@@ -26,7 +27,9 @@ async def unsubscribe_page(request: Request, token: Token) -> Response:
                          form_action=f"/u/{token}", button="Unsubscribe")
 
 
-@router.post("/u/{token}", summary="Unsubscribe now (RFC 8058 one-click)", response_class=Response)
+@router.post("/u/{token}", summary="Unsubscribe now (RFC 8058 one-click)", response_class=Response,
+             responses={**contract.page("unsubscribed"), **contract.errors(413, *contract.LIMITED,
+                                                                           pages=(400, 403, 410))})
 async def unsubscribe(request: Request, token: Token) -> Response:
     st = state(request)
     try:

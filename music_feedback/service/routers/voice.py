@@ -9,15 +9,13 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from music_feedback.policy.contact import REASON_TEXT
-from music_feedback.service import answers
+from music_feedback.service import answers, contract
 from music_feedback.service.deps import readable_program, require_key, state
 from music_feedback.service.errors import ApiError
-from music_feedback.service.schemas import ErrorBody
 
 router = APIRouter(prefix="/v1/programs/{program}/listeners/{listener}", tags=["voice"],
                    dependencies=[Depends(require_key)],
-                   responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody},
-                              422: {"model": ErrorBody}})
+                   responses=contract.errors(401, 404, *contract.LIMITED))
 Listener = Annotated[int, Path(ge=1, le=2**62, description="listener id")]
 
 
@@ -69,7 +67,8 @@ def voice_prompt(request: Request, program: str, listener: Listener,
                        responseOptions=config.response_options, batchDate=row["batch_date"])
 
 
-@router.post("/voice-answers", summary="Record the listener's spoken yes (thumbs up) or no (thumbs down)")
+@router.post("/voice-answers", summary="Record the listener's spoken yes (thumbs up) or no (thumbs down)",
+             responses=contract.errors(400, 403, 409, 413))
 def voice_answer(request: Request, program: str, listener: Listener, body: VoiceAnswer) -> dict:
     st, prog = state(request), readable_program(request, program)
     channel = _voice(prog)
