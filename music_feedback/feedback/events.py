@@ -11,7 +11,7 @@ import time
 from typing import Optional
 
 from dagster import ConfigurableResource
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from music_feedback.feedback.port import FeedbackStore
 
@@ -38,10 +38,14 @@ class OutboxLog(EventPublisher):
 
 
 class EventBridgePublisher(EventPublisher):
-    bus_name: str = "default"
-    region_name: str = "us-east-1"
-    endpoint_url: Optional[str] = None
-    max_attempts: int = 5
+    bus_name: str = Field(default="default", description=(
+        'EventBridge bus the feedback events go to (MUSIC_FEEDBACK_EVENT_BUS).'))
+    region_name: str = Field(default="us-east-1", description=(
+        'EventBridge region (AWS_REGION, else AWS_DEFAULT_REGION).'))
+    endpoint_url: Optional[str] = Field(default=None, description=(
+        "EventBridge endpoint; None: boto3's own (MUSIC_FEEDBACK_EVENTS_ENDPOINT)."))
+    max_attempts: int = Field(default=5, description=(
+        'Attempts in all per PutEvents call, the first included.'))
     _client = PrivateAttr(default=None)
 
     def client(self):

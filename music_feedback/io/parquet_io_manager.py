@@ -7,11 +7,14 @@ import uuid
 from pathlib import Path
 from typing import Iterable
 
+from pydantic import Field
+
 from music_feedback.io.port import ParquetIOManager
 
 
 class LocalParquetIOManager(ParquetIOManager):
-    base_dir: str
+    base_dir: str = Field(description=(
+        'Folder the assets are stored in as Parquet (MUSIC_FEEDBACK_HOME/assets).'))
 
     def _path(self, key: str) -> Path:
         return Path(self.base_dir, *key.split("/"))

@@ -9,7 +9,7 @@ import os
 from typing import Iterable, Optional
 
 import polars as pl
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from music_feedback.io.port import ParquetIOManager
 
@@ -19,10 +19,13 @@ class S3IOError(RuntimeError):
 
 
 class S3ParquetIOManager(ParquetIOManager):
-    bucket: str
-    prefix: str = "assets"
-    region_name: str = "us-east-1"
-    endpoint_url: Optional[str] = None  # None: boto3's own (AWS_ENDPOINT_URL_S3, else the region's)
+    bucket: str = Field(description='S3 bucket the assets are stored in (MUSIC_FEEDBACK_S3_BUCKET).')
+    prefix: str = Field(default="assets", description=(
+        'Key prefix of the assets in the bucket (MUSIC_FEEDBACK_S3_IO_PREFIX).'))
+    region_name: str = Field(default="us-east-1", description=(
+        'S3 region (AWS_REGION, else AWS_DEFAULT_REGION).'))
+    endpoint_url: Optional[str] = Field(default=None, description=(
+        "S3 endpoint; None: boto3's own (MUSIC_FEEDBACK_S3_ENDPOINT, else AWS_ENDPOINT_URL_S3)."))
     _client = PrivateAttr(default=None)
     _session = PrivateAttr(default=None)
 

@@ -9,12 +9,13 @@ import uuid
 from pathlib import Path
 
 import polars as pl
+from pydantic import Field
 
 from music_feedback.lake.port import PART, Lake, LakeError
 
 
 class LocalLake(Lake):
-    root: str
+    root: str = Field(description='Folder of the local lake (MUSIC_FEEDBACK_HOME/lake).')
 
     def _day(self, table: str, run_date: str) -> Path:
         return Path(self.root) / table / f"run_date={run_date}"

@@ -11,7 +11,7 @@ from typing import Optional
 
 import polars as pl
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from music_feedback.lake.port import PART, Lake, LakeError, parquet_bytes
 
@@ -19,11 +19,15 @@ GLUE_BATCH = 100
 
 
 class S3Lake(Lake):
-    bucket: str
-    prefix: str = "lake"
-    region_name: str = "us-east-1"
-    endpoint_url: Optional[str] = None
-    glue_database: Optional[str] = None  # None: no catalog
+    bucket: str = Field(description='S3 bucket of the lake (MUSIC_FEEDBACK_S3_BUCKET).')
+    prefix: str = Field(default="lake", description=(
+        'Key prefix of the lake in the bucket (MUSIC_FEEDBACK_S3_LAKE_PREFIX).'))
+    region_name: str = Field(default="us-east-1", description=(
+        'Region of S3 and Glue (AWS_REGION, else AWS_DEFAULT_REGION).'))
+    endpoint_url: Optional[str] = Field(default=None, description=(
+        "S3 and Glue endpoint; None: boto3's own (AWS_ENDPOINT_URL_S3 / _GLUE, else the region's)."))
+    glue_database: Optional[str] = Field(default=None, description=(
+        'Glue database that catalogs the lake tables; None: no catalog (MUSIC_FEEDBACK_GLUE_DATABASE).'))
     _clients = PrivateAttr(default_factory=dict)
 
     def client(self, service: str):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from dagster import ConfigurableResource
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 CLOUDWATCH_BATCH = 1000  # PutMetricData's limit of metrics per request
 
@@ -38,7 +38,7 @@ class MetricsSink(ConfigurableResource):
 
 
 class SQLiteMetricsSink(MetricsSink):
-    path: str
+    path: str = Field(description='SQLite file of the metrics table (MUSIC_FEEDBACK_HOME/metrics.sqlite).')
 
     def publish(self, program_id: str, day: str, metrics: list[Metric]) -> int:
         try:
@@ -68,9 +68,12 @@ class SQLiteMetricsSink(MetricsSink):
 
 
 class CloudWatchSink(MetricsSink):
-    namespace: str = "MusicFeedback"
-    region_name: str = "us-east-1"
-    endpoint_url: Optional[str] = None
+    namespace: str = Field(default="MusicFeedback", description=(
+        'CloudWatch namespace of the metrics (MUSIC_FEEDBACK_METRICS_NAMESPACE).'))
+    region_name: str = Field(default="us-east-1", description=(
+        'CloudWatch region (AWS_REGION, else AWS_DEFAULT_REGION).'))
+    endpoint_url: Optional[str] = Field(default=None, description=(
+        "CloudWatch endpoint; None: boto3's own (AWS_ENDPOINT_URL_CLOUDWATCH, else the region's)."))
     _client = PrivateAttr(default=None)
 
     def client(self):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 from dagster import ConfigurableResource
+from pydantic import Field
 
 AUDIT_COLUMNS = ("marketplace", "genre", "track_id", "track_name", "action", "prior", "up", "down", "votes", "score")
 
@@ -60,7 +61,9 @@ WHERE latest = 1 AND action = 'enter'"""
 
 
 class SQLitePlaylistStore(PlaylistStore):
-    path: str
+    path: str = Field(description=(
+        'SQLite file of the curated playlists and their audit rows '
+        '(MUSIC_FEEDBACK_HOME/playlists.sqlite).'))
 
     def _connect(self) -> sqlite3.Connection:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)

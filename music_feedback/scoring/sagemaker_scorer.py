@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from music_feedback.scoring.model import TrainedModel
 from music_feedback.scoring.scorer import Scorer, ScoringError
@@ -22,12 +22,17 @@ from music_feedback.serving.front import MAX_BODY_BYTES
 
 
 class SageMakerScorer(Scorer):
-    region_name: str = "us-east-1"
-    endpoint_url: Optional[str] = None  # None: the real SageMaker runtime of the region
-    max_attempts: int = 5  # in all, the first call included
-    max_body_bytes: int = MAX_BODY_BYTES
-    read_timeout_s: float = 60.0
-    concurrency: int = 4
+    region_name: str = Field(default="us-east-1", description=(
+        'SageMaker runtime region (AWS_REGION, else AWS_DEFAULT_REGION).'))
+    endpoint_url: Optional[str] = Field(default=None, description=(
+        'SageMaker runtime URL; None: the real runtime of the region (MUSIC_FEEDBACK_SAGEMAKER_URL).'))
+    max_attempts: int = Field(default=5, description=(
+        'Attempts in all per invoke_endpoint call, the first included.'))
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, description=(
+        'Largest request body; bigger batches are split.'))
+    read_timeout_s: float = Field(default=60.0, description=(
+        'Read timeout of an invoke_endpoint call, in seconds.'))
+    concurrency: int = Field(default=4, description='invoke_endpoint calls in flight at once.')
     _client = PrivateAttr(default=None)
 
     def client(self):

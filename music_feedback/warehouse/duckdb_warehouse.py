@@ -9,7 +9,7 @@ from typing import Iterator
 
 import duckdb
 import polars as pl
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from music_feedback.warehouse.port import Warehouse, WarehouseError
 
@@ -29,7 +29,9 @@ class DuckDBWarehouse(Warehouse):
     which reads per request) keeps one connection and takes a cursor of it per read: opening the file
     cost ~17 ms a read; it is reopened when the file is replaced (`warehouse seed` renames a new one in)."""
 
-    path: str
+    path: str = Field(description=(
+        'Path of the DuckDB warehouse file (MUSIC_FEEDBACK_WAREHOUSE; default '
+        'MUSIC_FEEDBACK_HOME/warehouse.duckdb).'))
     _tables = PrivateAttr(default=None)  # table -> column names, for the run (see setup_for_execution)
     _local = PrivateAttr(default_factory=threading.local)  # this thread's session connection, if any
     _held = PrivateAttr(default=None)  # hold(): [inode, connection] shared by the process's threads

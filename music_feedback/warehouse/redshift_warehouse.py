@@ -32,13 +32,25 @@ _DTYPES = {16: pl.Boolean, 20: pl.Int64, 21: pl.Int16, 23: pl.Int32, 700: pl.Flo
 
 
 class RedshiftWarehouse(Warehouse):
-    redshift: RedshiftClientResource
-    query_timeout_s: float = 600.0
-    unload_threshold_rows: Optional[int] = None  # None: never UNLOAD (a Postgres stand-in cannot)
-    unload_s3_uri: Optional[str] = None  # s3://bucket/prefix/ that UNLOAD writes to
-    unload_iam_role: Optional[str] = None
-    region_name: str = "us-east-1"
-    extract_tables: list[str] = Field(default_factory=lambda: ["track_plays"])
+    redshift: RedshiftClientResource = Field(description=(
+        'The Redshift connection (dagster-aws): host MUSIC_FEEDBACK_REDSHIFT_HOST, user '
+        'MUSIC_FEEDBACK_REDSHIFT_USER, password MUSIC_FEEDBACK_REDSHIFT_PASSWORD(_FILE), database '
+        'MUSIC_FEEDBACK_REDSHIFT_DATABASE (default dev), port MUSIC_FEEDBACK_REDSHIFT_PORT (5439), '
+        'sslmode MUSIC_FEEDBACK_REDSHIFT_SSLMODE (require), connect timeout '
+        'MUSIC_FEEDBACK_REDSHIFT_CONNECT_TIMEOUT_S (10).'))
+    query_timeout_s: float = Field(default=600.0, description=(
+        'Statement timeout of a read, in seconds (MUSIC_FEEDBACK_REDSHIFT_QUERY_TIMEOUT_S; > 0).'))
+    unload_threshold_rows: Optional[int] = Field(default=None, description=(
+        'Extracts of more rows go through UNLOAD to S3 Parquet; None never unloads '
+        '(MUSIC_FEEDBACK_REDSHIFT_UNLOAD_ROWS).'))
+    unload_s3_uri: Optional[str] = Field(default=None, description=(
+        's3://bucket/prefix/ that UNLOAD writes to (MUSIC_FEEDBACK_REDSHIFT_UNLOAD_S3_URI).'))
+    unload_iam_role: Optional[str] = Field(default=None, description=(
+        'ARN of the IAM role Redshift assumes to UNLOAD (MUSIC_FEEDBACK_REDSHIFT_UNLOAD_IAM_ROLE).'))
+    region_name: str = Field(default="us-east-1", description=(
+        'AWS region of the UNLOAD bucket (AWS_REGION, else AWS_DEFAULT_REGION).'))
+    extract_tables: list[str] = Field(default_factory=lambda: ["track_plays"], description=(
+        'Warehouse tables whose extract may go through UNLOAD.'))
     _idle = PrivateAttr(default=None)  # hold(): connections between reads
     _lock = PrivateAttr(default_factory=threading.Lock)
     _columns = PrivateAttr(default_factory=dict)  # hold(): table -> (read at, columns)

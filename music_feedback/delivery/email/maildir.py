@@ -8,6 +8,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from pydantic import Field
+
 from music_feedback.delivery.email.mime import to_bytes
 from music_feedback.delivery.email.port import EmailMessage, EmailSender, SendResult
 
@@ -17,7 +19,8 @@ def file_name(message_id: str) -> str:
 
 
 class MaildirSender(EmailSender):
-    path: str
+    path: str = Field(description=(
+        'The local Maildir outbox the messages are written to (MUSIC_FEEDBACK_HOME/outbox).'))
 
     @property
     def batch_size(self) -> int:

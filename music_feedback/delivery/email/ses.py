@@ -24,7 +24,7 @@ from typing import Optional
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from music_feedback.delivery.email.mime import _header_value
 from music_feedback.delivery.email.port import EmailMessage, EmailSender, SendResult
@@ -77,14 +77,22 @@ class Pacer:
 
 
 class SESv2Sender(EmailSender):
-    region: str = "us-east-1"
-    endpoint_url: Optional[str] = None  # None: the region's SES endpoint
-    configuration_set: Optional[str] = None  # the set that records open and click events
-    from_address: Optional[str] = None  # None: each message's own sender
-    max_send_rate: Optional[float] = None  # messages/s; None: the account's SendQuota.MaxSendRate
-    max_attempts: int = 5  # in all, the first included, per entry and per call
-    base_delay_s: float = 0.5  # backoff: full jitter over base * 2**attempt, capped
-    max_delay_s: float = 20.0
+    region: str = Field(default="us-east-1", description=(
+        'SES v2 region (MUSIC_FEEDBACK_SES_REGION, else AWS_REGION / AWS_DEFAULT_REGION).'))
+    endpoint_url: Optional[str] = Field(default=None, description=(
+        "SES endpoint; None: the region's (MUSIC_FEEDBACK_SES_ENDPOINT)."))
+    configuration_set: Optional[str] = Field(default=None, description=(
+        'SES configuration set that records open and click events (MUSIC_FEEDBACK_SES_CONFIGURATION_SET).'))
+    from_address: Optional[str] = Field(default=None, description=(
+        "Sender address of every message; None: each message's own sender."))
+    max_send_rate: Optional[float] = Field(default=None, description=(
+        "Messages a second, > 0; None: the account's SendQuota.MaxSendRate "
+        '(MUSIC_FEEDBACK_SES_MAX_SEND_RATE).'))
+    max_attempts: int = Field(default=5, description=(
+        'Attempts in all per entry and per call, the first included.'))
+    base_delay_s: float = Field(default=0.5, description=(
+        'Backoff base in seconds: full jitter over base * 2**attempt.'))
+    max_delay_s: float = Field(default=20.0, description='Backoff cap in seconds.')
     _client = PrivateAttr(default=None)
     _pacer = PrivateAttr(default=None)
     _lock = PrivateAttr(default_factory=threading.Lock)

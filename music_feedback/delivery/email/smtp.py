@@ -9,17 +9,21 @@ import ssl
 import threading
 from email.utils import parseaddr
 
+from pydantic import Field
+
 from music_feedback.delivery.email.mime import to_bytes
 from music_feedback.delivery.email.port import EmailMessage, EmailSender, SendResult
 
 
 class SMTPSender(EmailSender):
-    host: str
-    port: int = 25
-    username: str | None = None
-    password: str | None = None
-    starttls: bool = False
-    timeout_s: float = 30.0
+    host: str = Field(description='SMTP server host (MUSIC_FEEDBACK_SMTP_HOST).')
+    port: int = Field(default=25, description='SMTP server port (MUSIC_FEEDBACK_SMTP_PORT, default 25).')
+    username: str | None = Field(default=None, description=(
+        'SMTP login; None: no login (MUSIC_FEEDBACK_SMTP_USER).'))
+    password: str | None = Field(default=None, description='SMTP password (MUSIC_FEEDBACK_SMTP_PASSWORD).')
+    starttls: bool = Field(default=False, description=(
+        'Upgrade the connection with STARTTLS (MUSIC_FEEDBACK_SMTP_STARTTLS=1|true|yes).'))
+    timeout_s: float = Field(default=30.0, description='Socket timeout of the SMTP connection, in seconds.')
 
     @property
     def batch_size(self) -> int:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+from pydantic import Field
+
 from music_feedback.feedback.dynamodb import table
 from music_feedback.feedback.dynamodb.answers import Answers
 from music_feedback.feedback.dynamodb.client import client_for
@@ -19,10 +21,14 @@ class FeedbackTableError(RuntimeError):
 
 
 class DynamoDBFeedbackStore(Ledger, Answers, FeedbackStore):
-    table_name: str = "music-feedback-feedback"
-    endpoint_url: Optional[str] = None  # None: boto3's own (AWS_ENDPOINT_URL_DYNAMODB, else the region's)
-    region: str = "us-east-1"
-    writers: int = 8  # parallel conditional writes (claims, settles, plans)
+    table_name: str = Field(default="music-feedback-feedback", description=(
+        'DynamoDB table of the ledger, answers and suppressions (MUSIC_FEEDBACK_FEEDBACK_TABLE).'))
+    endpoint_url: Optional[str] = Field(default=None, description=(
+        "DynamoDB endpoint; None: boto3's own (MUSIC_FEEDBACK_DYNAMODB_ENDPOINT, else "
+        'AWS_ENDPOINT_URL_DYNAMODB).'))
+    region: str = Field(default="us-east-1", description=(
+        'DynamoDB region (AWS_REGION, else AWS_DEFAULT_REGION).'))
+    writers: int = Field(default=8, description='Parallel conditional writes (claims, settles, plans).')
 
     @classmethod
     def from_env(cls, env_vars: bool = False) -> "DynamoDBFeedbackStore":

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Optional
 
 import polars as pl
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from music_feedback.scoring.cache.port import KEY, SCHEMA, SCORES, ScoreCache, epoch
 
@@ -42,10 +42,13 @@ def _sk(versions: str, fingerprint: int) -> str:
 
 
 class DynamoDBScoreCache(ScoreCache):
-    table_name: str = "music-feedback-score-cache"
-    region_name: str = "us-east-1"
-    endpoint_url: Optional[str] = None
-    workers: int = 4  # threads sending the batch calls
+    table_name: str = Field(default="music-feedback-score-cache", description=(
+        'DynamoDB table of the score cache (MUSIC_FEEDBACK_SCORE_CACHE_TABLE).'))
+    region_name: str = Field(default="us-east-1", description=(
+        'DynamoDB region (AWS_REGION, else AWS_DEFAULT_REGION).'))
+    endpoint_url: Optional[str] = Field(default=None, description=(
+        "DynamoDB endpoint; None: boto3's own (AWS_ENDPOINT_URL_DYNAMODB, else the region's)."))
+    workers: int = Field(default=4, description='Threads sending the batch calls.')
     _client = PrivateAttr(default=None)
 
     def client(self):

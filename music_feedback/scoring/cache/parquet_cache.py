@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import polars as pl
+from pydantic import Field
 
 from music_feedback.scoring.cache.port import KEY, SCHEMA, SCORES, ScoreCache, epoch
 
@@ -29,7 +30,7 @@ _PROGRAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class ParquetScoreCache(ScoreCache):
-    path: str
+    path: str = Field(description='Folder of the Parquet score cache (MUSIC_FEEDBACK_HOME/score_cache).')
 
     def _folder(self, program_id: str) -> Path:
         if not _PROGRAM.match(program_id):  # a folder name: no separators, no dot-dot

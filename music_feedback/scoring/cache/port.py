@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 from dagster import ConfigurableResource
+from pydantic import Field
 
 from music_feedback.scoring.cache.fingerprint import COLUMN as FINGERPRINT
 
@@ -26,7 +27,8 @@ def epoch(moment: datetime) -> int:
 
 
 class ScoreCache(ConfigurableResource):
-    ttl_days: int = 14
+    ttl_days: int = Field(default=14, description=(
+        'Days a cached score is reused before the model scores the row again.'))
 
     def lookup(self, program_id: str, versions: str, pairs: pl.DataFrame, now: datetime) -> pl.DataFrame:
         """The unexpired cached scores of `pairs` (listener_id, track_id, feature_fingerprint): one row

@@ -4,11 +4,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pydantic import Field
+
 from music_feedback.scoring.registry.port import ModelRegistry
 
 
 class LocalModelRegistry(ModelRegistry):
-    root: str
+    root: str = Field(description='Folder of the model registry (MUSIC_FEEDBACK_HOME/lake/model_registry).')
 
     def _path(self, key: str) -> Path:
         return Path(self.root, *key.split("/"))

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from music_feedback.scoring.registry.port import ModelRegistry
 
 
 class S3ModelRegistry(ModelRegistry):
-    bucket: str
-    prefix: str = "model-registry"
-    region_name: str = "us-east-1"
-    endpoint_url: Optional[str] = None
+    bucket: str = Field(description='S3 bucket of the model registry (MUSIC_FEEDBACK_S3_BUCKET).')
+    prefix: str = Field(default="model-registry", description=(
+        'Key prefix of the registry in the bucket (MUSIC_FEEDBACK_S3_REGISTRY_PREFIX).'))
+    region_name: str = Field(default="us-east-1", description=(
+        'S3 region (AWS_REGION, else AWS_DEFAULT_REGION).'))
+    endpoint_url: Optional[str] = Field(default=None, description=(
+        "S3 endpoint; None: boto3's own (AWS_ENDPOINT_URL_S3, else the region's)."))
     _client = PrivateAttr(default=None)
 
     def client(self):

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Iterable
 
 import polars as pl
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from music_feedback.store.base import (
     DEFAULT_STATUS, STATUSES, CandidateStore, ChannelQuery, PageKey, epoch_now, validate_candidates)
@@ -27,14 +27,21 @@ _clients: dict[tuple, object] = {}
 
 
 class DynamoDBCandidateStore(CandidateStore):
-    table_name: str = "music-feedback-candidates"
-    endpoint_url: str | None = None  # DynamoDB Local or moto; None: AWS
-    region: str = "us-east-1"
-    shards: int = 8  # GSI1 partitions per (program, channel, marketplace, day)
-    writers: int = 4
-    max_retries: int = 8
-    backoff_base_s: float = 0.05
-    backoff_cap_s: float = 5.0
+    table_name: str = Field(default="music-feedback-candidates", description=(
+        'DynamoDB table of the candidates (MUSIC_FEEDBACK_DYNAMODB_TABLE).'))
+    endpoint_url: str | None = Field(default=None, description=(
+        'DynamoDB Local or moto; None: AWS (MUSIC_FEEDBACK_DYNAMODB_ENDPOINT, else '
+        'AWS_ENDPOINT_URL_DYNAMODB).'))
+    region: str = Field(default="us-east-1", description=(
+        'DynamoDB region (AWS_REGION, else AWS_DEFAULT_REGION).'))
+    shards: int = Field(default=8, description=(
+        'GSI1 partitions per (program, channel, marketplace, day) (MUSIC_FEEDBACK_DYNAMODB_SHARDS).'))
+    writers: int = Field(default=4, description=(
+        'Threads writing the 25-item batches (MUSIC_FEEDBACK_DYNAMODB_WRITERS).'))
+    max_retries: int = Field(default=8, description='Re-sends of unprocessed items before a write fails.')
+    backoff_base_s: float = Field(default=0.05, description=(
+        'Backoff base in seconds between re-sends (exponential, with jitter).'))
+    backoff_cap_s: float = Field(default=5.0, description='Backoff cap in seconds.')
     _last_write: WriteStats | None = PrivateAttr(default=None)
 
     @classmethod
