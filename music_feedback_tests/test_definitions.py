@@ -145,7 +145,7 @@ def _aws_definitions(monkeypatch, **variables):
 def test_the_aws_set_takes_its_required_settings_as_env_vars(monkeypatch):
     """Dagster is given the AWS set's required settings as EnvVar (the UI's resource page names the variables);
     the definitions load with them unset, and a resource resolves them when it starts."""
-    from dagster import EnvVar
+    from dagster import DagsterInvalidConfigError, EnvVar
     defs = _aws_definitions(monkeypatch)  # no AWS variable set: nothing is resolved at load
     r = defs.resources
     expected = {
@@ -160,6 +160,8 @@ def test_the_aws_set_takes_its_required_settings_as_env_vars(monkeypatch):
     }
     for value, name in expected:
         assert isinstance(value, EnvVar) and value.env_var_name == name, (value, name)
+    with pytest.raises(DagsterInvalidConfigError, match="MUSIC_FEEDBACK_S3_BUCKET"):
+        r["io_manager"].process_config_and_initialize()  # a run launched without it fails naming it
 
     defs = _aws_definitions(monkeypatch, AWS_DEFAULT_REGION="eu-west-1", MUSIC_FEEDBACK_REDSHIFT_PASSWORD="s3cret",
                             MUSIC_FEEDBACK_SES_REGION="eu-central-1", MUSIC_FEEDBACK_S3_BUCKET="the-bucket")
