@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import polars as pl
+from pydantic import Field
 
 from music_feedback.feedback.port import (CONTACTED, Cap, LEDGER_SCHEMA, FeedbackStore, LedgerKey, OptedOutError,
                                           Submission, SubmissionConflict, SubmitResult, check_planned,
@@ -56,10 +57,12 @@ def _scope_submissions(conn: sqlite3.Connection) -> None:
 
 
 class SQLiteFeedbackStore(FeedbackStore):
-    path: str
+    path: str = Field(description="SQLite file of the ledger, answers and suppressions "
+                                  "(MUSIC_FEEDBACK_HOME/feedback.sqlite).")
     # How long a write waits for another connection's write lock before "database is locked": the batch
     # jobs wait long; the service passes its own short bound and answers 503 past it.
-    lock_wait_s: float = 30.0
+    lock_wait_s: float = Field(default=30.0, description=(
+        "Seconds a write waits for another connection's write lock; the service passes a short bound."))
 
     def _conn(self) -> sqlite3.Connection:
         with _LOCK:  # per process and path: a forked child must not share its parent's connection

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import polars as pl
+from pydantic import Field
 
 from music_feedback.store import sqlite_serving
 from music_feedback.store.base import (
@@ -139,8 +140,9 @@ class SQLiteCandidateStore(CandidateStore):
     """One SQLite file in WAL mode, so channel readers don't block the daily writer.
     A connection per call keeps the resource picklable and safe across Dagster processes."""
 
-    path: str
-    lock_wait_s: float = 30.0  # a write's wait for another writer's lock (the service passes a short one)
+    path: str = Field(description="SQLite file of the candidates (MUSIC_FEEDBACK_HOME/candidates.sqlite).")
+    lock_wait_s: float = Field(default=30.0, description=(
+        "Seconds a write waits for another writer's lock; the service passes a short bound."))
 
     @property
     def reads_block(self) -> bool:
