@@ -99,5 +99,5 @@ def test_a_day_outside_the_partitions_is_refused_with_the_range(data_home):
     from music_feedback.programs.loader import load_programs
     with instance_for_test() as instance:
         with pytest.raises(ValueError, match=r"2020-01-01 is not a partition of music_feedback_daily_batch "
-                                             r"\(partitions: 2026-11-22 to"):
+                                             r"\(partitions: 2026-11-01 to"):
             runner.run_batch(build_definitions(), load_programs()[0], date(2020, 1, 1), instance)
