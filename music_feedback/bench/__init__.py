@@ -15,6 +15,7 @@ SECTIONS = (
     "music_feedback.bench.scoring",
     "music_feedback.bench.serving",
     "music_feedback.bench.delivery",
+    "music_feedback.bench.feedback_writes",  # the delivery section's ledger, before the day replaces it
     "music_feedback.bench.day",
     "music_feedback.bench.aws_day",
 )
