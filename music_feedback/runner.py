@@ -1,4 +1,15 @@
-"""Run a program's daily batch in-process against the persistent Dagster instance, and summarise it."""
+"""Run a program's daily batch in-process against the persistent Dagster instance, and summarise it.
+
+A run is the code location's job (workspace.yaml: `music_feedback.definitions`) executed through the
+instance with `dagster.execute_job`, Dagster's public entry point for a persistent instance: the run
+records the job's snapshot as the code location has it, a code origin that rebuilds the job, and the tags
+a launch of that partition from the code location carries, so the job's Runs tab and partition status
+list it. Only Dagster's public API is used. What that cannot give: Dagster records a run's code location
+(its "remote origin") only when it launches the run from a loaded code location, as the UI, schedules,
+sensors and `dagster job launch` do, through the run queue that the daemon of `make ui` serves. Without
+it, the Overview timeline leaves the run out, and the UI's Re-execute (all steps, from failure) refuses
+it; a step selection can still be re-executed. That path, timed, is the bench's `ui_launch_batch_s`.
+"""
 from __future__ import annotations
 
 import os
@@ -8,24 +19,31 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey, DagsterInstance, JobDefinition, build_reconstructable_job, execute_job
 
 from music_feedback import settings
 from music_feedback.programs.model import Program, ScoreBands
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the summary says what matters; the UI has the rest
-EVENT_BATCH_SIZE = "100"
 REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+PARTITION_TAG, PARTITION_SET_TAG = "dagster/partition", "dagster/partition_set"
+CODE_LOCATION = "music_feedback"  # workspace.yaml's location_name
+REPOSITORY = "__repository__"  # the name of the repository a Definitions object makes
+REPOSITORY_LABEL_TAG, CODE_LOCATION_TAG = ".dagster/repository", "dagster/code_location"
+REMOVED_STORAGE = "music_feedback.instance"
 
 
 def instance() -> DagsterInstance:
-    """The persistent instance in $DAGSTER_HOME (default: <data home>/dagster_home), so the UI sees runs."""
+    """The persistent instance in $DAGSTER_HOME (default: <data home>/dagster_home), so the UI sees runs.
+    A home whose settings still name the event log this project once shipped (`music_feedback.instance`,
+    removed) gets the repository's: Dagster's own storage reads the same files."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.data_home() / "dagster_home")))
-    # Dagster then hands the events it plans at a run's start to the event log as one batch (Makefile: the UI)
-    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists() and REPO_DAGSTER_YAML.exists():
-        shutil.copy(REPO_DAGSTER_YAML, home / "dagster.yaml")
+    config = home / "dagster.yaml"
+    if REPO_DAGSTER_YAML.exists() and (not config.exists() or REMOVED_STORAGE in config.read_text()):
+        shutil.copy(REPO_DAGSTER_YAML, config)
+        for template in (home / "history" / "runs").glob(".run-template-*.sqlite"):  # its new-run template
+            template.unlink(missing_ok=True)
     return DagsterInstance.get()
 
 
@@ -38,12 +56,11 @@ def latest_complete_day(meta: dict[str, str]) -> date:
 
 def check_batch_day(program: Program, day: date, meta: dict[str, str]) -> None:
     """Refuse, with the valid range, a day that is not a partition or that the warehouse has no plays for."""
-    from music_feedback.assets.common import partitions_start
-    first = partitions_start(program)
+    first = program.first_batch_day
     last = datetime.now(timezone.utc).date() - timedelta(days=1)
     if not first <= day <= last:
         raise ValueError(f"batch day {day} is not a complete day of program {program.program_id}: choose a day "
-                         f"from {first} (the first partition: partitionsStartDate, else the warehouse's first day) "
+                         f"from {first} (the first partition: the program's partitionsStartDate) "
                          f"to {last} (yesterday, UTC)")
     if meta.get("start_date") and meta.get("end_date"):
         start, end = date.fromisoformat(meta["start_date"]), date.fromisoformat(meta["end_date"])
@@ -80,7 +97,7 @@ def ensure_models(defs, program: Program, inst: DagsterInstance, *, day: date, f
     have a champion for that day; returns seconds spent. `day` is required: a champion trained today is
     too new for a past day. Decided from the model registry (what exists), not run history: a shared
     DAGSTER_HOME with a new data home has history but no models."""
-    from music_feedback.assets.models import week_for_day
+    from music_feedback.defs.partitions import week_for_day
     from music_feedback.resources import get_resources
     registry = get_resources()["model_registry"]
     if not force and all(registry.champion_version(m.model_id, day) for m in program.scoring_models):
@@ -90,8 +107,7 @@ def ensure_models(defs, program: Program, inst: DagsterInstance, *, day: date, f
     started = time.perf_counter()
     week = week_for_day(day)
     with partition_lock(settings.data_home() / "locks", training_job_name(program), week):
-        result = defs.resolve_job_def(training_job_name(program)).execute_in_process(
-            instance=inst, raise_on_error=False, run_config=QUIET, partition_key=week, tags=run_tags())
+        result = execute(defs.resolve_job_def(training_job_name(program)), week, inst, run_tags())
     if not result.success:
         raise RuntimeError(f"training the models of {program.program_id} failed: {_first_error(result)}")
     return time.perf_counter() - started
@@ -108,17 +124,47 @@ def _first_error(result) -> str:
     return "see the run in the Dagster UI"
 
 
-def execute_in_process(job, partition_key: str, inst: DagsterInstance, tags: dict):
-    """JobDefinition.execute_in_process without its output capture: that keeps every step's output
-    (1.5M-row frames) alive until the run ends so `output_for_node` can return it, which the batch
-    never calls; its outputs are read back through the IO manager. Same ephemeral job, tags and events."""
-    from dagster._core.definitions.job_base import InMemoryJob
-    from dagster._core.execution.execute_in_process import core_execute_in_process, merge_run_tags
-    ephemeral = job.as_ephemeral_job(resource_defs={}, input_values={})
-    return core_execute_in_process(
-        job=InMemoryJob(job_def=ephemeral), run_config=QUIET, instance=inst, output_capturing_enabled=False,
-        raise_on_error=False, run_tags=merge_run_tags(job_def=job, partition_key=partition_key, tags=tags,
-                                                      asset_selection=None, instance=inst, run_config=QUIET))
+_LOADED: dict[str, JobDefinition] = {}  # job name -> the definition this process last ran it from
+
+
+def code_location_job(job_name: str, loaded: int | None = None) -> JobDefinition:
+    """The job as the code location defines it: what a run's code origin points at (`execute_job` takes a
+    reconstructable job, which another process rebuilds by calling this). In the process that ran it,
+    `loaded` names the definition `execute` was given (the CLI's are the code location's own; a test's
+    are built for its data home), so nothing is built twice; elsewhere it means nothing."""
+    job = _LOADED.get(job_name)
+    if job is None or id(job) != loaded:
+        from music_feedback.definitions import defs
+        job = defs.resolve_job_def(job_name)
+    return job
+
+
+def partition_tags(job_name: str, partition_key: str) -> dict[str, str]:
+    """The tags that make a run the partition's run: the partition and the job's partition set, as a
+    schedule's or the UI's launch of that partition has them (the UI's partition status reads both)."""
+    return {PARTITION_TAG: partition_key, PARTITION_SET_TAG: f"{job_name}_partition_set"}
+
+
+def code_location_tags() -> dict[str, str]:
+    """The code location's labels, which Dagster puts on the runs it launches from a code location: the
+    UI lists a job's runs (its Runs tab, the partitions' status) by the job's name and the hidden
+    repository label, and filters runs by `dagster/code_location`."""
+    return {REPOSITORY_LABEL_TAG: f"{REPOSITORY}@{CODE_LOCATION}", CODE_LOCATION_TAG: CODE_LOCATION}
+
+
+def execute(job: JobDefinition, partition_key: str, inst: DagsterInstance, tags: dict):
+    """One partition of `job` through the instance, in this process (`dagster.execute_job`): the run holds
+    the job's snapshot, a code origin (`code_location_job`) and the partition's and code location's tags.
+    Outputs are not kept for the result: the batch reads them back through the IO manager. Returns the
+    JobExecutionResult, whose events are the run's."""
+    if job.partitions_def is not None and partition_key not in job.partitions_def.get_partition_keys():
+        raise ValueError(f"{partition_key} is not a partition of {job.name}")
+    _LOADED[job.name] = job
+    # Dagster caches a reconstructable job's definition by its pointer: another definition of the same job
+    # (a test's, for another data home) needs a pointer of its own, or the cached one would run.
+    recon = build_reconstructable_job(__name__, code_location_job.__name__, (job.name,), {"loaded": id(job)})
+    return execute_job(recon, instance=inst, run_config=QUIET, raise_on_error=False,
+                       tags={**code_location_tags(), **partition_tags(job.name, partition_key), **tags})
 
 
 def run_batch(defs, program: Program, day: date, inst: DagsterInstance) -> BatchReport:
@@ -133,7 +179,7 @@ def run_batch(defs, program: Program, day: date, inst: DagsterInstance) -> Batch
     started = time.perf_counter()
     with partition_lock(settings.data_home() / "locks", job.name, day.isoformat()):
         settle_in_progress(inst, job.name, day.isoformat())
-        result = execute_in_process(job, day.isoformat(), inst, run_tags())
+        result = execute(job, day.isoformat(), inst, run_tags())
     report = BatchReport(program.program_id, day.isoformat(), result.success, time.perf_counter() - started)
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization

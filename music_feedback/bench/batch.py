@@ -87,6 +87,7 @@ def measure(program: Program, scale: float) -> tuple[dict, bool]:
     day = runner.latest_complete_day(meta)
     from music_feedback.definitions import build_definitions
     train_s = runner.ensure_models(build_definitions(), program, runner.instance(), force=True, day=day)
+    ui = _ui_launch(program, day) if scale == 1 else {}
     with tempfile.TemporaryDirectory() as tmp:
         runs, failure = _batch_runs(program, day, Path(tmp) / "report.json")
         if failure is not None:
@@ -97,6 +98,12 @@ def measure(program: Program, scale: float) -> tuple[dict, bool]:
     limit = sorted(limits, key=lambda r: r[1])[len(limits) // 2][0]
     figures = _figures(report, day, median(r[1] for r in runs), median(r[2] for r in runs), train_s, gen_s, limit,
                        median(r[1] for r in limits), median(r[2] for r in limits))
+    figures.update(ui)
+    if ui.get("ui_launch_batch_s"):  # target: at most twice the batch through `music-feedback run`
+        figures["ui_launch_ratio"] = round(ui["ui_launch_batch_s"] / figures["batch_wall_s"], 2)
+    for name in ("ui_launch_batch_s", "ui_launch_start_s", "ui_launch_ratio"):
+        if name in figures:
+            print(f"{name:>22}: {figures[name]}")
     figures.update({"machine_calibration_s": _calibration(),
                     "batch_wall_runs_s": [round(r[0]["wall_s"], 2) for r in runs],
                     "process_wall_runs_s": [round(r[1], 2) for r in runs],
@@ -120,6 +127,15 @@ def _calibration() -> float:
             np.sort(values)
         times.append(time.perf_counter() - started)
     return round(median(times), 3)
+
+
+def _ui_launch(program: Program, day) -> dict:
+    """The day launched as the Dagster UI launches it (bench/ui_launch.py: `ui_launch_batch_s`), before the
+    measured runs, so that whatever it leaves in the store they replace; the same day taken out first."""
+    from music_feedback.bench import ui_launch
+    from music_feedback.definitions import daily_job_name
+    _unstore(program, day)
+    return ui_launch.measure(daily_job_name(program), day.isoformat())
 
 
 def _batch_runs(program: Program, day, out: Path) -> tuple[list, str | None]:
