@@ -5,8 +5,6 @@ BIN := $(VENV)/bin
 DATA ?= $(CURDIR)/data
 export MUSIC_FEEDBACK_HOME := $(DATA)
 export DAGSTER_HOME := $(DATA)/dagster_home
-# Dagster hands a run's planned events to the event log as one batch (one transaction, see music_feedback/instance/)
-export DAGSTER_EVENT_BATCH_SIZE ?= 100
 
 .PHONY: install run test test-fast ui bench warehouse clean dynamodb-local serve hey wrk chromium postgresql demo-aws
 
