@@ -25,6 +25,8 @@ def valid_token(path: str) -> str:
     return LINKS.sign(PURPOSES[path], PROGRAM, 5, 10 + 5 % 4, "2026-11-23", "email", int(time.time()) + 3600)
 from music_feedback_tests.servers import http_service
 
+pytestmark = pytest.mark.integration  # a real server under generated traffic
+
 
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory):
