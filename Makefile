@@ -12,6 +12,7 @@ export DAGSTER_HOME := $(DATA)/dagster_home
 # skips compiling them (~0.3 s), also where PYTHONDONTWRITEBYTECODE keeps Python from caching them itself.
 install: $(VENV)/.installed
 	$(BIN)/python -m compileall -q music_feedback >/dev/null
+	$(BIN)/python -m compileall -q music_feedback_tools >/dev/null
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)

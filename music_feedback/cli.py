@@ -111,11 +111,11 @@ def cmd_run(args) -> int:
     if trained:
         print(f"trained the {program.program_id} models in {trained:.1f}s")
     if not args.no_email:  # the whole day: the same jobs the schedules run, and simulated listeners
-        from music_feedback.simulate.day import run_day
+        # a tool, not the product: imported only by its command
+        from music_feedback_tools.simulate.day import funnel_counts, run_day
         day_report = run_day(defs, program, day, inst, echo=lambda line: print(line, flush=True))
         print("steps (s): " + ", ".join(f"{k} {v}" for k, v in day_report.steps.items()))
         if args.report_json:
-            from music_feedback.simulate.day import funnel_counts
             funnel = funnel_counts(program, day_report) if day_report.success else {}
             Path(args.report_json).write_text(json.dumps({"success": day_report.success, "steps": day_report.steps,
                                                           "failure": day_report.failure, "funnel": funnel}))
@@ -136,7 +136,8 @@ def cmd_simulate(args) -> int:
     gx_worker.start()
     defs = _definitions()
     from music_feedback import runner
-    from music_feedback.simulate.day import run_day
+    # a tool, not the product: imported only by its command
+    from music_feedback_tools.simulate.day import run_day
     program = _program(args.program)
     meta = ensure_warehouse() if settings.get_env() == "local" else _aws_ready(program)
     last = runner.latest_complete_day(meta)
@@ -220,7 +221,8 @@ def cmd_model_serve(args) -> int:
 
 def cmd_bench(args) -> int:
     if args.limit:
-        from music_feedback.bench.limit import main as limit
+        # a tool, not the product: imported only by its command
+        from music_feedback_tools.bench.limit import main as limit
         if not args.date or not args.limit_out:
             raise ValueError("bench --limit needs --date and --limit-out")
         limit(_program(args.program), args.date, str(settings.data_home() / "limit_candidates.sqlite"),
@@ -228,7 +230,8 @@ def cmd_bench(args) -> int:
         return 0
     if args.scale <= 0:
         raise ValueError(f"--scale must be greater than 0, got {args.scale}")
-    from music_feedback.bench import bench
+    # a tool, not the product: imported only by its command
+    from music_feedback_tools.bench import bench
     return bench(_program(args.program), args)
 
 

@@ -9,10 +9,10 @@ import pytest
 from dagster import instance_for_test
 
 from music_feedback import runner
-from music_feedback.aws.demo import run_demo
+from music_feedback_tools.demo_aws import run_demo
 from music_feedback.definitions import build_definitions
 from music_feedback.programs.loader import load_programs
-from music_feedback.simulate.day import funnel_counts, run_day
+from music_feedback_tools.simulate.day import funnel_counts, run_day
 from music_feedback_tests.conftest import BATCH_DAY
 
 pytestmark = pytest.mark.graph

@@ -14,7 +14,7 @@ from music_feedback.programs.loader import load_programs
 from music_feedback.scoring.cache.dynamodb_cache import DynamoDBScoreCache
 from music_feedback.serving.front import create_front
 from music_feedback.serving.threaded import serving
-from music_feedback.standins import ses
+from music_feedback_tools.standins import ses
 from music_feedback.store.dynamodb import DynamoDBCandidateStore
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 

@@ -7,7 +7,7 @@ import pytest
 from dagster import instance_for_test
 
 from music_feedback import runner
-from music_feedback.bench.limit import run_limit
+from music_feedback_tools.bench.limit import run_limit
 from music_feedback.definitions import build_definitions
 from music_feedback.programs.loader import load_programs
 from music_feedback_tests.conftest import BATCH_DAY

@@ -9,7 +9,7 @@ import pytest
 
 from music_feedback.delivery.email.maildir import MaildirSender
 from music_feedback.delivery.email.port import EmailMessage
-from music_feedback.standins import ses as ses_standin
+from music_feedback_tools.standins import ses as ses_standin
 from music_feedback_tests.test_email_delivery import free_port
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,7 @@ from dagster import instance_for_test
 from music_feedback import settings
 from music_feedback.definitions import build_definitions
 from music_feedback.programs.loader import load_programs
-from music_feedback.simulate.day import run_job
+from music_feedback_tools.simulate.day import run_job
 from music_feedback.store.base import CANDIDATE_SCHEMA
 
 pytestmark = pytest.mark.graph

@@ -1,6 +1,8 @@
-"""No import cycle in the `music_feedback` package, read from the source with `ast` (nothing is imported).
+"""No import cycle in the `music_feedback` package and the tools on top of it (`music_feedback_tools`), read
+from the source with `ast` (nothing is imported); both packages form one graph, so a cycle through the CLI and
+a tool is found too.
 
-Every `music_feedback/**/*.py` is a module; each `import x`, `from x import y` and `from . import y` is an
+Every `music_feedback/**/*.py` and `music_feedback_tools/**/*.py` is a module; each `import x`, `from x import y` and `from . import y` is an
 edge to the module it names, and `from package import name` goes to the submodule `package.name` when that
 file exists, else to the package. Two graphs are checked:
 
@@ -23,7 +25,7 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-PACKAGE = "music_feedback"
+PACKAGES = ("music_feedback", "music_feedback_tools")
 ROOT = Path(__file__).resolve().parents[1]
 
 MODULE_LEVEL = "module-level"
@@ -105,8 +107,11 @@ def _targets(node: ast.Import | ast.ImportFrom, name: str, is_package: bool, kno
             yield base
 
 
-def import_graph(root: Path = ROOT, package: str = PACKAGE) -> tuple[dict[str, Path], list[Edge]]:
-    known = modules(root, package)
+def import_graph(root: Path = ROOT, packages: str | tuple[str, ...] = PACKAGES
+                 ) -> tuple[dict[str, Path], list[Edge]]:
+    known = {}
+    for package in (packages,) if isinstance(packages, str) else packages:
+        known.update(modules(root, package))
     edges = []
     for name, path in known.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
@@ -213,10 +218,14 @@ def graph():
 def test_the_reader_sees_the_package(graph):
     known, edges = graph
     pairs = {(e.source, e.target) for e in edges}
-    assert {"music_feedback.cli", "music_feedback.quality", "music_feedback.scoring.wire"} <= known.keys()
+    assert {"music_feedback.cli", "music_feedback.quality", "music_feedback.scoring.wire",
+            "music_feedback_tools.bench", "music_feedback_tools.demo_aws"} <= known.keys()
     # `from music_feedback import settings` names the submodule, not the package
     assert ("music_feedback.cli", "music_feedback.settings") in pairs
     assert ("music_feedback.resources", "music_feedback.scoring.select") in pairs
+    # across the two packages, both ways: the CLI's command to a tool, a tool to the product
+    assert ("music_feedback.cli", "music_feedback_tools.bench") in pairs
+    assert ("music_feedback_tools.demo_aws", "music_feedback.aws.provision") in pairs
     assert len(edges) > 200
 
 

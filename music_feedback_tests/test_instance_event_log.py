@@ -56,7 +56,8 @@ def test_the_package_uses_only_dagsters_public_api():
     """`dagster._...` is Dagster's private code: nothing outside the tests imports it, and the instance
     settings name public classes only."""
     private = re.compile(r"dagster\._")
-    found = [f"{path.relative_to(REPO)}:{n}" for path in sorted((REPO / "music_feedback").rglob("*.py"))
+    found = [f"{path.relative_to(REPO)}:{n}" for package in ("music_feedback", "music_feedback_tools")
+             for path in sorted((REPO / package).rglob("*.py"))
              for n, line in enumerate(path.read_text().splitlines(), 1) if private.search(line)]
     assert found == []
     modules = re.findall(r"^\s*module:\s*(\S+)", (REPO / "dagster.yaml").read_text(), re.MULTILINE)

@@ -1,5 +1,7 @@
 """The layout Dagster engineers expect: every definition in `music_feedback/defs/`, one folder per concern,
-and the libraries below never importing it (read from the source with `ast`; nothing is imported)."""
+the libraries below never importing it, and the tools that are not the product (the bench, the simulators,
+the AWS stand-ins and demo day) in `music_feedback_tools/`, outside the package Dagster loads, which never
+imports them at module level (read from the source with `ast`; nothing is imported)."""
 from __future__ import annotations
 
 import ast
@@ -10,14 +12,18 @@ import pytest
 pytestmark = pytest.mark.unit
 
 PACKAGE = Path(__file__).resolve().parents[1] / "music_feedback"
+TOOLS = PACKAGE.with_name("music_feedback_tools")
 DEFS = PACKAGE / "defs"
 # What declares a Dagster definition: a decorator, a job or schedule factory, an external asset.
 DECLARES = {"asset", "multi_asset", "asset_check", "multi_asset_check", "graph_asset", "op", "job", "graph",
             "sensor", "asset_sensor", "multi_asset_sensor", "run_failure_sensor", "run_status_sensor",
             "schedule", "define_asset_job", "build_schedule_from_partitioned_job", "ScheduleDefinition",
             "SensorDefinition", "AssetSpec", "Definitions"}
-# The layers on top, which run the definitions: the root module, the CLI, the runners, benches and simulators.
-ON_TOP = ("definitions.py", "cli.py", "runner.py", "delivery/runner.py", "bench/", "simulate/")
+# The layers on top, which run the definitions: the root module, the CLI, the runners (the benches and
+# simulators, which run them too, are in music_feedback_tools/).
+ON_TOP = ("definitions.py", "cli.py", "runner.py", "delivery/runner.py")
+# The product modules that may reach for a tool, inside a command function only.
+CLI = ("cli.py", "aws/cli.py")
 
 
 def _modules():
@@ -79,3 +85,51 @@ def test_each_concern_has_its_folder_with_files_named_for_what_they_hold():
 def test_only_the_layers_on_top_import_defs():
     importers = {name for name, tree in _modules() if not name.startswith("defs/") and _imports_defs(tree)}
     assert importers and all(name.startswith(ON_TOP) for name in importers), sorted(importers)
+
+
+def _tool_imports(tree: ast.AST, module_level: bool) -> list[int]:
+    """Lines of the imports of music_feedback_tools: those run when the module is imported (module and class
+    bodies, `if`/`try` blocks included), or those inside functions."""
+    found = []
+
+    def named(node: ast.AST) -> bool:
+        if isinstance(node, ast.ImportFrom):
+            return not node.level and (node.module or "").split(".")[0] == TOOLS.name
+        return isinstance(node, ast.Import) and any(a.name.split(".")[0] == TOOLS.name for a in node.names)
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        if named(node) and in_function != module_level:
+            found.append(node.lineno)
+        in_function = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        for child in ast.iter_child_nodes(node):
+            visit(child, in_function)
+
+    visit(tree, False)
+    return found
+
+
+def test_the_tools_are_outside_the_package_dagster_loads():
+    assert not [name for name in ("bench", "simulate", "standins") if (PACKAGE / name).exists()]
+    assert not (PACKAGE / "aws" / "demo.py").exists()
+    assert {"bench", "simulate", "standins", "demo_aws.py"} <= {p.name for p in TOOLS.iterdir()}
+    assert (TOOLS / "bench" / "feedback_load.lua").is_file()
+
+
+def test_the_product_never_imports_the_tools_at_module_level():
+    found = {name: lines for name, tree in _modules() if (lines := _tool_imports(tree, module_level=True))}
+    assert found == {}
+
+
+def test_only_the_cli_commands_import_the_tools():
+    importers = {name for name, tree in _modules() if _tool_imports(tree, module_level=False)}
+    assert importers and importers <= set(CLI), sorted(importers)
+
+
+def test_the_reader_sees_tool_imports():
+    tree = ast.parse("import music_feedback_tools.bench\n"
+                     "try:\n    from music_feedback_tools.simulate import day\nexcept ImportError:\n    pass\n"
+                     "class A:\n    import music_feedback_tools\n"
+                     "def f():\n    from music_feedback_tools.demo_aws import run_demo\n"
+                     "import music_feedback_toolsmith\nfrom .music_feedback_tools import x\n")
+    assert _tool_imports(tree, module_level=True) == [1, 3, 7]
+    assert _tool_imports(tree, module_level=False) == [9]

@@ -14,7 +14,7 @@ from music_feedback.delivery.holdout import is_held_out
 from music_feedback.feedback.port import Submission
 from music_feedback.feedback.sqlite_store import SQLiteFeedbackStore
 from music_feedback.programs.loader import load_programs
-from music_feedback.simulate.audit import RULES, audit
+from music_feedback_tools.simulate.audit import RULES, audit
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 pytestmark = pytest.mark.unit

@@ -11,8 +11,8 @@ from dagster import instance_for_test
 from music_feedback import runner
 from music_feedback.definitions import build_definitions
 from music_feedback.programs.loader import load_programs
-from music_feedback.simulate.audit import RULES, summary
-from music_feedback.simulate.days import run_days
+from music_feedback_tools.simulate.audit import RULES, summary
+from music_feedback_tools.simulate.days import run_days
 from music_feedback.warehouse.generator import WarehouseSpec, generate
 
 pytestmark = pytest.mark.graph

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from music_feedback.programs.loader import load_programs
-from music_feedback.standins.postgres import redshift_env
+from music_feedback_tools.standins.postgres import redshift_env
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 from music_feedback.warehouse.port import WarehouseError, bind_batch_window
 from music_feedback.warehouse.redshift_warehouse import RedshiftWarehouse

@@ -126,7 +126,7 @@ def test_the_days_metrics_speak_the_batchs_vocabulary(data_home):
     from music_feedback.metrics.sink import SQLiteMetricsSink
     from music_feedback.programs.loader import load_programs
     from music_feedback.resources import feedback_store
-    from music_feedback.simulate.day import run_job
+    from music_feedback_tools.simulate.day import run_job
     from music_feedback.definitions import build_definitions
     from music_feedback.store.base import CANDIDATE_SCHEMA
 

@@ -12,7 +12,7 @@ from botocore.config import Config
 
 from music_feedback.delivery.email.port import EmailMessage
 from music_feedback.delivery.email.ses import ID_HEADER, SESConfigError, SESv2Sender
-from music_feedback.standins import ses as ses_standin
+from music_feedback_tools.standins import ses as ses_standin
 
 pytestmark = pytest.mark.integration
 

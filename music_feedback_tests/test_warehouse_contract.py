@@ -12,7 +12,7 @@ from music_feedback.metrics.compute import later_plays
 from music_feedback.policy.contact import batch_window, contact_signals
 from music_feedback.programs.loader import load_programs
 from music_feedback.scoring.outcomes import training_rows
-from music_feedback.standins.postgres import redshift_env
+from music_feedback_tools.standins.postgres import redshift_env
 from music_feedback.transforms.validate import malformed_rows_query
 from music_feedback.warehouse import queries
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse

@@ -14,7 +14,7 @@ from music_feedback.definitions import build_definitions
 from music_feedback.metrics.sink import SQLiteMetricsSink
 from music_feedback.programs.loader import load_programs
 from music_feedback.resources import feedback_store
-from music_feedback.simulate.day import run_day, run_job
+from music_feedback_tools.simulate.day import run_day, run_job
 from music_feedback_tests.conftest import BATCH_DAY
 
 pytestmark = pytest.mark.graph

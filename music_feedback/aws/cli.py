@@ -46,7 +46,8 @@ def cmd_template(args) -> int:
 
 def cmd_demo(args, pick_program: Callable, ensure_warehouse: Callable[[], dict[str, str]]) -> int:
     from music_feedback import runner, settings
-    from music_feedback.aws.demo import run_demo
+    # a tool, not the product: imported only by its command
+    from music_feedback_tools.demo_aws import run_demo
     program = pick_program(args.program)
     meta = ensure_warehouse()
     day = args.date or runner.latest_complete_day(meta)

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from music_feedback.store.dynamodb import local as dynamodb_local
-from music_feedback.standins import moto as moto_server
+from music_feedback_tools.standins import moto as moto_server
 from music_feedback_tests.servers import http_service
 
 # Credentials for local servers only: boto3 needs some, and neither server checks them.
@@ -60,8 +60,8 @@ def serve():
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """A PostgreSQL server of the test session's own (see music_feedback.standins.postgres)."""
-    from music_feedback.standins import postgres
+    """A PostgreSQL server of the test session's own (see music_feedback_tools.standins.postgres)."""
+    from music_feedback_tools.standins import postgres
     with postgres.running() as server:
         yield server
 

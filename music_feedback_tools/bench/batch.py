@@ -132,7 +132,7 @@ def _calibration() -> float:
 def _ui_launch(program: Program, day) -> dict:
     """The day launched as the Dagster UI launches it (bench/ui_launch.py: `ui_launch_batch_s`), before the
     measured runs, so that whatever it leaves in the store they replace; the same day taken out first."""
-    from music_feedback.bench import ui_launch
+    from music_feedback_tools.bench import ui_launch
     from music_feedback.definitions import daily_job_name
     _unstore(program, day)
     return ui_launch.measure(daily_job_name(program), day.isoformat())

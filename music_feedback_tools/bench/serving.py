@@ -11,8 +11,8 @@ from urllib.parse import quote
 import httpx
 
 from music_feedback import runner, settings
-from music_feedback.bench import loadgen
-from music_feedback.bench.history import day_rows, fill_history
+from music_feedback_tools.bench import loadgen
+from music_feedback_tools.bench.history import day_rows, fill_history
 from music_feedback.service.process import service
 from music_feedback.programs.model import Program
 from music_feedback.store import SQLiteCandidateStore

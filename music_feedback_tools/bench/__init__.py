@@ -11,13 +11,13 @@ import json
 from music_feedback.programs.model import Program
 
 SECTIONS = (
-    "music_feedback.bench.batch",
-    "music_feedback.bench.scoring",
-    "music_feedback.bench.serving",
-    "music_feedback.bench.delivery",
-    "music_feedback.bench.feedback_writes",  # the delivery section's ledger, before the day replaces it
-    "music_feedback.bench.day",
-    "music_feedback.bench.aws_day",
+    "music_feedback_tools.bench.batch",
+    "music_feedback_tools.bench.scoring",
+    "music_feedback_tools.bench.serving",
+    "music_feedback_tools.bench.delivery",
+    "music_feedback_tools.bench.feedback_writes",  # the delivery section's ledger, before the day replaces it
+    "music_feedback_tools.bench.day",
+    "music_feedback_tools.bench.aws_day",
 )
 
 

@@ -32,8 +32,8 @@ def run_demo(program, day: date, warehouse: Path, home: Path, echo=print) -> Dem
     from music_feedback.aws.timing import timed_adapters
     from music_feedback.definitions import build_definitions
     from music_feedback.resources import get_resources
-    from music_feedback.simulate.day import funnel_counts, run_day
-    from music_feedback.standins.stack import aws_standins, environ, sagemaker_endpoints
+    from music_feedback_tools.simulate.day import funnel_counts, run_day
+    from music_feedback_tools.standins.stack import aws_standins, environ, sagemaker_endpoints
 
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)

@@ -15,7 +15,7 @@ BUCKET = "music-feedback-demo"
 
 @contextmanager
 def aws_standins(home: Path, warehouse: Path) -> Iterator[dict[str, str]]:
-    from music_feedback.standins import moto, postgres, ses
+    from music_feedback_tools.standins import moto, postgres, ses
     from music_feedback.store.dynamodb import local as dynamodb_local
     from music_feedback.warehouse.load_postgres import load_warehouse
     reason = dynamodb_local.missing_reason()

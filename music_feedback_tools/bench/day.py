@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from music_feedback import runner, settings
-from music_feedback.bench import run_cli_json
+from music_feedback_tools.bench import run_cli_json
 from music_feedback.programs.model import Program
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 
@@ -55,7 +55,7 @@ def run(program: Program, args) -> tuple[dict, bool]:
 def whole_day_audit(program: Program) -> dict:
     """The default-scale day's own stores through the same audit (one day: the cap across days is the
     multi-day run's to show)."""
-    from music_feedback.simulate.audit import audit
+    from music_feedback_tools.simulate.audit import audit
     found = audit(program)
     return {"whole_day_policy_contacts": found["policy_contacts_examined"],
             "whole_day_policy_violations": found["policy_violations"]}
@@ -84,7 +84,7 @@ def policy_days(program: Program, days: int = POLICY_DAYS, scale: float = POLICY
     env.update({settings.ENV_VAR: "local", settings.HOME_VAR: str(home),
                 settings.WAREHOUSE_VAR: str(home / "warehouse.duckdb"), "DAGSTER_HOME": str(home / "dagster_home")})
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "music_feedback.simulate.days", "--days", str(days), "--crashes",
+    proc = subprocess.run([sys.executable, "-m", "music_feedback_tools.simulate.days", "--days", str(days), "--crashes",
                            "1", "--report-json", str(out)], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if not out.exists():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from music_feedback import runner, settings
-from music_feedback.bench import run_cli_json
+from music_feedback_tools.bench import run_cli_json
 from music_feedback.programs.model import Program
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 

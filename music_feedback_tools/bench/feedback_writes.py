@@ -2,7 +2,7 @@
 `/v1/feedback`, one service worker) alone, then while another process writes the feedback store the way
 the email job does, then while a writer holds its lock for seconds at a time.
 
-The writer (`python -m music_feedback.bench.feedback_writes writer ...`) claims and settles 200-row chunks
+The writer (`python -m music_feedback_tools.bench.feedback_writes writer ...`) claims and settles 200-row chunks
 of a program of its own in the same `feedback.sqlite` with the email job's statements, each claim and each
 settle one `BEGIN IMMEDIATE` transaction, a drawn pause (100-400 ms) between them:
 
@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Iterator
 
 from music_feedback import runner, settings
-from music_feedback.bench import loadgen
-from music_feedback.bench.delivery import CONNECTIONS, LUA, THREADS, WORKERS
+from music_feedback_tools.bench import loadgen
+from music_feedback_tools.bench.delivery import CONNECTIONS, LUA, THREADS, WORKERS
 from music_feedback.programs.model import Program
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 
@@ -120,7 +120,7 @@ def write_loop(path: str, seconds: float, mode: str, seed: int = 7) -> dict:
 @contextmanager
 def writer(path: Path, seconds: float, mode: str) -> Iterator[dict]:
     """The writer process for the block's duration; yields a dict filled with its figures at the end."""
-    proc = subprocess.Popen([sys.executable, "-m", "music_feedback.bench.feedback_writes", "writer",
+    proc = subprocess.Popen([sys.executable, "-m", "music_feedback_tools.bench.feedback_writes", "writer",
                              str(path), str(seconds), mode], stdout=subprocess.PIPE, text=True)
     figures: dict = {}
     try:

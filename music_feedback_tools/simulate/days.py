@@ -6,7 +6,7 @@ does what tests the promises across days and channels: some listeners unsubscrib
 of a delivered message, the voice assistant asks whether to prompt after playbacks of earlier batches'
 candidates and of the pairs most likely to slip through (answered already, listeners emailed today or just
 unsubscribed), and a held-out listener tries to answer by voice and through the feedback API. On some
-days an email sender is killed with SIGKILL mid-run and the day's email step resumes it. `python -m music_feedback.simulate.days` runs it from a shell.
+days an email sender is killed with SIGKILL mid-run and the day's email step resumes it. `python -m music_feedback_tools.simulate.days` runs it from a shell.
 """
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from dagster import DagsterInstance, serialize_value
 
 from music_feedback import settings
 from music_feedback.programs.model import Program
-from music_feedback.simulate import listeners as sim
-from music_feedback.simulate.day import DayReport, delivered, listener_time, run_day, send_times
+from music_feedback_tools.simulate import listeners as sim
+from music_feedback_tools.simulate.day import DayReport, delivered, listener_time, run_day, send_times
 
 UNSUBSCRIBE_SHARE = 0.02  # of the day's delivered messages
 TARGETED = 8  # prompts per kind of pair the promises are most likely to miss, per day
@@ -75,7 +75,7 @@ def run_days(defs, program: Program, days: list[date], inst: DagsterInstance, *,
         if not report.success and stop_on_failure:
             break
     if audit:
-        from music_feedback.simulate.audit import audit as run_audit
+        from music_feedback_tools.simulate.audit import audit as run_audit
         out.audit = run_audit(program, [date.fromisoformat(d.day) for d in out.days], sessions=out.sessions)
     return out
 
@@ -232,7 +232,7 @@ def kill_email_mid_run(program: Program, day: date, inst: DagsterInstance, timeo
     mtime = folder.stat().st_mtime_ns
     ref = serialize_value(inst.get_ref()) if inst.get_ref() is not None else ""
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "music_feedback.simulate.days", "--email-child", day.isoformat(),
+    child = subprocess.Popen([sys.executable, "-m", "music_feedback_tools.simulate.days", "--email-child", day.isoformat(),
                               marketplace], env={**os.environ, "MUSIC_FEEDBACK_SIM_INSTANCE": ref})
     deadline = time.monotonic() + timeout
     while child.poll() is None and time.monotonic() < deadline and folder.stat().st_mtime_ns == mtime:
@@ -285,7 +285,7 @@ def _email_child(day: str, marketplace: str) -> None:
 # --- from a shell -----------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    p = argparse.ArgumentParser(prog="python -m music_feedback.simulate.days", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m music_feedback_tools.simulate.days", description=__doc__.split("\n")[0])
     p.add_argument("--days", type=int, default=9, help="consecutive days ending with the warehouse's last")
     p.add_argument("--crashes", type=int, default=1, help="email senders to kill mid-run")
     p.add_argument("--report-json", help="write the days' steps, the actions and the audit here")
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     from music_feedback import runner
     from music_feedback.definitions import build_definitions
     from music_feedback.programs.loader import load_programs
-    from music_feedback.simulate.audit import summary
+    from music_feedback_tools.simulate.audit import summary
     from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
     program, defs = load_programs()[0], build_definitions()
     last = runner.latest_complete_day(DuckDBWarehouse(path=str(settings.warehouse_path())).meta())

@@ -16,7 +16,7 @@ from music_feedback.delivery.email.maildir import file_name
 from music_feedback.delivery.email.render import message_id
 from music_feedback.delivery.runner import email_summary, run_email
 from music_feedback.programs.model import Program
-from music_feedback.simulate import listeners
+from music_feedback_tools.simulate import listeners
 
 
 @dataclass
