@@ -10,6 +10,7 @@ from dagster import (DagsterInstance, build_run_status_sensor_context, build_sen
 
 from music_feedback.definitions import build_definitions
 from music_feedback.defs.operations.assets import build_cleanup
+from music_feedback.defs.operations.checks import build_cleanup_check
 from music_feedback.defs.operations.sensors import alert_on_run_failure
 from music_feedback.feedback import Submission
 from music_feedback.programs.loader import load_programs
@@ -81,7 +82,7 @@ def test_weekly_cleanup_purges_and_checks_nothing_expired_is_served(data_home):
     store.put_batch(program.program_id, "2026-11-01", frame([candidate(1, 1, 0.9, expires_at=now - 10)]))
     store.put_batch(program.program_id, "2026-11-20", frame([candidate(2, 1, 0.9, expires_at=now + 3600),
                                                              candidate(3, 1, 0.8, expires_at=now - 5)]))
-    result = materialize([build_cleanup(program)], resources={"candidate_store": store},
+    result = materialize([build_cleanup(program), build_cleanup_check(program)], resources={"candidate_store": store},
                          instance=DagsterInstance.ephemeral())
     assert result.success
     mat = result.asset_materializations_for_node(f"{program.slug}__candidate_cleanup")[0]

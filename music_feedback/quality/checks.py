@@ -60,15 +60,21 @@ def zero(*columns: str) -> list:
     return [Between(c, 0, 0) for c in columns]
 
 
-def previous_row_count(instance, asset_key: AssetKey, partition: date) -> int | None:
-    """Row count the previous day's partition reported, if it was materialized."""
-    prev = (partition - timedelta(days=1)).isoformat()
+def materialization_metadata(instance, asset_key: AssetKey, partition: date) -> dict | None:
+    """The metadata of the partition's latest materialization (plain values), or None if it has none: what
+    a standalone check reads of its asset besides the stored frame."""
     records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=asset_key, asset_partitions=[prev]), limit=1).records
+        AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition.isoformat()]), limit=1).records
     if not records:
         return None
-    value = records[0].asset_materialization.metadata.get("dagster/row_count")
-    return None if value is None else int(value.value)
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+
+def previous_row_count(instance, asset_key: AssetKey, partition: date) -> int | None:
+    """Row count the previous day's partition reported, if it was materialized."""
+    meta = materialization_metadata(instance, asset_key, partition - timedelta(days=1))
+    value = (meta or {}).get("dagster/row_count")
+    return None if value is None else int(value)
 
 
 def row_count_expectation(instance, asset_key: AssetKey, partition: date,
@@ -88,7 +94,7 @@ def row_count_expectation(instance, asset_key: AssetKey, partition: date,
 def run_row_count_suite(asset_key: AssetKey, rows: int, expectations: list, meta: dict):
     """The day's row count against its baseline, judged by GX on a one-row frame."""
     return run_suite(asset_key, "row_count_vs_previous_day", pl.DataFrame({"rows": [rows]}), expectations,
-                     f"{rows:,} rows against {meta['previous_row_count']} ({meta['baseline']})", **meta)
+                     f"{rows:,} rows against {meta['previous_row_count']} ({meta['baseline']})", rows=rows, **meta)
 
 
 def bounds_around(baseline: int) -> list:

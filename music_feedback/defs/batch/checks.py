@@ -1,6 +1,7 @@
 """The batch's checks: one blocking, partitioned check (or more) on every stage, what each measures, and the
-features' freshness. Each stage computes its checks in its own step, on the frames it has in hand, and
-yields their results after its output; a failed check stops the stages below it."""
+features' freshness. The checks computed from what a stage persisted run as standalone checks, one step per
+stage (defs/batch/asset_checks.py); the filter's guard runs inside its stage. A failed check stops the stages
+below it."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
@@ -18,9 +19,10 @@ from music_feedback.transforms.validate import REQUIRED as EXTRACT_REQUIRED
 from music_feedback.warehouse.port import release_window_start
 
 
-def _spec(name: str, asset_key, partitions, description: str) -> AssetCheckSpec:
+def _spec(name: str, asset_key, partitions, description: str, reads=()) -> AssetCheckSpec:
+    """`reads`: the other assets the check loads besides its own (a standalone check's inputs)."""
     return AssetCheckSpec(name, asset=asset_key, blocking=True, partitions_def=partitions,
-                          description=description)
+                          description=description, additional_deps=list(reads))
 
 
 # --- extract: raw_streams -----------------------------------------------------------------------------------
@@ -41,32 +43,36 @@ def extract_checks(raw_key, partitions) -> list[AssetCheckSpec]:
     ]
 
 
-def window_stats(valid: pl.DataFrame, rejected: pl.DataFrame, extracted: int, day) -> dict:
+def window_stats(valid: pl.DataFrame | pl.LazyFrame, rejected: pl.DataFrame | int, extracted: int, day) -> dict:
     """What a wrong connector query or binding would break: rows of another day or release window,
-    incomplete plays, rows lost between the query and the split."""
+    incomplete plays, rows lost between the query and the split. `valid` may be the stored frame's scan,
+    `rejected` the rejected rows' count."""
     start = release_window_start(day)
-    stats = valid.select(
+    rejected_rows = rejected if isinstance(rejected, int) else rejected.height
+    stats = valid.lazy().select(
+        pl.len().alias("valid_rows"),
         pl.sum_horizontal(pl.col(c).is_null() for c in EXTRACT_REQUIRED).sum().alias("null_required_fields"),
         (pl.col("played_at").cast(pl.Date) != day).sum().alias("played_outside_day"),
         (~pl.col("track_release_date").is_between(start, day)).sum().alias("released_outside_window"),
         (pl.col("completion_rate") < 0.95).sum().alias("completion_below_95"),
         (pl.col("play_count") < 1).sum().alias("play_count_below_1"),
-    ).row(0, named=True)
-    return {"rows_unaccounted": extracted - valid.height - rejected.height,
+    ).collect().row(0, named=True)
+    return {"rows_unaccounted": extracted - stats.pop("valid_rows") - rejected_rows,
             **{k: int(v or 0) for k, v in stats.items()}}
 
 
 # --- unify: unified_candidates ------------------------------------------------------------------------------
 UNIFIED_REQUIRED = ("listener_id", "track_id", "play_count", "completion_rate", "engagement_score",
                     "first_played_at", "track_release_date")
+UNIFY_COLUMNS = ("listener_id", "track_id", *UNIFIED_REQUIRED[2:], "genre")  # what unify_stats reads
 UNIFY_STATS = ("rows_minus_raw_pairs", "duplicate_pairs", "plays_lost", "null_required_fields",
                "missing_context")
 
 
-def unify_checks(asset_key, partitions) -> list[AssetCheckSpec]:
+def unify_checks(asset_key, partitions, raw_key) -> list[AssetCheckSpec]:
     return [_spec("unique_and_complete", asset_key, partitions,
                   "One row per distinct listener+track of the raw plays (none lost, none doubled by a join), "
-                  "plays conserved, required fields and context present.")]
+                  "plays conserved, required fields and context present.", [raw_key])]
 
 
 def distinct_pairs(frame: pl.DataFrame | pl.LazyFrame) -> int:
@@ -101,12 +107,14 @@ def unify_stats(raw, out) -> dict:
 
 # --- filter: filtered_candidates ----------------------------------------------------------------------------
 def filter_checks(kept_key, partitions) -> list[AssetCheckSpec]:
-    return [
-        _spec("no_ineligible_listener_passes", kept_key, partitions,
-              "No opted-out or untrusted listener, nobody over the weekly cap."),
-        _spec("row_count_vs_previous_day", kept_key, partitions,
-              "Eligible candidates within 0.5x-2x of the previous partition's."),
-    ]
+    """In the filter's step: the contact state it judges is the batch's moment's (see asset_checks)."""
+    return [_spec("no_ineligible_listener_passes", kept_key, partitions,
+                  "No opted-out or untrusted listener, nobody over the weekly cap.")]
+
+
+def filter_row_count_check(kept_key, partitions, unified_key) -> AssetCheckSpec:
+    return _spec("row_count_vs_previous_day", kept_key, partitions,
+                 "Eligible candidates within 0.5x-2x of the previous partition's.", [unified_key])
 
 
 def guard_frame(kept: pl.DataFrame, signals: pl.DataFrame, contacts: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -146,9 +154,9 @@ SCORE_STATS = ("scores_outside_0_1", "scores_null", "rows_minus_candidates", "du
                "model_versions_null")
 
 
-def score_checks(asset_key, partitions) -> list[AssetCheckSpec]:
+def score_checks(asset_key, partitions, candidates_key) -> list[AssetCheckSpec]:
     return [_spec("scores_in_range", asset_key, partitions,
-                  "Scores in [0, 1], non-null; listener+track unique.")]
+                  "Scores in [0, 1], non-null; listener+track unique.", [candidates_key])]
 
 
 def score_stats(out: pl.DataFrame, candidates: int) -> dict:
@@ -170,10 +178,10 @@ SAMPLE_LISTENERS = 200
 READ_BACK_STATS = ("stored_minus_written", "sample_rows_missing", "sample_rows_unexpected")
 
 
-def store_checks(asset_key, partitions) -> list[AssetCheckSpec]:
+def store_checks(asset_key, partitions, scored_key) -> list[AssetCheckSpec]:
     return [_spec("store_returns_what_was_scored", asset_key, partitions,
                   "The store's count for the day equals the rows written, and a sample of listeners reads "
-                  "back exactly their scored rows.")]
+                  "back exactly their scored rows.", [scored_key])]
 
 
 def read_back_stats(store: CandidateStore, program: Program, rows: pl.DataFrame, day: date) -> dict:

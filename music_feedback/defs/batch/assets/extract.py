@@ -1,18 +1,12 @@
-"""raw_streams: the day's completed plays of new tracks; malformed rows go to rejected_streams."""
-
-from datetime import timedelta
+"""raw_streams: the day's completed plays of new tracks; malformed rows go to rejected_streams. Its checks are\nstandalone (defs/batch/asset_checks.py)."""
 
 import polars as pl
 from dagster import AssetExecutionContext, AssetOut, Output, multi_asset
 
-from music_feedback.defs.batch.checks import MAX_REJECTED_SHARE, WINDOW_STATS, extract_checks, window_stats
 from music_feedback.defs.common import OWNER, Stopwatch, frame_metadata, key
 from music_feedback.defs.partitions import batch_date
 from music_feedback.defs.warehouse_tables.assets import table_key
 from music_feedback.programs.model import Program
-from music_feedback.quality.checks import (row_count_expectation, run_row_count_suite, run_stats_suite,
-                                           run_suite, started, zero)
-from music_feedback.quality.expectations import Between
 from music_feedback.quality.gx_runner import warm_up_in_background
 from music_feedback.transforms.validate import EXTRACT_COLUMNS, malformed_rows_query, split_invalid
 from music_feedback.warehouse.port import Warehouse, WarehouseError, bind_batch_window
@@ -35,7 +29,6 @@ def build_extract(program: Program, partitions):
                 description="Extracted rows set aside because a field was null or out of range, with a reason."),
         },
         partitions_def=partitions,
-        check_specs=extract_checks(raw_key, partitions),
     )
     def extract(context: AssetExecutionContext, warehouse: Warehouse):
         day = batch_date(context)
@@ -56,28 +49,10 @@ def build_extract(program: Program, partitions):
         with watch.stage("validate"):
             valid, rejected = split_invalid(raw)
         reasons = dict(rejected.group_by("reason").len().sort("reason").iter_rows())
-        fields_valid = started(lambda: run_stats_suite(
-            raw_key, "extract_fields_valid", window_stats(valid, rejected, raw.height, day), zero(*WINDOW_STATS)))
-
-        def day_before_in_warehouse() -> int:
-            sql = bind_batch_window(connector.config.query, day - timedelta(days=1))
-            return int(warehouse.fetch(f"SELECT COUNT(*) AS n FROM ({sql}) q")["n"][0])
-
-        row_count = started(lambda: run_row_count_suite(raw_key, valid.height, *row_count_expectation(
-            context.instance, raw_key, day, day_before_in_warehouse,
-            "the connector's rows for the day before, counted in the warehouse")))
-        share_value = rejected.height / max(raw.height, 1)
-        share = started(lambda: run_suite(
-            raw_key, "rejected_share_within_limit", pl.DataFrame({"rejected_share": [share_value]}),
-            [Between("rejected_share", 0.0, MAX_REJECTED_SHARE)],
-            f"{share_value:.1%} of {raw.height:,} extracted rows set aside (limit {MAX_REJECTED_SHARE:.0%})",
-            rejected_rows=rejected.height))
+        # extracted_rows and rejected_rows are what the standalone checks (asset_checks.py) read back.
         yield Output(valid, "raw_streams", metadata=frame_metadata(
             valid, watch.total, extracted_rows=raw.height, rejected_rows=rejected.height,
             rejected_by_reason=reasons, stage_seconds=watch.stages, connector=connector.connector_id))
         yield Output(rejected, "rejected_streams", metadata=frame_metadata(rejected, watch.total, by_reason=reasons))
-        yield fields_valid.result()
-        yield row_count.result()
-        yield share.result()
 
     return extract

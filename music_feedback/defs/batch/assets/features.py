@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 import polars as pl
-from dagster import AssetCheckKey, AssetExecutionContext, AssetIn, AssetOut, Output, multi_asset
+from dagster import AssetExecutionContext, AssetIn, AssetOut, Output, multi_asset
 
-from music_feedback.defs.batch.checks import FRESHNESS, LISTENER_CHECKS, TRACK_CHECKS, feature_check
+from music_feedback.defs.batch.checks import FRESHNESS, LISTENER_CHECKS, TRACK_CHECKS
 from music_feedback.defs.common import OWNER, Stopwatch, frame_metadata, key
 from music_feedback.defs.partitions import batch_date
 from music_feedback.defs.warehouse_tables.assets import reads
 from music_feedback.programs.model import Program
-from music_feedback.quality.checks import run_suite, started
 from music_feedback.scoring import features as f
 from music_feedback.warehouse.port import Warehouse
 
@@ -24,7 +23,7 @@ from music_feedback.warehouse.port import Warehouse
 @dataclass(frozen=True)
 class _Features:
     kind: str  # listener or track
-    checks: list
+    checks: list  # the expectations of its standalone check (asset_checks.py)
     build: Callable  # scoring.features.listener_features or track_features
     column: str  # the candidates' id column it reads
     features: tuple[str, ...]
@@ -49,7 +48,6 @@ def build_features(program: Program, partitions):
             freshness_policy=FRESHNESS, is_required=False,
             description=f"{k.kind.capitalize()} features for the day's candidates: "
                         + ", ".join(k.features) + ".") for k in KINDS},
-        check_specs=[feature_check(asset_keys[k.kind], k.kind, partitions) for k in KINDS],
     )
     def features(context: AssetExecutionContext, warehouse: Warehouse, candidates: pl.DataFrame):
         day = batch_date(context)
@@ -63,11 +61,6 @@ def build_features(program: Program, partitions):
         with ThreadPoolExecutor(len(selected)) as pool:
             frames = list(zip(selected, pool.map(hydrate, selected)))
         for kind, (out, seconds) in frames:
-            check_key = AssetCheckKey(asset_keys[kind.kind], f"{kind.name}_valid")
-            check = (started(lambda k=check_key, o=out, c=kind.checks: run_suite(k.asset_key, k.name, o, c))
-                     if check_key in context.selected_asset_check_keys else None)
             yield Output(out, kind.name, metadata=frame_metadata(out, seconds))
-            if check is not None:
-                yield check.result()
 
     return [features]

@@ -16,12 +16,12 @@ from music_feedback.policy.contact import batch_window
 from music_feedback.policy.history import add_contacts, own_history, with_suppressions
 from music_feedback.feedback.port import FeedbackStore
 from music_feedback.programs.model import Program
-from music_feedback.quality.checks import row_count_expectation, run_row_count_suite, run_suite, started
+from music_feedback.quality.checks import run_suite, started
 from music_feedback.warehouse import queries as q
 from music_feedback.warehouse.port import Warehouse
 
 
-SEED_PASS_RATE = 200_000 / 1_500_000  # first partition only: no previous day to compare with
+SEED_PASS_RATE = 200_000 / 1_500_000  # the row-count check's first partition: no previous day to compare with
 _READS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-read")
 
 
@@ -79,15 +79,6 @@ def build_filter(program: Program, partitions):
                              guard_frame(result.kept, signals.result(), own.contacts),
                              guard_expectations(ContactPolicy.of_chain(chain)))
         guarded = started(guard)
-
-        def seed_pass_rate() -> int:
-            in_program = unified.filter(pl.col("marketplace").is_in(list(program.marketplaces))) \
-                if program.marketplaces else unified
-            return int(in_program.select(pl.len()).collect().item() * SEED_PASS_RATE)
-
-        row_count = started(lambda: run_row_count_suite(kept_key, result.kept.height, *row_count_expectation(
-            context.instance, kept_key, day, seed_pass_rate,
-            "the seed's filter pass rate (13.3%) of today's candidates in the program's marketplaces")))
         yield Output(result.kept, "filtered_candidates", metadata=frame_metadata(
             result.kept, watch.total, input_rows=unified_rows, removed_by_filter=result.removed_by_filter,
             removed_share_by_filter=removed_share, removed_by_reason=reasons, stage_seconds=stages,
@@ -97,6 +88,5 @@ def build_filter(program: Program, partitions):
         decisions = result.decisions.with_columns(pl.lit(day).alias("batch_date"))
         yield Output(decisions, "candidate_decisions", metadata=frame_metadata(decisions, watch.total))
         yield guarded.result()
-        yield row_count.result()
 
     return filter_candidates

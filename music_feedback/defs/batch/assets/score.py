@@ -5,12 +5,10 @@ from datetime import datetime, time, timedelta, timezone
 
 from dagster import AssetDep, AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
-from music_feedback.defs.batch.checks import SCORE_STATS, score_checks, score_stats
 from music_feedback.defs.common import OWNER, Stopwatch, frame_metadata, key
 from music_feedback.defs.models.assets import ASSET_NAMES as MODEL_ASSETS
 from music_feedback.defs.partitions import MODEL_WEEK_OF_DAY, batch_date
 from music_feedback.programs.model import Program
-from music_feedback.quality.checks import run_stats_suite, started, zero
 from music_feedback.scoring.cache.port import ScoreCache
 from music_feedback.scoring.cached_scoring import score_with_cache
 from music_feedback.scoring.combine import combined_score, score_distribution
@@ -47,7 +45,6 @@ def build_score(program: Program, partitions):
                     "in [0, 1], with the champions of the day from the model registry; a pair cached with "
                     "the same models and feature values is not scored again. Each row keeps the feature values "
                     "and model versions used.",
-        check_specs=score_checks(asset_key, partitions),
     )
     def scored_candidates(context: AssetExecutionContext, scorer: Scorer, score_cache: ScoreCache,
                           model_registry: ModelRegistry, candidates: pl.DataFrame,
@@ -74,12 +71,9 @@ def build_score(program: Program, partitions):
             pl.struct(features).alias("features"),  # for the retrain; a struct column, not JSON text (~0.07 s)
         ).sort("score", "listener_id", "track_id", descending=[True, False, False])
         dist = score_distribution(out["score"], program.metrics.score_bands)
-        check = started(lambda: run_stats_suite(asset_key, "scores_in_range", score_stats(out, candidates.height),
-                                                zero(*SCORE_STATS)))
-        yield Output(out, metadata=frame_metadata(
+        return Output(out, metadata=frame_metadata(
             out, watch.total, score_distribution=MetadataValue.json(dist), batches=-(-out.height // settings.batch_size),
             mean_score=round(float(out["score"].mean() or 0), 4), stage_seconds=watch.stages,
             model_versions=MetadataValue.json([propensity_model.version, affinity_model.version]), **cache_stats))
-        yield check.result()
 
     return scored_candidates

@@ -3,12 +3,10 @@
 import polars as pl
 from dagster import AssetExecutionContext, AssetIn, Output, asset
 
-from music_feedback.defs.batch.checks import UNIFY_STATS, unify_checks, unify_stats
 from music_feedback.defs.common import OWNER, Stopwatch, frame_metadata, key
 from music_feedback.defs.partitions import batch_date
 from music_feedback.defs.warehouse_tables.assets import reads
 from music_feedback.programs.model import Program
-from music_feedback.quality.checks import run_stats_suite, started, zero
 from music_feedback.transforms.unify import unify
 from music_feedback.warehouse import queries as q
 from music_feedback.warehouse.port import Warehouse
@@ -22,7 +20,6 @@ def build_unify(program: Program, partitions):
         partitions_def=partitions, ins={"raw": AssetIn(key(program, "raw_streams"))}, deps=reads("unify"),
         description="The unified candidate model: raw plays deduplicated by listener+track, with "
                     "marketplace, time zone and genre context and event metadata.",
-        check_specs=unify_checks(asset_key, partitions),
     )
     def unified_candidates(context: AssetExecutionContext, warehouse: Warehouse, raw: pl.LazyFrame):
         watch = Stopwatch()
@@ -34,10 +31,7 @@ def build_unify(program: Program, partitions):
                         program.connector.connector_id)
         unknown = int(out["marketplace"].is_null().sum())
         raw_rows = raw.select(pl.len()).collect().item()  # from the Parquet footer
-        check = started(lambda: run_stats_suite(asset_key, "unique_and_complete", unify_stats(raw, out),
-                                                zero(*UNIFY_STATS)))
-        yield Output(out, metadata=frame_metadata(out, watch.total, duplicates_merged=raw_rows - out.height,
-                                                  unknown_listeners=unknown, stage_seconds=watch.stages))
-        yield check.result()
+        return Output(out, metadata=frame_metadata(out, watch.total, duplicates_merged=raw_rows - out.height,
+                                                   unknown_listeners=unknown, stage_seconds=watch.stages))
 
     return unified_candidates

@@ -1,0 +1,158 @@
+"""The batch's standalone checks: those computed from what a stage persisted (its stored frame through the IO
+manager, its materialization's metadata, the previous partition's, the candidate store), so each can be
+re-run alone from the UI for any day. One step per stage (a multi_asset_check, subsettable), blocking and
+partitioned like the stage: in the daily job a failed check stops the stages after it. Great Expectations
+judges, through the same `quality` functions the stages' own checks use.
+
+The one check that stays inside its stage is the filter's `no_ineligible_listener_passes`: it judges the
+contact state at the batch's moment (opt-outs, trust and bot scores are current-state columns of the
+warehouse), so re-run later it would flag a listener who opted out after being asked."""
+
+from datetime import timedelta
+
+import polars as pl
+from dagster import (AssetCheckExecutionContext, AssetCheckKey, AssetChecksDefinition, AssetIn,
+                     DailyPartitionsDefinition, multi_asset_check)
+
+from music_feedback.defs.batch.assets.features import KINDS
+from music_feedback.defs.batch.assets.filter import SEED_PASS_RATE
+from music_feedback.defs.batch.assets.store import channel_rows
+from music_feedback.defs.batch.checks import (MAX_REJECTED_SHARE, READ_BACK_STATS, SCORE_STATS, UNIFY_STATS,
+                                              WINDOW_STATS, extract_checks, feature_check, filter_row_count_check,
+                                              read_back_stats, score_checks, score_stats, store_checks,
+                                              UNIFY_COLUMNS, unify_checks, unify_stats, window_stats)
+from music_feedback.defs.common import key
+from music_feedback.defs.partitions import batch_date
+from music_feedback.programs.model import Program
+from music_feedback.quality.checks import (materialization_metadata, row_count_expectation, run_row_count_suite,
+                                           run_stats_suite, run_suite, zero)
+from music_feedback.quality.expectations import Between
+from music_feedback.store.base import CandidateStore
+from music_feedback.warehouse.port import Warehouse, bind_batch_window
+
+
+def _selected(context: AssetCheckExecutionContext, asset_key, name: str) -> bool:
+    return AssetCheckKey(asset_key, name) in context.selected_asset_check_keys
+
+
+def _metadata(context, asset_key, day) -> dict:
+    meta = materialization_metadata(context.instance, asset_key, day)
+    if meta is None:
+        raise ValueError(f"{asset_key.to_user_string()} has no materialization for {day}: materialize it first")
+    return meta
+
+
+def extract_check(program: Program, partitions) -> AssetChecksDefinition:
+    raw_key = key(program, "raw_streams")
+    connector = program.connector
+
+    @multi_asset_check(name=f"{program.slug}__extract_checks", specs=extract_checks(raw_key, partitions),
+                       can_subset=True, ins={"raw": AssetIn(raw_key)})
+    def extract(context: AssetCheckExecutionContext, warehouse: Warehouse, raw: pl.LazyFrame):
+        day = batch_date(context)
+        meta = _metadata(context, raw_key, day)
+        extracted, rejected, valid = (int(meta[k]) for k in ("extracted_rows", "rejected_rows", "dagster/row_count"))
+        if _selected(context, raw_key, "extract_fields_valid"):
+            yield run_stats_suite(raw_key, "extract_fields_valid", window_stats(raw, rejected, extracted, day),
+                                  zero(*WINDOW_STATS))
+        if _selected(context, raw_key, "row_count_vs_previous_day"):
+            def day_before_in_warehouse() -> int:
+                sql = bind_batch_window(connector.config.query, day - timedelta(days=1))
+                with warehouse.session():
+                    return int(warehouse.fetch(f"SELECT COUNT(*) AS n FROM ({sql}) q")["n"][0])
+            yield run_row_count_suite(raw_key, valid, *row_count_expectation(
+                context.instance, raw_key, day, day_before_in_warehouse,
+                "the connector's rows for the day before, counted in the warehouse"))
+        if _selected(context, raw_key, "rejected_share_within_limit"):
+            share = rejected / max(extracted, 1)
+            yield run_suite(raw_key, "rejected_share_within_limit", pl.DataFrame({"rejected_share": [share]}),
+                            [Between("rejected_share", 0.0, MAX_REJECTED_SHARE)],
+                            f"{share:.1%} of {extracted:,} extracted rows set aside (limit {MAX_REJECTED_SHARE:.0%})",
+                            rejected_rows=rejected, extracted_rows=extracted)
+
+    return extract
+
+
+def unify_check(program: Program, partitions) -> AssetChecksDefinition:
+    raw_key, unified_key = key(program, "raw_streams"), key(program, "unified_candidates")
+
+    @multi_asset_check(name=f"{program.slug}__unify_checks", specs=unify_checks(unified_key, partitions, raw_key),
+                       ins={"raw": AssetIn(raw_key), "unified": AssetIn(unified_key)})
+    def unify(raw: pl.LazyFrame, unified: pl.LazyFrame):
+        out = unified.select(c for c in UNIFY_COLUMNS if c in unified.collect_schema().names()).collect()
+        yield run_stats_suite(unified_key, "unique_and_complete", unify_stats(raw, out), zero(*UNIFY_STATS))
+
+    return unify
+
+
+def filter_check(program: Program, partitions) -> AssetChecksDefinition:
+    kept_key, unified_key = key(program, "filtered_candidates"), key(program, "unified_candidates")
+
+    @multi_asset_check(name=f"{program.slug}__filter_checks",
+                       specs=[filter_row_count_check(kept_key, partitions, unified_key)],
+                       ins={"unified": AssetIn(unified_key)})
+    def filtered(context: AssetCheckExecutionContext, unified: pl.LazyFrame):
+        day = batch_date(context)
+        rows = int(_metadata(context, kept_key, day)["dagster/row_count"])
+
+        def seed_pass_rate() -> int:  # a scan: only the first partition's baseline reads it
+            in_program = unified.filter(pl.col("marketplace").is_in(list(program.marketplaces))) \
+                if program.marketplaces else unified
+            return int(in_program.select(pl.len()).collect().item() * SEED_PASS_RATE)
+        yield run_row_count_suite(kept_key, rows, *row_count_expectation(
+            context.instance, kept_key, day, seed_pass_rate,
+            "the seed's filter pass rate (13.3%) of today's candidates in the program's marketplaces"))
+
+    return filtered
+
+
+def features_check(program: Program, partitions) -> AssetChecksDefinition:
+    keys = {k.kind: key(program, k.name) for k in KINDS}
+
+    @multi_asset_check(name=f"{program.slug}__features_checks", can_subset=True,
+                       specs=[feature_check(keys[k.kind], k.kind, partitions) for k in KINDS],
+                       ins={k.name: AssetIn(keys[k.kind]) for k in KINDS})
+    def features(context: AssetCheckExecutionContext, listener_features: pl.LazyFrame,
+                 track_features: pl.LazyFrame):
+        frames = {"listener": listener_features, "track": track_features}
+        for kind in KINDS:
+            if _selected(context, keys[kind.kind], f"{kind.name}_valid"):
+                needed = sorted({c for spec in kind.checks for c in spec.needed_columns})
+                yield run_suite(keys[kind.kind], f"{kind.name}_valid", frames[kind.kind].select(needed).collect(),
+                                kind.checks)
+
+    return features
+
+
+def score_check(program: Program, partitions) -> AssetChecksDefinition:
+    scored_key, kept_key = key(program, "scored_candidates"), key(program, "filtered_candidates")
+    columns = ("score", "propensity_score", "affinity_score", "listener_id", "track_id",
+               "propensity_model_version", "affinity_model_version")
+
+    @multi_asset_check(name=f"{program.slug}__score_checks", specs=score_checks(scored_key, partitions, kept_key),
+                       ins={"scored": AssetIn(scored_key), "candidates": AssetIn(kept_key)})
+    def scores(scored: pl.LazyFrame, candidates: pl.LazyFrame):
+        out = scored.select(columns).collect()
+        yield run_stats_suite(scored_key, "scores_in_range",
+                              score_stats(out, candidates.select(pl.len()).collect().item()), zero(*SCORE_STATS))
+
+    return scores
+
+
+def store_check(program: Program, partitions) -> AssetChecksDefinition:
+    stored_key, scored_key = key(program, "stored_candidates"), key(program, "scored_candidates")
+
+    @multi_asset_check(name=f"{program.slug}__store_checks", specs=store_checks(stored_key, partitions, scored_key),
+                       ins={"scored": AssetIn(scored_key)})
+    def store(context: AssetCheckExecutionContext, candidate_store: CandidateStore, scored: pl.LazyFrame):
+        day = batch_date(context)
+        yield run_stats_suite(stored_key, "store_returns_what_was_scored",
+                              read_back_stats(candidate_store, program, channel_rows(program, scored, day), day),
+                              zero(*READ_BACK_STATS))
+
+    return store
+
+
+def batch_checks(program: Program, daily: DailyPartitionsDefinition) -> list[AssetChecksDefinition]:
+    return [build(program, daily) for build in (extract_check, unify_check, filter_check, features_check,
+                                                score_check, store_check)]
