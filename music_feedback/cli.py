@@ -96,17 +96,32 @@ def _definitions():
 
 
 def cmd_run(args) -> int:
+    """The day's runs, launched from the code location (as the UI launches them) unless --in-process."""
+    from contextlib import nullcontext
+
+    from music_feedback import runner
+    from music_feedback.launch import DagsterServer
+    from music_feedback.quality import gx_worker
+    inst, server = runner.instance(), None
+    if not args.in_process:  # first: the webserver loads the code location on the other core meanwhile
+        server = DagsterServer(inst, settings.data_home() / "logs" / "dagster_server.log").start()
+    else:
+        gx_worker.start()  # first: it imports GX on the other core while the definitions load
+    with server or nullcontext():
+        defs = _definitions()
+        program = _program(args.program)
+        meta = ensure_warehouse() if settings.get_env() == "local" else _aws_ready(program)
+        day = args.date or runner.latest_complete_day(meta)
+        runner.check_batch_day(program, day, meta)
+        with runner.launching_from(server) if server else nullcontext():
+            return _run_day(args, defs, program, day, inst)
+
+
+def _run_day(args, defs, program, day, inst) -> int:
     import json
 
-    from music_feedback.quality import gx_worker
-    gx_worker.start()  # first: it imports GX on the other core while the definitions load
-    defs = _definitions()
     from music_feedback import runner
-    program = _program(args.program)
-    meta = ensure_warehouse() if settings.get_env() == "local" else _aws_ready(program)
-    day = args.date or runner.latest_complete_day(meta)
-    runner.check_batch_day(program, day, meta)
-    inst = runner.instance()
+    from music_feedback.quality import gx_worker
     trained = runner.ensure_models(defs, program, inst, force=args.retrain, day=day)
     if trained:
         print(f"trained the {program.program_id} models in {trained:.1f}s")
@@ -257,6 +272,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--program")
     run.add_argument("--date", type=date.fromisoformat, help="batch day D (processes D's plays)")
     run.add_argument("--retrain", action="store_true", help="retrain the models first")
+    run.add_argument("--in-process", action="store_true",
+                     help="execute the runs in this process instead of launching them from the code location "
+                          "(no webserver to start; the UI's Overview timeline and Re-execute then leave them out)")
     run.add_argument("--report-json", help=argparse.SUPPRESS)
     run.add_argument("--no-email", "--batch-only", dest="no_email", action="store_true",
                      help="run only the batch, not the rest of the day (export, email, listeners, playlists, metrics)")

@@ -1,34 +1,35 @@
-"""Run a program's daily batch in-process against the persistent Dagster instance, and summarise it.
+"""Run a program's jobs through the persistent Dagster instance, and summarise the daily batch.
 
-A run is the code location's job (workspace.yaml: `music_feedback.definitions`) executed through the
-instance with `dagster.execute_job`, Dagster's public entry point for a persistent instance: the run
-records the job's snapshot as the code location has it, a code origin that rebuilds the job, and the tags
-a launch of that partition from the code location carries, so the job's Runs tab and partition status
-list it. Only Dagster's public API is used. What that cannot give: Dagster records a run's code location
-(its "remote origin") only when it launches the run from a loaded code location, as the UI, schedules,
-sensors and `dagster job launch` do, through the run queue that the daemon of `make ui` serves. Without
-it, the Overview timeline leaves the run out, and the UI's Re-execute (all steps, from failure) refuses
-it; a step selection can still be re-executed. That path, timed, is the bench's `ui_launch_batch_s`.
+`music-feedback run` launches each run from the code location as the UI and the schedules do
+(`launching_from` and `music_feedback.launch`): the run carries its code location, so every view of the UI
+shows it and Re-execute works. Elsewhere (tests, backfills, the bench's sections) a run executes in the
+calling process with `dagster.execute_job` on the code location's job: it holds the job's snapshot, a code
+origin and the partition's tags, so the job's Runs tab and partition status list it, but Dagster records a
+run's code location only when a loaded code location launches it, so the Overview timeline leaves it out.
+Only Dagster's public API is used either way.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from dagster import AssetKey, DagsterInstance, JobDefinition, build_reconstructable_job, execute_job
+from dagster import (AssetKey, DagsterInstance, DagsterRunStatus, JobDefinition, MultiPartitionKey,
+                     build_reconstructable_job, execute_job)
 
 from music_feedback import settings
+from music_feedback.launch import CODE_LOCATION, REPOSITORY, DagsterServer
 from music_feedback.programs.model import Program, ScoreBands
+from music_feedback.run_guard import HOST_TAG, PID_TAG, partition_lock, run_tags, settle_in_progress
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the summary says what matters; the UI has the rest
 REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 PARTITION_TAG, PARTITION_SET_TAG = "dagster/partition", "dagster/partition_set"
-CODE_LOCATION = "music_feedback"  # workspace.yaml's location_name
-REPOSITORY = "__repository__"  # the name of the repository a Definitions object makes
 REPOSITORY_LABEL_TAG, CODE_LOCATION_TAG = ".dagster/repository", "dagster/code_location"
 REMOVED_STORAGE = "music_feedback.instance"
 
@@ -103,18 +104,17 @@ def ensure_models(defs, program: Program, inst: DagsterInstance, *, day: date, f
     if not force and all(registry.champion_version(m.model_id, day) for m in program.scoring_models):
         return 0.0
     from music_feedback.definitions import training_job_name
-    from music_feedback.run_guard import partition_lock, run_tags
     started = time.perf_counter()
     week = week_for_day(day)
     with partition_lock(settings.data_home() / "locks", training_job_name(program), week):
         result = execute(defs.resolve_job_def(training_job_name(program)), week, inst, run_tags())
     if not result.success:
-        raise RuntimeError(f"training the models of {program.program_id} failed: {_first_error(result)}")
+        raise RuntimeError(f"training the models of {program.program_id} failed: {result.error}")
     return time.perf_counter() - started
 
 
-def _first_error(result) -> str:
-    for event in result.all_events:
+def _first_error(events) -> str:
+    for event in events:
         if event.is_failure and event.event_specific_data is not None:
             err = getattr(event.event_specific_data, "error", None)
             while err is not None and err.cause is not None:  # the user's error, not Dagster's wrapper
@@ -125,6 +125,7 @@ def _first_error(result) -> str:
 
 
 _LOADED: dict[str, JobDefinition] = {}  # job name -> the definition this process last ran it from
+_SERVER: ContextVar[DagsterServer | None] = ContextVar("music_feedback_launch_server", default=None)
 
 
 def code_location_job(job_name: str, loaded: int | None = None) -> JobDefinition:
@@ -134,15 +135,18 @@ def code_location_job(job_name: str, loaded: int | None = None) -> JobDefinition
     are built for its data home), so nothing is built twice; elsewhere it means nothing."""
     job = _LOADED.get(job_name)
     if job is None or id(job) != loaded:
-        from music_feedback.definitions import defs
+        from music_feedback.definitions import defs  # lazy: only a run worker rebuilding the job needs it
         job = defs.resolve_job_def(job_name)
     return job
 
 
 def partition_tags(job_name: str, partition_key: str) -> dict[str, str]:
-    """The tags that make a run the partition's run: the partition and the job's partition set, as a
-    schedule's or the UI's launch of that partition has them (the UI's partition status reads both)."""
-    return {PARTITION_TAG: partition_key, PARTITION_SET_TAG: f"{job_name}_partition_set"}
+    """The tags that make a run the partition's run: the partition (and each dimension's, for a multi-partition)
+    and the job's partition set, as a schedule's or the UI's launch of that partition has them."""
+    tags = {PARTITION_TAG: str(partition_key), PARTITION_SET_TAG: f"{job_name}_partition_set"}
+    if isinstance(partition_key, MultiPartitionKey):
+        tags.update({f"{PARTITION_TAG}/{dim}": key for dim, key in partition_key.keys_by_dimension.items()})
+    return tags
 
 
 def code_location_tags() -> dict[str, str]:
@@ -152,24 +156,77 @@ def code_location_tags() -> dict[str, str]:
     return {REPOSITORY_LABEL_TAG: f"{REPOSITORY}@{CODE_LOCATION}", CODE_LOCATION_TAG: CODE_LOCATION}
 
 
-def execute(job: JobDefinition, partition_key: str, inst: DagsterInstance, tags: dict):
-    """One partition of `job` through the instance, in this process (`dagster.execute_job`): the run holds
-    the job's snapshot, a code origin (`code_location_job`) and the partition's and code location's tags.
-    Outputs are not kept for the result: the batch reads them back through the IO manager. Returns the
-    JobExecutionResult, whose events are the run's."""
+@dataclass
+class RunOutcome:
+    """A finished run as its events tell it, however it was launched."""
+    run_id: str
+    success: bool
+    events: list  # the run's DagsterEvents, in order
+
+    @property
+    def materializations(self) -> dict[str, dict]:
+        """Asset name -> the metadata values of its materialization in this run."""
+        out = {}
+        for event in self.events:
+            if event.is_step_materialization:
+                mat = event.event_specific_data.materialization
+                out[mat.asset_key.path[-1]] = {k: _value(v) for k, v in mat.metadata.items()}
+        return out
+
+    @property
+    def check_evaluations(self) -> list:
+        return [e.event_specific_data for e in self.events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+
+    @property
+    def step_seconds(self) -> dict[str, float]:
+        """Dagster step -> wall seconds (IO and checks included)."""
+        return {e.step_key.split("__", 1)[-1]: round(e.event_specific_data.duration_ms / 1000, 3)
+                for e in self.events if e.event_type_value == "STEP_SUCCESS"}
+
+    @property
+    def error(self) -> str | None:
+        return None if self.success else _first_error(self.events)
+
+
+@contextmanager
+def launching_from(server: DagsterServer):
+    """Within it, `execute` launches runs from the code location through `server` (the UI's path) instead of
+    executing them in this process: `music-feedback run` takes it, so its runs are first-class in the UI."""
+    token = _SERVER.set(server)
+    try:
+        yield server
+    finally:
+        _SERVER.reset(token)
+
+
+def execute(job: JobDefinition, partition_key: str | None, inst: DagsterInstance, tags: dict,
+            run_config: dict | None = None) -> RunOutcome:
+    """One partition of `job` through the instance. Inside `launching_from`, launched from the code location
+    as the UI launches it; otherwise in this process with `dagster.execute_job` (tests, backfills, the bench's
+    sections): the run then holds the job's snapshot, a code origin (`code_location_job`) and the partition's
+    and code location's tags. Outputs are not kept: the batch reads them back through the IO manager."""
     if job.partitions_def is not None and partition_key not in job.partitions_def.get_partition_keys():
         raise ValueError(f"{partition_key} is not a partition of {job.name}")
+    run_config = run_config or QUIET
+    tags = {**(partition_tags(job.name, partition_key) if partition_key is not None else {}), **tags}
+    server = _SERVER.get()
+    if server is not None:  # the run worker is not this process: the in-process guard's pid tags do not apply
+        tags = {k: v for k, v in tags.items() if k not in (PID_TAG, HOST_TAG)}
+        run_id = server.submit(job.name, run_config, tags)
+        run = server.wait(run_id)
+        events = [e.dagster_event for e in inst.all_logs(run_id) if e.is_dagster_event]
+        return RunOutcome(run_id, run.status == DagsterRunStatus.SUCCESS, events)
     _LOADED[job.name] = job
     # Dagster caches a reconstructable job's definition by its pointer: another definition of the same job
     # (a test's, for another data home) needs a pointer of its own, or the cached one would run.
     recon = build_reconstructable_job(__name__, code_location_job.__name__, (job.name,), {"loaded": id(job)})
-    return execute_job(recon, instance=inst, run_config=QUIET, raise_on_error=False,
-                       tags={**code_location_tags(), **partition_tags(job.name, partition_key), **tags})
+    result = execute_job(recon, instance=inst, run_config=run_config, raise_on_error=False,
+                         tags={**code_location_tags(), **tags})
+    return RunOutcome(result.run_id, result.success, list(result.all_events))
 
 
 def run_batch(defs, program: Program, day: date, inst: DagsterInstance) -> BatchReport:
     from music_feedback.definitions import daily_job_name
-    from music_feedback.run_guard import partition_lock, run_tags, settle_in_progress
     job = defs.resolve_job_def(daily_job_name(program))
     keys = job.partitions_def.get_partition_keys()
     if day.isoformat() not in keys:
@@ -180,18 +237,11 @@ def run_batch(defs, program: Program, day: date, inst: DagsterInstance) -> Batch
     with partition_lock(settings.data_home() / "locks", job.name, day.isoformat()):
         settle_in_progress(inst, job.name, day.isoformat())
         result = execute(job, day.isoformat(), inst, run_tags())
-    report = BatchReport(program.program_id, day.isoformat(), result.success, time.perf_counter() - started)
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        report.assets[mat.asset_key.path[-1]] = {k: _value(v) for k, v in mat.metadata.items()}
-    for ev in result.get_asset_check_evaluations():
+    report = BatchReport(program.program_id, day.isoformat(), result.success, time.perf_counter() - started,
+                         assets=result.materializations, step_s=result.step_seconds, failure=result.error)
+    for ev in result.check_evaluations:
         report.checks[f"{ev.asset_key.path[-1]}.{ev.check_name}"] = {
             "passed": ev.passed, "asset": ev.asset_key.path[-1], "description": ev.description}
-    for event in result.all_events:
-        if event.event_type_value == "STEP_SUCCESS":
-            report.step_s[event.step_key.split("__", 1)[-1]] = round(event.event_specific_data.duration_ms / 1000, 3)
-    if not result.success:
-        report.failure = _first_error(result)
     return report
 
 

@@ -67,11 +67,10 @@ def _relay_events(defs, inst, report, resources, echo) -> None:
     from music_feedback import runner
     started = time.perf_counter()
     waiting = len(resources["feedback_store"].unpublished_events(100_000))
-    result = defs.resolve_job_def("feedback_events_relay").execute_in_process(
-        instance=inst, raise_on_error=False, run_config=runner.QUIET)
+    result = runner.execute(defs.resolve_job_def("feedback_events_relay"), None, inst, {})
     left = len(resources["feedback_store"].unpublished_events(100_000))
     report.steps["events"] = round(time.perf_counter() - started, 2)
     if not result.success:
-        report.success, report.failure = False, f"events: {runner._first_error(result)}"
+        report.success, report.failure = False, f"events: {result.error}"
     report.lines.append(f"events: {waiting - left:,} of {waiting:,} published to "
                         f"{resources['event_publisher'].describe()}")

@@ -1,4 +1,5 @@
-"""Run a day's email delivery in-process, every marketplace as at its send time (make run, backfills)."""
+"""Run a day's email delivery, every marketplace as at its send time (make run, backfills): through
+`runner.execute`, from the code location inside `music-feedback run`, else in this process."""
 from __future__ import annotations
 
 from datetime import date
@@ -12,21 +13,18 @@ FAILURE = f"{Failure.__module__}.{Failure.__qualname__}: "
 
 
 def run_email(defs, program: Program, day: date, inst: DagsterInstance, at_send_time: bool = True) -> list[dict]:
-    from music_feedback.defs.delivery.jobs import email_job_name
-    from music_feedback.runner import QUIET, _first_error
+    from music_feedback.defs.delivery.jobs import email_job_name  # lazy: the library never imports defs/ at load
+    from music_feedback.runner import QUIET, execute  # lazy: the runner sits on top of delivery
     from music_feedback.run_guard import run_tags
     job = defs.resolve_job_def(email_job_name(program))
     out = []
     for marketplace in program.marketplaces:
         partition = MultiPartitionKey({"date": day.isoformat(), "marketplace": marketplace})
         config = {**QUIET, "ops": {f"{program.slug}__email_deliveries": {"config": {"at_send_time": at_send_time}}}}
-        result = job.execute_in_process(partition_key=partition, instance=inst, raise_on_error=False,
-                                        run_config=config, tags=run_tags())
-        meta = {}
-        for event in result.get_asset_materialization_events():
-            meta = {k: getattr(v, "value", v) for k, v in event.event_specific_data.materialization.metadata.items()}
+        result = execute(job, partition, inst, run_tags(), run_config=config)
+        meta = next(iter(result.materializations.values()), {})
         out.append({"marketplace": marketplace, "success": result.success, "meta": meta,
-                    "error": None if result.success else _first_error(result).removeprefix(FAILURE)})
+                    "error": None if result.success else result.error.removeprefix(FAILURE)})
     return out
 
 

@@ -145,7 +145,7 @@ def _batch_runs(program: Program, day, out: Path) -> tuple[list, str | None]:
         _unstore(program, day)
         rc, process_s, peak_mb = _child([sys.executable, "-m", "music_feedback.cli", "run", "--program",
                                          program.program_id, "--date", day.isoformat(), "--report-json", str(out),
-                                         "--no-email"])
+                                         "--no-email", "--in-process"])  # the run's own work, in the measured process
         if rc != 0 or not out.exists():
             failure = json.loads(out.read_text()).get("failure") if out.exists() else None
             return runs, failure or "see above"

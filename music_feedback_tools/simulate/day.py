@@ -52,13 +52,8 @@ def send_times(program: Program, day: date) -> dict[str, float]:
 
 def run_job(defs, name: str, partition: str, inst: DagsterInstance) -> dict:
     from music_feedback.run_guard import run_tags
-    result = defs.resolve_job_def(name).execute_in_process(partition_key=partition, instance=inst, raise_on_error=False,
-                                                           run_config=runner.QUIET, tags=run_tags())
-    meta = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        meta[mat.asset_key.path[-1]] = {k: runner._value(v) for k, v in mat.metadata.items()}
-    return {"success": result.success, "meta": meta, "error": None if result.success else runner._first_error(result)}
+    result = runner.execute(defs.resolve_job_def(name), partition, inst, run_tags())
+    return {"success": result.success, "meta": result.materializations, "error": result.error}
 
 
 def day_messages(program: Program, day: str):

@@ -270,16 +270,14 @@ def _email_child(day: str, marketplace: str) -> None:
     from music_feedback.definitions import build_definitions
     from music_feedback.defs.delivery.jobs import email_job_name
     from music_feedback.programs.loader import load_programs
-    from music_feedback.runner import QUIET
+    from music_feedback.runner import QUIET, execute
     program = load_programs()[0]
     ref = os.environ.get("MUSIC_FEEDBACK_SIM_INSTANCE")
     inst = DagsterInstance.from_ref(deserialize_value(ref)) if ref else DagsterInstance.get()
     job = build_definitions().resolve_job_def(email_job_name(program))
-    job.execute_in_process(
-        partition_key=MultiPartitionKey({"date": day, "marketplace": marketplace}), instance=inst,
-        raise_on_error=False,
-        run_config={**QUIET, "ops": {f"{program.slug}__email_deliveries": {"config": {"at_send_time": True,
-                                                                                       "workers": 1}}}})
+    execute(job, MultiPartitionKey({"date": day, "marketplace": marketplace}), inst, {},
+            run_config={**QUIET, "ops": {f"{program.slug}__email_deliveries": {"config": {"at_send_time": True,
+                                                                                          "workers": 1}}}})
 
 
 # --- from a shell -----------------------------------------------------------------------------------------
