@@ -11,8 +11,8 @@ warehouse), so re-run later it would flag a listener who opted out after being a
 from datetime import timedelta
 
 import polars as pl
-from dagster import (AssetCheckExecutionContext, AssetCheckKey, AssetChecksDefinition, AssetIn,
-                     DailyPartitionsDefinition, multi_asset_check)
+from dagster import (AssetCheckExecutionContext, AssetCheckKey, AssetChecksDefinition, DailyPartitionsDefinition,
+                     multi_asset_check)
 
 from music_feedback.defs.batch.assets.features import KINDS
 from music_feedback.defs.batch.assets.filter import SEED_PASS_RATE
@@ -31,6 +31,13 @@ from music_feedback.store.base import CandidateStore
 from music_feedback.warehouse.port import Warehouse, bind_batch_window
 
 
+def _stored(context: AssetCheckExecutionContext, asset_key) -> pl.LazyFrame:
+    """The asset's stored frame for the check's day, a scan through the IO manager. Read here rather than
+    as step inputs: an input costs two event-log writes (STEP_INPUT, LOADED_INPUT) and the scan is lazy
+    anyway; the specs' `reads` keep the lineage."""
+    return context.resources.io_manager.scan(list(asset_key.path), context.partition_key)
+
+
 def _selected(context: AssetCheckExecutionContext, asset_key, name: str) -> bool:
     return AssetCheckKey(asset_key, name) in context.selected_asset_check_keys
 
@@ -47,9 +54,11 @@ def extract_check(program: Program, partitions) -> AssetChecksDefinition:
     connector = program.connector
 
     @multi_asset_check(name=f"{program.slug}__extract_checks", specs=extract_checks(raw_key, partitions),
-                       can_subset=True, ins={"raw": AssetIn(raw_key)})
-    def extract(context: AssetCheckExecutionContext, warehouse: Warehouse, raw: pl.LazyFrame):
+                       can_subset=True, required_resource_keys={"io_manager", "warehouse"})
+    def extract(context: AssetCheckExecutionContext):
         day = batch_date(context)
+        warehouse: Warehouse = context.resources.warehouse
+        raw = _stored(context, raw_key)
         meta = _metadata(context, raw_key, day)
         extracted, rejected, valid = (int(meta[k]) for k in ("extracted_rows", "rejected_rows", "dagster/row_count"))
         if _selected(context, raw_key, "extract_fields_valid"):
@@ -77,8 +86,10 @@ def unify_check(program: Program, partitions) -> AssetChecksDefinition:
     raw_key, unified_key = key(program, "raw_streams"), key(program, "unified_candidates")
 
     @multi_asset_check(name=f"{program.slug}__unify_checks", specs=unify_checks(unified_key, partitions, raw_key),
-                       ins={"raw": AssetIn(raw_key), "unified": AssetIn(unified_key)})
-    def unify(raw: pl.LazyFrame, unified: pl.LazyFrame):
+                       required_resource_keys={"io_manager"})
+    def unify(context: AssetCheckExecutionContext):
+        raw = _stored(context, raw_key).select("listener_id", "track_id", "play_count").collect()  # read once
+        unified = _stored(context, unified_key)
         out = unified.select(c for c in UNIFY_COLUMNS if c in unified.collect_schema().names()).collect()
         yield run_stats_suite(unified_key, "unique_and_complete", unify_stats(raw, out), zero(*UNIFY_STATS))
 
@@ -90,9 +101,10 @@ def filter_check(program: Program, partitions) -> AssetChecksDefinition:
 
     @multi_asset_check(name=f"{program.slug}__filter_checks",
                        specs=[filter_row_count_check(kept_key, partitions, unified_key)],
-                       ins={"unified": AssetIn(unified_key)})
-    def filtered(context: AssetCheckExecutionContext, unified: pl.LazyFrame):
+                       required_resource_keys={"io_manager"})
+    def filtered(context: AssetCheckExecutionContext):
         day = batch_date(context)
+        unified = _stored(context, unified_key)
         rows = int(_metadata(context, kept_key, day)["dagster/row_count"])
 
         def seed_pass_rate() -> int:  # a scan: only the first partition's baseline reads it
@@ -111,15 +123,13 @@ def features_check(program: Program, partitions) -> AssetChecksDefinition:
 
     @multi_asset_check(name=f"{program.slug}__features_checks", can_subset=True,
                        specs=[feature_check(keys[k.kind], k.kind, partitions) for k in KINDS],
-                       ins={k.name: AssetIn(keys[k.kind]) for k in KINDS})
-    def features(context: AssetCheckExecutionContext, listener_features: pl.LazyFrame,
-                 track_features: pl.LazyFrame):
-        frames = {"listener": listener_features, "track": track_features}
+                       required_resource_keys={"io_manager"})
+    def features(context: AssetCheckExecutionContext):
         for kind in KINDS:
             if _selected(context, keys[kind.kind], f"{kind.name}_valid"):
                 needed = sorted({c for spec in kind.checks for c in spec.needed_columns})
-                yield run_suite(keys[kind.kind], f"{kind.name}_valid", frames[kind.kind].select(needed).collect(),
-                                kind.checks)
+                yield run_suite(keys[kind.kind], f"{kind.name}_valid",
+                                _stored(context, keys[kind.kind]).select(needed).collect(), kind.checks)
 
     return features
 
@@ -130,11 +140,11 @@ def score_check(program: Program, partitions) -> AssetChecksDefinition:
                "propensity_model_version", "affinity_model_version")
 
     @multi_asset_check(name=f"{program.slug}__score_checks", specs=score_checks(scored_key, partitions, kept_key),
-                       ins={"scored": AssetIn(scored_key), "candidates": AssetIn(kept_key)})
-    def scores(scored: pl.LazyFrame, candidates: pl.LazyFrame):
-        out = scored.select(columns).collect()
-        yield run_stats_suite(scored_key, "scores_in_range",
-                              score_stats(out, candidates.select(pl.len()).collect().item()), zero(*SCORE_STATS))
+                       required_resource_keys={"io_manager"})
+    def scores(context: AssetCheckExecutionContext):
+        out = _stored(context, scored_key).select(columns).collect()
+        candidates = _stored(context, kept_key).select(pl.len()).collect().item()  # the Parquet footer
+        yield run_stats_suite(scored_key, "scores_in_range", score_stats(out, candidates), zero(*SCORE_STATS))
 
     return scores
 
@@ -143,9 +153,11 @@ def store_check(program: Program, partitions) -> AssetChecksDefinition:
     stored_key, scored_key = key(program, "stored_candidates"), key(program, "scored_candidates")
 
     @multi_asset_check(name=f"{program.slug}__store_checks", specs=store_checks(stored_key, partitions, scored_key),
-                       ins={"scored": AssetIn(scored_key)})
-    def store(context: AssetCheckExecutionContext, candidate_store: CandidateStore, scored: pl.LazyFrame):
+                       required_resource_keys={"io_manager", "candidate_store"})
+    def store(context: AssetCheckExecutionContext):
         day = batch_date(context)
+        candidate_store: CandidateStore = context.resources.candidate_store
+        scored = _stored(context, scored_key)
         yield run_stats_suite(stored_key, "store_returns_what_was_scored",
                               read_back_stats(candidate_store, program, channel_rows(program, scored, day), day),
                               zero(*READ_BACK_STATS))
