@@ -6,7 +6,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
 from music_feedback.aws.settings import AwsSettings, endpoint_of, endpoint_setting
+from music_feedback.store.dynamodb.table import definition
 
 
 class PreflightError(RuntimeError):
@@ -16,8 +21,6 @@ class PreflightError(RuntimeError):
 
 
 def _client(service: str, s: AwsSettings):
-    import boto3
-    from botocore.config import Config
     # A fresh session: the default one keeps the credentials it resolved first, even after they are gone.
     return boto3.session.Session().client(service, region_name=s.region,
                         config=Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5,
@@ -26,7 +29,6 @@ def _client(service: str, s: AwsSettings):
 
 def _explain(service_id: str, what: str, exc: Exception) -> str:
     """One line naming the service, what was checked and what to fix."""
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
     if isinstance(exc, NoCredentialsError):
         return (f"{service_id}: no AWS credentials: give the process a role, or set AWS_PROFILE, or "
                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
@@ -46,7 +48,6 @@ def _explain(service_id: str, what: str, exc: Exception) -> str:
 
 
 def _missing(exc: Exception, *codes: str) -> bool:
-    from botocore.exceptions import ClientError
     return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in codes
 
 
@@ -76,7 +77,6 @@ def _dynamodb_table(s: AwsSettings, table: str, indexes: list[str], setting: str
 
 
 def checks(s: AwsSettings, resources: dict, programs: list) -> list[Callable[[], str | None]]:
-    from music_feedback.store.dynamodb.table import definition
     cand_indexes = [i["IndexName"] for i in definition(s.candidates_table)["GlobalSecondaryIndexes"]]
     out = [
         lambda: _guard("STS", "the caller's identity", (), "", lambda: _client("sts", s).get_caller_identity()),

@@ -3,12 +3,13 @@ DynamoDB tables with their indexes and TTL, and the event bus. For a fresh accou
 a production account gets the same from deploy/infrastructure/."""
 from __future__ import annotations
 
+import boto3
+
 from music_feedback.aws.settings import AwsSettings
 
 
 def provision(s: AwsSettings, resources: dict) -> list[str]:
     """Idempotent; returns what it created."""
-    import boto3
     session = boto3.session.Session()  # read the endpoints and credentials as they are now
     created = []
     s3 = session.client("s3", region_name=s.region)

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from music_feedback import settings as local_settings
 from music_feedback.aws.settings import AwsSettings
+from music_feedback.delivery.email.ses import SESv2Sender
+from music_feedback.feedback.dynamodb import DynamoDBFeedbackStore
+from music_feedback.feedback.events import EventBridgePublisher
+from music_feedback.io.s3_io_manager import S3ParquetIOManager
+from music_feedback.lake.s3 import S3Lake
+from music_feedback.metrics.sink import CloudWatchSink
+from music_feedback.playlists.store import SQLitePlaylistStore
+from music_feedback.scoring.cache.dynamodb_cache import DynamoDBScoreCache
+from music_feedback.scoring.registry.s3 import S3ModelRegistry
+from music_feedback.scoring.select import scorer_resource
+from music_feedback.store.dynamodb import DynamoDBCandidateStore
+from music_feedback.warehouse.redshift_warehouse import RedshiftWarehouse
 
 
 def aws_resources(s: AwsSettings | None = None, env_vars: bool = False) -> dict:
@@ -11,18 +23,6 @@ def aws_resources(s: AwsSettings | None = None, env_vars: bool = False) -> dict:
     the bucket, Redshift's host, user and password) are `EnvVar`s, resolved at run launch and shown by name
     on the UI's resource page; settings with a default stay values read here (each field's description
     names the variable that overrides it)."""
-    from music_feedback.delivery.email.ses import SESv2Sender
-    from music_feedback.feedback.dynamodb import DynamoDBFeedbackStore
-    from music_feedback.feedback.events import EventBridgePublisher
-    from music_feedback.io.s3_io_manager import S3ParquetIOManager
-    from music_feedback.lake.s3 import S3Lake
-    from music_feedback.metrics.sink import CloudWatchSink
-    from music_feedback.playlists.store import SQLitePlaylistStore
-    from music_feedback.scoring.cache.dynamodb_cache import DynamoDBScoreCache
-    from music_feedback.scoring.registry.s3 import S3ModelRegistry
-    from music_feedback.scoring.select import scorer_resource
-    from music_feedback.store.dynamodb import DynamoDBCandidateStore
-    from music_feedback.warehouse.redshift_warehouse import RedshiftWarehouse
 
     s = s or AwsSettings.from_env(env_vars=env_vars)
     return {

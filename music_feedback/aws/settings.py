@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from dagster import EnvVar
+
 REGION_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
 
 
@@ -45,7 +47,6 @@ class AwsSettings:
         if not bucket:
             missing.append("MUSIC_FEEDBACK_S3_BUCKET (the bucket of the assets, the lake and the models)")
         if env_vars:
-            from dagster import EnvVar
             region, bucket, missing = region_setting(), EnvVar("MUSIC_FEEDBACK_S3_BUCKET"), []
         if missing:
             raise AwsConfigError("MUSIC_FEEDBACK_ENV=aws needs " + " and ".join(missing))
@@ -64,7 +65,6 @@ class AwsSettings:
 
 def region_setting():
     """The region as a Dagster `EnvVar`: AWS_REGION, or AWS_DEFAULT_REGION when only that one is set."""
-    from dagster import EnvVar
     return EnvVar(next((v for v in REGION_VARS if _get(v)), REGION_VARS[0]))
 
 

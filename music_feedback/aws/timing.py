@@ -8,6 +8,12 @@ from collections import defaultdict
 from contextlib import contextmanager
 from typing import Iterator
 
+from botocore.client import BaseClient
+
+import music_feedback.warehouse.duckdb_warehouse  # noqa: F401  (each adapter class must exist to be wrapped)
+import music_feedback.warehouse.redshift_warehouse  # noqa: F401
+from music_feedback.warehouse.port import Warehouse
+
 
 class AdapterTimes:
     def __init__(self):
@@ -44,11 +50,7 @@ class AdapterTimes:
 def timed_adapters() -> Iterator[AdapterTimes]:
     """Wrap botocore's one call path and the warehouse port's fetch; undone on exit. Threads overlap, so
     the figures add up to more than the wall time when calls run in parallel."""
-    from botocore.client import BaseClient
 
-    import music_feedback.warehouse.duckdb_warehouse  # noqa: F401  (each adapter class must exist to be wrapped)
-    import music_feedback.warehouse.redshift_warehouse  # noqa: F401
-    from music_feedback.warehouse.port import Warehouse
     times = AdapterTimes()
     make_call = BaseClient._make_api_call
 

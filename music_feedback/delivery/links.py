@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from music_feedback.settings import data_home
+
 KEYS_VAR = "MUSIC_FEEDBACK_LINK_KEYS"  # JSON {"kid": "secret", ...}
 ACTIVE_VAR = "MUSIC_FEEDBACK_LINK_KEY_ID"
 PURPOSES = {"feedback": "f", "open": "o", "click": "c", "unsubscribe": "u"}
@@ -127,7 +129,6 @@ class LinkSigner:
             active = os.environ.get(ACTIVE_VAR) or sorted(keys)[-1]
             return cls({k: v.encode() for k, v in keys.items()}, active)
         if home is None:
-            from music_feedback.settings import data_home
             home = data_home()
         path = home / "link_keys.json"
         if not path.exists():

@@ -6,7 +6,9 @@ import os
 from urllib.parse import urlsplit
 
 from music_feedback import settings
+from music_feedback.delivery.email.maildir import MaildirSender
 from music_feedback.delivery.email.port import EmailSender
+from music_feedback.delivery.email.smtp import SMTPSender
 
 PUBLIC_URL_VAR = "MUSIC_FEEDBACK_PUBLIC_URL"
 ADDRESS_VAR = "MUSIC_FEEDBACK_EMAIL_ADDRESS_TEMPLATE"
@@ -51,13 +53,13 @@ def email_sender() -> EmailSender:
     Maildir outbox."""
     service = os.environ.get(EMAIL_SERVICE_VAR, "").strip().lower()
     if service == "ses":
+        # lazy: ses imports boto3 (~0.26 s); every local command (`why`) picks its sender here
         from music_feedback.delivery.email.ses import SESv2Sender
         return SESv2Sender.from_env()
     if service not in ("", "smtp", "maildir"):
         raise ValueError(f"{EMAIL_SERVICE_VAR}={service!r} is not supported: use maildir, smtp or ses")
     host = os.environ.get("MUSIC_FEEDBACK_SMTP_HOST")
     if host:
-        from music_feedback.delivery.email.smtp import SMTPSender
         port = os.environ.get("MUSIC_FEEDBACK_SMTP_PORT", "25")
         if not port.isdigit():
             raise ValueError(f"MUSIC_FEEDBACK_SMTP_PORT must be a port number, got {port!r}")
@@ -66,5 +68,4 @@ def email_sender() -> EmailSender:
                           starttls=os.environ.get("MUSIC_FEEDBACK_SMTP_STARTTLS", "").lower() in ("1", "true", "yes"))
     if service == "smtp":
         raise ValueError(f"{EMAIL_SERVICE_VAR}=smtp needs MUSIC_FEEDBACK_SMTP_HOST")
-    from music_feedback.delivery.email.maildir import MaildirSender
     return MaildirSender(path=str(settings.outbox_dir()))

@@ -50,6 +50,7 @@ class EventBridgePublisher(EventPublisher):
 
     def client(self):
         if self._client is None:
+            # lazy: boto3 ~0.26 s; every local command (`why`) imports this module for OutboxLog
             import boto3
             self._client = boto3.client("events", region_name=self.region_name, endpoint_url=self.endpoint_url)
         return self._client

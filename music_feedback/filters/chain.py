@@ -12,6 +12,7 @@ from music_feedback.filters.engagement import EngagementFilter
 from music_feedback.filters.frequency_cap import FrequencyCapFilter
 from music_feedback.filters.opt_out import OptOutFilter
 from music_feedback.filters.trust import TrustFilter
+from music_feedback.policy import POLICY_FILTER_KINDS
 from music_feedback.programs.model import FilterSpec
 
 REGISTRY: dict[str, type[CandidateFilter]] = {
@@ -57,7 +58,6 @@ def build_chain(specs: list[FilterSpec]) -> list[CandidateFilter]:
 
 def policy_warnings(specs: list[FilterSpec]) -> list[str]:
     """What a program asked to switch off that contact policy keeps on."""
-    from music_feedback.policy import POLICY_FILTER_KINDS
     present = {s.kind: s for s in specs}
     out = []
     for kind, still in POLICY_FILTER_KINDS.items():

@@ -8,9 +8,13 @@ import io
 import os
 from typing import Iterable, Optional
 
+import boto3
 import polars as pl
+from botocore.exceptions import BotoCoreError, ClientError
+from dagster import EnvVar
 from pydantic import Field, PrivateAttr
 
+from music_feedback.aws.settings import region_setting
 from music_feedback.io.port import ParquetIOManager
 
 
@@ -36,8 +40,6 @@ class S3ParquetIOManager(ParquetIOManager):
         bucket = env("MUSIC_FEEDBACK_S3_BUCKET")
         region = env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1"))
         if env_vars:
-            from dagster import EnvVar
-            from music_feedback.aws.settings import region_setting
             bucket, region = EnvVar("MUSIC_FEEDBACK_S3_BUCKET"), region_setting()
         if not bucket:
             raise ValueError("the S3 IO manager needs MUSIC_FEEDBACK_S3_BUCKET")
@@ -47,7 +49,6 @@ class S3ParquetIOManager(ParquetIOManager):
 
     def client(self):
         if self._client is None:
-            import boto3
             self._session = boto3.session.Session()
             self._client = self._session.client("s3", region_name=self.region_name, endpoint_url=self.endpoint_url)
         return self._client
@@ -57,7 +58,6 @@ class S3ParquetIOManager(ParquetIOManager):
         return f"{base}/{key}" if base else key
 
     def _call(self, what: str, key: str, fn):
-        from botocore.exceptions import BotoCoreError, ClientError
         try:
             return fn()
         except ClientError as exc:
@@ -74,7 +74,6 @@ class S3ParquetIOManager(ParquetIOManager):
             Bucket=self.bucket, Key=self._full(key), Body=buf.getvalue()))
 
     def _exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
         try:
             self.client().head_object(Bucket=self.bucket, Key=self._full(key))
             return True

@@ -9,10 +9,12 @@ from __future__ import annotations
 import io
 from typing import Optional
 
+import boto3
 import polars as pl
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, PrivateAttr
 
+from music_feedback.lake.catalog import table_input
 from music_feedback.lake.port import PART, Lake, LakeError, parquet_bytes
 
 GLUE_BATCH = 100
@@ -32,7 +34,6 @@ class S3Lake(Lake):
 
     def client(self, service: str):
         if service not in self._clients:
-            import boto3
             self._clients[service] = boto3.session.Session().client(
                 service, region_name=self.region_name, endpoint_url=self.endpoint_url)
         return self._clients[service]
@@ -86,7 +87,6 @@ class S3Lake(Lake):
                                 f"{detail.get('ErrorCode')} {detail.get('ErrorMessage', '')}")
 
     def _create_table(self, table: str, schema: pl.Schema) -> dict:
-        from music_feedback.lake.catalog import table_input
         glue = self.client("glue")
         base = self.prefix.strip("/")
         location = f"s3://{self.bucket}/{base + '/' if base else ''}{table}/"

@@ -26,8 +26,10 @@ class _Pyplot:
     ~0.5 s import and memory in every process that loads the definitions."""
 
     def __getattr__(self, name):
+        # lazy: matplotlib ~0.5 s of every process that loads the definitions; only the evening report draws
         import matplotlib
         matplotlib.use("Agg")  # files only, no display
+        # lazy: matplotlib.pyplot, after use("Agg") above
         import matplotlib.pyplot
         return getattr(matplotlib.pyplot, name)
 

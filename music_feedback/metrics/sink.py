@@ -78,7 +78,9 @@ class CloudWatchSink(MetricsSink):
 
     def client(self):
         if self._client is None:
+            # lazy: boto3 ~0.26 s; `why` and the service load this module for the SQLite sink
             import boto3
+            # lazy: botocore, with boto3 above
             from botocore.config import Config
             self._client = boto3.session.Session().client(
                 "cloudwatch", region_name=self.region_name, endpoint_url=self.endpoint_url,
@@ -86,6 +88,7 @@ class CloudWatchSink(MetricsSink):
         return self._client
 
     def publish(self, program_id: str, day: str, metrics: list[Metric]) -> int:
+        # lazy: botocore, with boto3 above
         from botocore.exceptions import BotoCoreError, ClientError
         stamp = datetime.fromisoformat(day).replace(hour=23, minute=59, tzinfo=timezone.utc)
         data = [{"MetricName": m.name, "Value": float(m.value), "Unit": m.unit, "Timestamp": stamp,

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from music_feedback.filters.chain import build_chain, policy_warnings
 from music_feedback.programs.model import Program
 from music_feedback.settings import PROGRAM_VAR, PROGRAMS_DIR_VAR
 
@@ -63,7 +64,6 @@ def load_program(path: Path | str) -> Program:
                 raise _config_error(path, exc, ("channels", i, "config")) from None
     except ValidationError as exc:
         raise _config_error(path, exc) from None
-    from music_feedback.filters.chain import build_chain, policy_warnings  # filters depend on the program model
     try:
         build_chain(program.filter_chain)
     except ValueError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+from sklearn.metrics import log_loss, roc_auc_score
 
 BINS = 10
 PRIOR = 5.0  # pseudo-rows at the global rate, so a track seen once is not 0% or 100%
@@ -21,7 +22,6 @@ def calibration_error(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import log_loss, roc_auc_score  # here: it imports scipy.stats, ~1 s, for training only
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return {"auc": round(float(roc_auc_score(y, p)), 4), "log_loss": round(float(log_loss(y, p, labels=[0, 1])), 4),
             "calibration_error": round(float(calibration_error(y, p)), 4)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
+import boto3
 import numpy as np
 import polars as pl
 from botocore.config import Config
@@ -37,7 +38,6 @@ class SageMakerScorer(Scorer):
 
     def client(self):
         if self._client is None:
-            import boto3
             config = Config(retries={"mode": "standard", "total_max_attempts": self.max_attempts},
                             read_timeout=self.read_timeout_s, connect_timeout=5,
                             max_pool_connections=max(self.concurrency, 1) * 2)

@@ -23,6 +23,7 @@ def scorer_kind(env: str) -> str:
 def scorer_resource(env: str = "local") -> Scorer:
     if scorer_kind(env) == "inprocess":
         return InProcessScorer()
+    # lazy: sagemaker_scorer imports boto3 (~0.26 s); `why` and the service load select with the in-process scorer
     from music_feedback.scoring.sagemaker_scorer import SageMakerScorer
     return SageMakerScorer(region_name=os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")),
                            endpoint_url=os.environ.get(SAGEMAKER_URL_VAR) or None)

@@ -10,6 +10,7 @@ health check never waits on a database and a request never waits 30 s to fail wi
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -21,6 +22,7 @@ from typing import Any, Callable, TypeVar
 
 import anyio
 import anyio.to_thread
+from botocore.exceptions import ClientError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -62,7 +64,7 @@ def is_busy(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.OperationalError):
         return any(word in str(exc).lower() for word in LOCKED)
     code = getattr(exc, "response", None)
-    if isinstance(code, dict):  # botocore's ClientError, without importing botocore here
+    if isinstance(code, dict):  # botocore's ClientError
         return code.get("Error", {}).get("Code") in THROTTLED
     return False
 
@@ -102,7 +104,6 @@ class StoreCalls:
         return str(max(1, math.ceil(self.lock_wait_s)))
 
     def _limiters(self, lane: str):
-        import asyncio
         loop = asyncio.get_running_loop()
         found = self._loops.get(loop)
         if found is None:
@@ -164,8 +165,4 @@ def install(app: FastAPI, feedback, lock_wait_s: float) -> None:
     app.state.store_calls = StoreCalls.for_store(feedback, lock_wait_s)
     app.add_exception_handler(StoreBusy, _unavailable)
     app.add_exception_handler(sqlite3.OperationalError, _unavailable)
-    try:
-        from botocore.exceptions import ClientError
-    except ImportError:  # pragma: no cover - botocore ships with the project
-        return
     app.add_exception_handler(ClientError, _unavailable)

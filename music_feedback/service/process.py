@@ -2,6 +2,7 @@
 simulator and the benches: a separate process, so clients in this one do not share its GIL."""
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import socket
@@ -25,7 +26,6 @@ def free_port() -> int:
 def _die_with_parent() -> None:
     """Linux: the service gets SIGTERM when the process that started it dies, even by SIGKILL."""
     try:
-        import ctypes
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
     except OSError:
         pass

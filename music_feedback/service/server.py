@@ -4,12 +4,13 @@ from __future__ import annotations
 import os
 import secrets
 
+import uvicorn
+
 from music_feedback.service import config as cfg
 from music_feedback.service.blocking import lock_wait_from_env
 
 
 def serve(host: str | None, port: int | None, workers: int | None, log_level: str = "info") -> None:
-    import uvicorn
     # Settings travel to the workers through the environment; they must share the cursor secret.
     for var, value in ((cfg.HOST_VAR, host), (cfg.PORT_VAR, port), (cfg.WORKERS_VAR, workers)):
         if value is not None:

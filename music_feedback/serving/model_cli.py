@@ -17,8 +17,10 @@ def add_model_commands(sub, serve_func) -> None:
 
 
 def serve(args) -> int:
+    # lazy: `music-feedback --help` imports this module; uvicorn adds ~90 ms to its ~30 ms
     import uvicorn
 
+    # lazy: model_server imports dagster, polars and joblib (~1 s), for `--help` (see above)
     from music_feedback.serving.model_server import create_app, model_dir_from_env, port_from_env
     app = create_app(args.model_dir or model_dir_from_env())  # loads now: a bad artifact stops here, by name
     print(f"serving {app.state.model.version} on {args.host}:{args.port or port_from_env()}")

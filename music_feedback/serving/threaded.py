@@ -4,10 +4,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 import uvicorn
+
+from music_feedback.serving.front import MAX_BODY_BYTES, create_front
+from music_feedback.serving.model_server import create_app
 
 
 @contextmanager
@@ -38,10 +41,7 @@ def sagemaker_stack(models: dict, max_body_bytes: int | None = None) -> Iterator
     """One model server per endpoint (name -> model directory) behind one local SageMaker front.
 
     Yields the front's URL, to give boto3 as endpoint_url."""
-    from contextlib import ExitStack
 
-    from music_feedback.serving.front import MAX_BODY_BYTES, create_front
-    from music_feedback.serving.model_server import create_app
     with ExitStack() as stack:
         routes = {name: stack.enter_context(serving(create_app(d))) for name, d in models.items()}
         yield stack.enter_context(serving(create_front(routes, max_body_bytes or MAX_BODY_BYTES)))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
+import orjson
 import polars as pl
 from dagster import ConfigurableResource
 
@@ -163,7 +164,6 @@ class CandidateStore(ConfigurableResource):
                           cutoffs: dict[int, PageKey], now: datetime | None = None) -> tuple[list[bytes], PageKey | None]:
         """channel_page's rows as serving_item JSON objects, and the last row's key. An adapter may
         override it to serialise in the database (a page is 1,000 rows)."""
-        import orjson
         rows = self.channel_page(query, after, size, cutoffs, now)
         return [orjson.dumps(serving_item(r)) for r in rows], (page_key(rows[-1]) if rows else None)
 

@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import polars as pl
+import psycopg2
+from dagster import EnvVar
 from dagster_aws.redshift import RedshiftClientResource
 from pydantic import Field, PrivateAttr
 
+from music_feedback.aws.settings import region_setting
 from music_feedback.warehouse.port import Warehouse, WarehouseError
+from music_feedback.warehouse.unload import check_settings, count_rows, unload_and_read
 
 TIMEOUT_VAR = "MUSIC_FEEDBACK_REDSHIFT_QUERY_TIMEOUT_S"
 CONNECT_TIMEOUT_VAR = "MUSIC_FEEDBACK_REDSHIFT_CONNECT_TIMEOUT_S"
@@ -85,8 +89,6 @@ class RedshiftWarehouse(Warehouse):
         host, user = env("MUSIC_FEEDBACK_REDSHIFT_HOST"), env("MUSIC_FEEDBACK_REDSHIFT_USER")
         region = env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1"))
         if env_vars:
-            from dagster import EnvVar
-            from music_feedback.aws.settings import region_setting
             host, user = EnvVar("MUSIC_FEEDBACK_REDSHIFT_HOST"), EnvVar("MUSIC_FEEDBACK_REDSHIFT_USER")
             region = region_setting()
             if password and not secret:  # the secret stays out of the UI's resource page
@@ -99,7 +101,6 @@ class RedshiftWarehouse(Warehouse):
             connect_timeout=max(1, round(numbers[CONNECT_TIMEOUT_VAR])))
         unload_rows = numbers["MUSIC_FEEDBACK_REDSHIFT_UNLOAD_ROWS"]
         if unload_rows:
-            from music_feedback.warehouse.unload import check_settings
             check_settings(env("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_S3_URI"), env("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_IAM_ROLE"))
         return cls(redshift=client, query_timeout_s=numbers[TIMEOUT_VAR],
                    unload_threshold_rows=int(unload_rows) if unload_rows else None,
@@ -113,7 +114,6 @@ class RedshiftWarehouse(Warehouse):
 
     def _connect(self):
         """A psycopg2 connection with the client resource's own arguments, and the statement timeout."""
-        import psycopg2
         try:
             conn = psycopg2.connect(**self.redshift.get_client().conn_args)
         except psycopg2.OperationalError as exc:
@@ -136,7 +136,6 @@ class RedshiftWarehouse(Warehouse):
 
     def fetch(self, sql: str) -> pl.DataFrame:
         if self.unload_threshold_rows and self._is_extract(sql):
-            from music_feedback.warehouse.unload import count_rows, unload_and_read
             if count_rows(self, sql) > self.unload_threshold_rows:
                 return unload_and_read(self, sql)
         return self._stream(sql)
@@ -172,7 +171,6 @@ class RedshiftWarehouse(Warehouse):
             return self._stream_on(conn, sql)
 
     def _stream_on(self, conn, sql: str) -> pl.DataFrame:
-        import psycopg2
         try:
             conn.autocommit = False  # a named (server-side) cursor needs a transaction
             with conn.cursor(name="music_feedback_fetch") as cur:
@@ -205,7 +203,6 @@ class RedshiftWarehouse(Warehouse):
 
     def execute(self, sql: str) -> None:
         """A statement without rows (UNLOAD), through the client resource, under the timeout."""
-        import psycopg2
         try:
             self.redshift.get_client().execute_query(
                 f"SET statement_timeout TO {int(self.query_timeout_s * 1000)}; {sql}")
@@ -225,7 +222,6 @@ class RedshiftWarehouse(Warehouse):
         return self._read_columns(table)
 
     def _read_columns(self, table: str) -> set[str]:
-        import psycopg2
         try:
             with self._connection() as conn, conn.cursor() as cur:
                 cur.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s "

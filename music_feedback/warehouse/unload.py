@@ -12,6 +12,7 @@ import re
 import uuid
 from urllib.parse import urlparse
 
+import boto3
 import polars as pl
 
 from music_feedback.warehouse.port import WarehouseError
@@ -84,7 +85,6 @@ def read_manifest(manifest_uri: str, s3, schema: pl.Schema | dict | None = None)
 
 def unload_and_read(warehouse, sql: str) -> pl.DataFrame:
     check_settings(warehouse.unload_s3_uri, warehouse.unload_iam_role)
-    import boto3
     schema = warehouse.schema_of(sql)  # an empty result: cheap next to the UNLOAD
     prefix = run_prefix(warehouse.unload_s3_uri)
     warehouse.execute(unload_statement(sql, prefix, warehouse.unload_iam_role))

@@ -22,10 +22,13 @@ import time
 from dataclasses import replace
 from typing import Optional
 
+import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError
+from dagster import EnvVar
 from pydantic import Field, PrivateAttr
 
+from music_feedback.aws.settings import region_setting
 from music_feedback.delivery.email.mime import _header_value
 from music_feedback.delivery.email.port import EmailMessage, EmailSender, SendResult
 
@@ -108,8 +111,6 @@ class SESv2Sender(EmailSender):
         region = (os.environ.get(REGION_VAR) or os.environ.get("AWS_REGION")
                   or os.environ.get("AWS_DEFAULT_REGION"))
         if env_vars:
-            from dagster import EnvVar
-            from music_feedback.aws.settings import region_setting
             region = EnvVar(REGION_VAR) if os.environ.get(REGION_VAR) else region_setting()
         if not region:
             raise SESConfigError(f"SES v2: no region: set {REGION_VAR} (or AWS_REGION)")
@@ -126,7 +127,6 @@ class SESv2Sender(EmailSender):
 
     def client(self):
         if self._client is None:
-            import boto3
             # Our own retries (below) see per-entry results too; botocore's would double the attempts.
             config = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5,
                             read_timeout=30, max_pool_connections=16)

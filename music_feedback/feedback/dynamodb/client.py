@@ -2,19 +2,20 @@
 conditional updates that report whether they applied, and a thread pool for many of them."""
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
+
+import boto3
+from botocore.config import Config
 
 _clients: dict[tuple, object] = {}
 
 
 def client_for(endpoint_url: str | None, region: str, workers: int):
-    import os
     # boto3 resolves an unset endpoint from the environment: a cached client must not outlive a change of it.
     k = (endpoint_url, region, workers, os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"), os.environ.get("AWS_ENDPOINT_URL"))
     if k not in _clients:
-        import boto3
-        from botocore.config import Config
         _clients[k] = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=region,
                                    config=Config(max_pool_connections=max(10, 2 * workers),
                                                  retries={"mode": "standard", "max_attempts": 8}))

@@ -2,6 +2,7 @@
 senders never claim the same request and a settle only moves a request that is in flight."""
 from __future__ import annotations
 
+import time
 from typing import Iterable
 
 import polars as pl
@@ -67,7 +68,6 @@ class Ledger:
     def plan(self, program_id: str, rows: pl.DataFrame) -> int:
         df = check_planned(rows)
         self._note_days(program_id, set(df.select("batch_date", "channel").unique().iter_rows()))
-        import time
         now = time.time()
 
         # A row already planned keeps its state: never resent.

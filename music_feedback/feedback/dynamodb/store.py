@@ -9,6 +9,7 @@ from typing import Optional
 
 from pydantic import Field
 
+from music_feedback.aws.settings import region_setting
 from music_feedback.feedback.dynamodb import table
 from music_feedback.feedback.dynamodb.answers import Answers
 from music_feedback.feedback.dynamodb.client import client_for
@@ -36,7 +37,6 @@ class DynamoDBFeedbackStore(Ledger, Answers, FeedbackStore):
         env = os.environ.get
         region = env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1"))
         if env_vars:
-            from music_feedback.aws.settings import region_setting
             region = region_setting()
         return cls(table_name=env("MUSIC_FEEDBACK_FEEDBACK_TABLE", "music-feedback-feedback"),
                    endpoint_url=env("MUSIC_FEEDBACK_DYNAMODB_ENDPOINT") or None, region=region)

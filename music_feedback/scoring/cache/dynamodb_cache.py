@@ -15,7 +15,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Optional
 
+import boto3
 import polars as pl
+from botocore.config import Config
 from pydantic import Field, PrivateAttr
 
 from music_feedback.scoring.cache.port import KEY, SCHEMA, SCORES, ScoreCache, epoch
@@ -53,8 +55,6 @@ class DynamoDBScoreCache(ScoreCache):
 
     def client(self):
         if self._client is None:
-            import boto3
-            from botocore.config import Config
             self._client = boto3.client("dynamodb", region_name=self.region_name, endpoint_url=self.endpoint_url,
                                         config=Config(max_pool_connections=max(10, 2 * self.workers)))
         return self._client

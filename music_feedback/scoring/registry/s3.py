@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import boto3
+from botocore.exceptions import ClientError
 from pydantic import Field, PrivateAttr
 
 from music_feedback.scoring.registry.port import ModelRegistry
@@ -20,7 +22,6 @@ class S3ModelRegistry(ModelRegistry):
 
     def client(self):
         if self._client is None:
-            import boto3
             self._client = boto3.client("s3", region_name=self.region_name, endpoint_url=self.endpoint_url)
         return self._client
 
@@ -31,7 +32,6 @@ class S3ModelRegistry(ModelRegistry):
         self.client().put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def get_bytes(self, key: str) -> bytes | None:
-        from botocore.exceptions import ClientError
         try:
             return self.client().get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
         except ClientError as exc:

@@ -12,9 +12,12 @@ import time
 from datetime import datetime
 from typing import Iterable
 
+import boto3
 import polars as pl
+from botocore.config import Config
 from pydantic import Field, PrivateAttr
 
+from music_feedback.aws.settings import region_setting
 from music_feedback.store.base import (
     DEFAULT_STATUS, STATUSES, CandidateStore, ChannelQuery, PageKey, epoch_now, validate_candidates)
 from music_feedback.store.dynamodb import keys, reads
@@ -50,7 +53,6 @@ class DynamoDBCandidateStore(CandidateStore):
         env = os.environ.get
         region = env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1"))
         if env_vars:
-            from music_feedback.aws.settings import region_setting
             region = region_setting()
         return cls(table_name=env("MUSIC_FEEDBACK_DYNAMODB_TABLE", "music-feedback-candidates"),
                    endpoint_url=env("MUSIC_FEEDBACK_DYNAMODB_ENDPOINT") or None,
@@ -65,8 +67,6 @@ class DynamoDBCandidateStore(CandidateStore):
         endpoint = self.endpoint_url or env("AWS_ENDPOINT_URL_DYNAMODB") or env("AWS_ENDPOINT_URL")
         k = (endpoint, self.region, self.writers)
         if k not in _clients:
-            import boto3
-            from botocore.config import Config
             _clients[k] = boto3.client("dynamodb", endpoint_url=self.endpoint_url, region_name=self.region,
                                        config=Config(max_pool_connections=max(10, 2 * self.writers),
                                                      retries={"mode": "standard", "max_attempts": 5}))
