@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster import DailyPartitionsDefinition, Definitions
 
-from music_feedback.defs.batch.asset_checks import batch_checks
+from music_feedback.defs.batch.assets.checks import batch_checks
 from music_feedback.defs.batch.assets import batch_assets
 from music_feedback.defs.batch.jobs import daily_job
 from music_feedback.defs.batch.schedules import daily_batch_schedule

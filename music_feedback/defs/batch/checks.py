@@ -1,6 +1,6 @@
 """The batch's checks: one blocking, partitioned check (or more) on every stage, what each measures, and the
 features' freshness. The checks computed from what a stage persisted run as standalone checks, one step per
-stage (defs/batch/asset_checks.py); the filter's guard runs inside its stage. A failed check stops the stages
+stage (defs/batch/assets/checks.py); the filter's guard runs inside its stage. A failed check stops the stages
 below it."""
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def unify_stats(raw, out) -> dict:
 
 # --- filter: filtered_candidates ----------------------------------------------------------------------------
 def filter_checks(kept_key, partitions) -> list[AssetCheckSpec]:
-    """In the filter's step: the contact state it judges is the batch's moment's (see asset_checks)."""
+    """In the filter's step: the contact state it judges is the batch's moment's (see assets/checks.py)."""
     return [_spec("no_ineligible_listener_passes", kept_key, partitions,
                   "No opted-out or untrusted listener, nobody over the weekly cap.")]
 

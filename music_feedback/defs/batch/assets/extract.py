@@ -1,4 +1,5 @@
-"""raw_streams: the day's completed plays of new tracks; malformed rows go to rejected_streams. Its checks are\nstandalone (defs/batch/asset_checks.py)."""
+"""raw_streams: the day's completed plays of new tracks; malformed rows go to rejected_streams. Its checks are
+standalone (defs/batch/assets/checks.py)."""
 
 import polars as pl
 from dagster import AssetExecutionContext, AssetOut, Output, multi_asset
@@ -49,7 +50,7 @@ def build_extract(program: Program, partitions):
         with watch.stage("validate"):
             valid, rejected = split_invalid(raw)
         reasons = dict(rejected.group_by("reason").len().sort("reason").iter_rows())
-        # extracted_rows and rejected_rows are what the standalone checks (asset_checks.py) read back.
+        # extracted_rows and rejected_rows are what the standalone checks (assets/checks.py) read back.
         yield Output(valid, "raw_streams", metadata=frame_metadata(
             valid, watch.total, extracted_rows=raw.height, rejected_rows=rejected.height,
             rejected_by_reason=reasons, stage_seconds=watch.stages, connector=connector.connector_id))

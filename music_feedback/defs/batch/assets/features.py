@@ -23,7 +23,7 @@ from music_feedback.warehouse.port import Warehouse
 @dataclass(frozen=True)
 class _Features:
     kind: str  # listener or track
-    checks: list  # the expectations of its standalone check (asset_checks.py)
+    checks: list  # the expectations of its standalone check (assets/checks.py)
     build: Callable  # scoring.features.listener_features or track_features
     column: str  # the candidates' id column it reads
     features: tuple[str, ...]
