@@ -12,6 +12,7 @@ from music_feedback import settings
 
 
 def _program(program_id: str | None):
+    # lazy: programs.loader: ~1.1 s of `--help` (~30 ms)
     from music_feedback.programs.loader import load_programs
     programs = load_programs()
     if not programs:
@@ -25,6 +26,7 @@ def _program(program_id: str | None):
 
 
 def _spec(args):
+    # lazy: warehouse.generator (duckdb, numpy): ~0.7 s of `--help` (~30 ms)
     from music_feedback.warehouse.generator import WarehouseSpec
     base = WarehouseSpec()
     s = args.scale
@@ -47,6 +49,7 @@ def _spec(args):
 
 
 def cmd_seed(args) -> int:
+    # lazy: warehouse.generator: ~0.7 s of `--help` (~30 ms)
     from music_feedback.warehouse.generator import generate
     path = Path(args.path or settings.warehouse_path())
     if path.exists() and not args.force:
@@ -61,7 +64,9 @@ def cmd_seed(args) -> int:
 
 
 def ensure_warehouse() -> dict[str, str]:
+    # lazy: duckdb_warehouse: ~0.6 s of `--help` (~30 ms)
     from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
+    # lazy: warehouse.generator: ~0.7 s of `--help` (~30 ms)
     from music_feedback.warehouse.generator import WarehouseSpec, generate
     path = settings.warehouse_path()
     if not path.exists():
@@ -76,7 +81,9 @@ def ensure_warehouse() -> dict[str, str]:
 
 def _aws_ready(program) -> dict[str, str]:
     """On AWS, every adapter is checked before anything is written; returns the warehouse's metadata."""
+    # lazy: preflight imports boto3: ~0.3 s of `--help` (~30 ms)
     from music_feedback.aws.preflight import preflight
+    # lazy: resources: ~1.5 s of `--help` (~30 ms)
     from music_feedback.resources import get_resources
     resources = get_resources()
     preflight(resources, [program])
@@ -88,6 +95,7 @@ def _definitions():
     ~1M long-lived objects, and the full passes over them cost ~0.4 s of a run's start."""
     gc.disable()
     try:
+        # lazy: the definitions: ~2-4 s, only for a run
         from music_feedback.definitions import defs
     finally:
         gc.freeze()
@@ -97,10 +105,14 @@ def _definitions():
 
 def cmd_run(args) -> int:
     """The day's runs, launched from the code location (as the UI launches them) unless --in-process."""
+    # lazy: no start-time reason measured (contextlib is loaded already); owner: move it up
     from contextlib import nullcontext
 
+    # lazy: runner (dagster): ~1.5 s of `--help` (~30 ms)
     from music_feedback import runner
+    # lazy: launch (dagster): ~0.5 s of `--help` (~30 ms)
     from music_feedback.launch import DagsterServer
+    # lazy: gx_worker: ~16 ms of `--help` (~30 ms)
     from music_feedback.quality import gx_worker
     inst, server = runner.instance(), None
     if not args.in_process:  # first: the webserver loads the code location on the other core meanwhile
@@ -118,15 +130,19 @@ def cmd_run(args) -> int:
 
 
 def _run_day(args, defs, program, day, inst) -> int:
+    # lazy: no start-time reason measured (json costs ~0 ms); owner: move it up
     import json
 
+    # lazy: runner (dagster): ~1.5 s of `--help` (~30 ms)
     from music_feedback import runner
+    # lazy: gx_worker: ~16 ms of `--help` (~30 ms)
     from music_feedback.quality import gx_worker
     trained = runner.ensure_models(defs, program, inst, force=args.retrain, day=day)
     if trained:
         print(f"trained the {program.program_id} models in {trained:.1f}s")
     if not args.no_email:  # the whole day: the same jobs the schedules run, and simulated listeners
         # a tool, not the product: imported only by its command
+        # lazy: a tool, not the product: only its command imports it (test_layout)
         from music_feedback_tools.simulate.day import funnel_counts, run_day
         day_report = run_day(defs, program, day, inst, echo=lambda line: print(line, flush=True))
         print("steps (s): " + ", ".join(f"{k} {v}" for k, v in day_report.steps.items()))
@@ -145,13 +161,17 @@ def _run_day(args, defs, program, day, inst) -> int:
 
 
 def cmd_simulate(args) -> int:
+    # lazy: no start-time reason measured (datetime is imported at the top); owner: move it up
     from datetime import timedelta
 
+    # lazy: gx_worker: ~16 ms of `--help` (~30 ms)
     from music_feedback.quality import gx_worker
     gx_worker.start()
     defs = _definitions()
+    # lazy: runner (dagster): ~1.5 s of `--help` (~30 ms)
     from music_feedback import runner
     # a tool, not the product: imported only by its command
+    # lazy: a tool, not the product: only its command imports it (test_layout)
     from music_feedback_tools.simulate.day import run_day
     program = _program(args.program)
     meta = ensure_warehouse() if settings.get_env() == "local" else _aws_ready(program)
@@ -176,9 +196,13 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_why(args) -> int:
+    # lazy: clock: ~7 ms of `--help` (~30 ms)
     from music_feedback.clock import Clock
+    # lazy: explain: ~0.8 s of `--help` (~30 ms)
     from music_feedback.explain import explain
+    # lazy: policy.gate: ~0.7 s of `--help` (~30 ms)
     from music_feedback.policy.gate import ContactGate
+    # lazy: resources: ~1.5 s of `--help` (~30 ms)
     from music_feedback.resources import get_resources
     program = _program(args.program)
     resources = get_resources()  # the IO manager of the adapter set: a folder, or S3 on AWS
@@ -190,14 +214,17 @@ def cmd_why(args) -> int:
 
 
 def cmd_purge(args) -> int:
+    # lazy: resources: ~1.5 s of `--help` (~30 ms)
     from music_feedback.resources import get_resources
     print(f"purged {get_resources()['candidate_store'].purge_expired()} expired candidate row(s)")
     return 0
 
 
 def cmd_create_table(args) -> int:
+    # lazy: botocore.exceptions: ~8 ms of `--help` (~30 ms)
     from botocore.exceptions import BotoCoreError, ClientError
     if args.feedback:
+        # lazy: the DynamoDB feedback store imports boto3: ~0.3 s of `--help` (~30 ms)
         from music_feedback.feedback.dynamodb import DynamoDBFeedbackStore
         feedback = DynamoDBFeedbackStore.from_env()
         if args.table:
@@ -210,6 +237,7 @@ def cmd_create_table(args) -> int:
         print(f"{'created' if created else 'found'} table {feedback.table_name} ({where}) with ByListener, "
               "ByProgram and Outbox")
         return 0
+    # lazy: the DynamoDB candidate store imports boto3: ~0.3 s of `--help` (~30 ms)
     from music_feedback.store.dynamodb import DynamoDBCandidateStore
     store = DynamoDBCandidateStore.from_env()
     if args.table:
@@ -224,12 +252,14 @@ def cmd_create_table(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    # lazy: service.server (uvicorn): ~0.3 s of `--help` (~30 ms)
     from music_feedback.service.server import serve
     serve(args.host, args.port, args.workers, args.log_level)
     return 0
 
 
 def cmd_model_serve(args) -> int:
+    # lazy: no start-time reason measured (model_cli is imported for every --help already); owner: move it up
     from music_feedback.serving.model_cli import serve
     return serve(args)
 
@@ -237,6 +267,7 @@ def cmd_model_serve(args) -> int:
 def cmd_bench(args) -> int:
     if args.limit:
         # a tool, not the product: imported only by its command
+        # lazy: a tool, not the product: only its command imports it (test_layout)
         from music_feedback_tools.bench.limit import main as limit
         if not args.date or not args.limit_out:
             raise ValueError("bench --limit needs --date and --limit-out")
@@ -246,6 +277,7 @@ def cmd_bench(args) -> int:
     if args.scale <= 0:
         raise ValueError(f"--scale must be greater than 0, got {args.scale}")
     # a tool, not the product: imported only by its command
+    # lazy: a tool, not the product: only its command imports it (test_layout)
     from music_feedback_tools.bench import bench
     return bench(_program(args.program), args)
 
@@ -306,8 +338,10 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
 
+    # lazy: no start-time reason measured (model_cli imports only pathlib, no cycle); owner: move it up
     from music_feedback.serving.model_cli import add_model_commands
     add_model_commands(sub, cmd_model_serve)
+    # lazy: no start-time reason measured (aws.cli imports only the stdlib, no cycle); owner: move it up
     from music_feedback.aws.cli import add_aws_commands
     add_aws_commands(sub, _program, ensure_warehouse)
     bench = sub.add_parser("bench", help="run the default-scale day through Dagster and print figures")
@@ -324,8 +358,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # lazy: programs.loader: ~1.1 s of `--help` (~30 ms)
     from music_feedback.programs.loader import ProgramConfigError
+    # lazy: run_guard (dagster): ~0.5 s of `--help` (~30 ms)
     from music_feedback.run_guard import RunInProgressError
+    # lazy: warehouse.port (polars): ~0.6 s of `--help` (~30 ms)
     from music_feedback.warehouse.port import WarehouseError
     try:
         return args.func(args)

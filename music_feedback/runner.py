@@ -98,11 +98,14 @@ def ensure_models(defs, program: Program, inst: DagsterInstance, *, day: date, f
     have a champion for that day; returns seconds spent. `day` is required: a champion trained today is
     too new for a past day. Decided from the model registry (what exists), not run history: a shared
     DAGSTER_HOME with a new data home has history but no models."""
+    # lazy: no start-time reason measured (~0 ms after this module's imports; defs/ is the Dagster tree, the runner is on top of it); owner: move it up
     from music_feedback.defs.partitions import week_for_day
+    # lazy: no start-time reason measured (resources ~0.2 s, paid by every command that runs a day); owner: move it up
     from music_feedback.resources import get_resources
     registry = get_resources()["model_registry"]
     if not force and all(registry.champion_version(m.model_id, day) for m in program.scoring_models):
         return 0.0
+    # lazy: the definitions: ~2 s, only when a run needs a job
     from music_feedback.definitions import training_job_name
     started = time.perf_counter()
     week = week_for_day(day)
@@ -226,6 +229,7 @@ def execute(job: JobDefinition, partition_key: str | None, inst: DagsterInstance
 
 
 def run_batch(defs, program: Program, day: date, inst: DagsterInstance) -> BatchReport:
+    # lazy: the definitions: ~2 s, only when a run needs a job
     from music_feedback.definitions import daily_job_name
     job = defs.resolve_job_def(daily_job_name(program))
     keys = job.partitions_def.get_partition_keys()
@@ -260,6 +264,7 @@ def summary(report: BatchReport, bands: ScoreBands = ScoreBands()) -> str:
         lines.append("  removed by filter: " + ", ".join(f"{k} {v:,}" for k, v in removed.items()))
     dist = report.meta("scored_candidates", "score_distribution")
     if dist:
+        # lazy: no start-time reason measured (~0 ms after this module's imports); owner: move it up
         from music_feedback.scoring.combine import band_labels
         labels = band_labels(bands)
         lines.append("  score bands: " + ", ".join(f"{labels.get(k, k)} {v:.0%}" for k, v in dist.items()))
