@@ -133,3 +133,41 @@ def test_the_reader_sees_tool_imports():
                      "import music_feedback_toolsmith\nfrom .music_feedback_tools import x\n")
     assert _tool_imports(tree, module_level=True) == [1, 3, 7]
     assert _tool_imports(tree, module_level=False) == [9]
+
+
+def _unexplained_function_imports(source: str) -> list[int]:
+    """Lines of the imports inside a function with no `# lazy: <why>` comment on the line or the one above."""
+    lines = source.splitlines()
+    found = []
+
+    def explained(line: int) -> bool:
+        return "# lazy:" in lines[line - 1] or (line > 1 and lines[line - 2].strip().startswith("# lazy:"))
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and in_function and not explained(node.lineno):
+            found.append(node.lineno)
+        in_function = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        for child in ast.iter_child_nodes(node):
+            visit(child, in_function)
+
+    visit(ast.parse(source), False)
+    return found
+
+
+def test_every_import_inside_a_function_says_why_it_is_lazy():
+    """An import belongs at the module's top unless deferring it measurably keeps a command's start fast (or
+    keeps a tool out of the product); then a `# lazy: <why>` comment sits on its line or the line above."""
+    found = [f"music_feedback/{path.relative_to(PACKAGE).as_posix()}:{line}"
+             for path in sorted(PACKAGE.rglob("*.py")) if "__pycache__" not in path.parts
+             for line in _unexplained_function_imports(path.read_text(encoding="utf-8"))]
+    assert found == []
+
+
+def test_the_reader_sees_unexplained_function_imports():
+    source = ("import os\n"
+              "def f():\n    import json\n"
+              "    # lazy: boto3 costs ~0.3 s of every command's start\n    import boto3\n"
+              "    import yaml  # lazy: only this command reads YAML\n"
+              "    # a plain comment\n    from x import y\n"
+              "class A:\n    def g(self):\n        from . import z\n")
+    assert _unexplained_function_imports(source) == [3, 8, 11]
