@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import sys
-from datetime import date
+from contextlib import nullcontext
+from datetime import date, timedelta
 from pathlib import Path
 
 from music_feedback import settings
+from music_feedback.aws.cli import add_aws_commands
+from music_feedback.serving.model_cli import add_model_commands
+from music_feedback.serving.model_cli import serve as model_serve
 
 
 def _program(program_id: str | None):
@@ -66,6 +71,7 @@ def cmd_seed(args) -> int:
 def ensure_warehouse() -> dict[str, str]:
     # lazy: duckdb_warehouse: ~0.6 s of `--help` (~30 ms)
     from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
+
     # lazy: warehouse.generator: ~0.7 s of `--help` (~30 ms)
     from music_feedback.warehouse.generator import WarehouseSpec, generate
     path = settings.warehouse_path()
@@ -83,6 +89,7 @@ def _aws_ready(program) -> dict[str, str]:
     """On AWS, every adapter is checked before anything is written; returns the warehouse's metadata."""
     # lazy: preflight imports boto3: ~0.3 s of `--help` (~30 ms)
     from music_feedback.aws.preflight import preflight
+
     # lazy: resources: ~1.5 s of `--help` (~30 ms)
     from music_feedback.resources import get_resources
     resources = get_resources()
@@ -105,13 +112,13 @@ def _definitions():
 
 def cmd_run(args) -> int:
     """The day's runs, launched from the code location (as the UI launches them) unless --in-process."""
-    # lazy: no start-time reason measured (contextlib is loaded already); owner: move it up
-    from contextlib import nullcontext
 
     # lazy: runner (dagster): ~1.5 s of `--help` (~30 ms)
     from music_feedback import runner
+
     # lazy: launch (dagster): ~0.5 s of `--help` (~30 ms)
     from music_feedback.launch import DagsterServer
+
     # lazy: gx_worker: ~16 ms of `--help` (~30 ms)
     from music_feedback.quality import gx_worker
     inst, server = runner.instance(), None
@@ -130,11 +137,10 @@ def cmd_run(args) -> int:
 
 
 def _run_day(args, defs, program, day, inst) -> int:
-    # lazy: no start-time reason measured (json costs ~0 ms); owner: move it up
-    import json
 
     # lazy: runner (dagster): ~1.5 s of `--help` (~30 ms)
     from music_feedback import runner
+
     # lazy: gx_worker: ~16 ms of `--help` (~30 ms)
     from music_feedback.quality import gx_worker
     trained = runner.ensure_models(defs, program, inst, force=args.retrain, day=day)
@@ -161,8 +167,6 @@ def _run_day(args, defs, program, day, inst) -> int:
 
 
 def cmd_simulate(args) -> int:
-    # lazy: no start-time reason measured (datetime is imported at the top); owner: move it up
-    from datetime import timedelta
 
     # lazy: gx_worker: ~16 ms of `--help` (~30 ms)
     from music_feedback.quality import gx_worker
@@ -170,6 +174,7 @@ def cmd_simulate(args) -> int:
     defs = _definitions()
     # lazy: runner (dagster): ~1.5 s of `--help` (~30 ms)
     from music_feedback import runner
+
     # a tool, not the product: imported only by its command
     # lazy: a tool, not the product: only its command imports it (test_layout)
     from music_feedback_tools.simulate.day import run_day
@@ -198,10 +203,13 @@ def cmd_simulate(args) -> int:
 def cmd_why(args) -> int:
     # lazy: clock: ~7 ms of `--help` (~30 ms)
     from music_feedback.clock import Clock
+
     # lazy: explain: ~0.8 s of `--help` (~30 ms)
     from music_feedback.explain import explain
+
     # lazy: policy.gate: ~0.7 s of `--help` (~30 ms)
     from music_feedback.policy.gate import ContactGate
+
     # lazy: resources: ~1.5 s of `--help` (~30 ms)
     from music_feedback.resources import get_resources
     program = _program(args.program)
@@ -259,9 +267,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_model_serve(args) -> int:
-    # lazy: no start-time reason measured (model_cli is imported for every --help already); owner: move it up
-    from music_feedback.serving.model_cli import serve
-    return serve(args)
+    return model_serve(args)
 
 
 def cmd_bench(args) -> int:
@@ -338,11 +344,7 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
 
-    # lazy: no start-time reason measured (model_cli imports only pathlib, no cycle); owner: move it up
-    from music_feedback.serving.model_cli import add_model_commands
     add_model_commands(sub, cmd_model_serve)
-    # lazy: no start-time reason measured (aws.cli imports only the stdlib, no cycle); owner: move it up
-    from music_feedback.aws.cli import add_aws_commands
     add_aws_commands(sub, _program, ensure_warehouse)
     bench = sub.add_parser("bench", help="run the default-scale day through Dagster and print figures")
     bench.add_argument("--program")
@@ -360,8 +362,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # lazy: programs.loader: ~1.1 s of `--help` (~30 ms)
     from music_feedback.programs.loader import ProgramConfigError
+
     # lazy: run_guard (dagster): ~0.5 s of `--help` (~30 ms)
     from music_feedback.run_guard import RunInProgressError
+
     # lazy: warehouse.port (polars): ~0.6 s of `--help` (~30 ms)
     from music_feedback.warehouse.port import WarehouseError
     try:

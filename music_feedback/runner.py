@@ -19,13 +19,23 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from dagster import (AssetKey, DagsterInstance, DagsterRunStatus, JobDefinition, MultiPartitionKey,
-                     build_reconstructable_job, execute_job)
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    DagsterRunStatus,
+    JobDefinition,
+    MultiPartitionKey,
+    build_reconstructable_job,
+    execute_job,
+)
 
 from music_feedback import settings
+from music_feedback.defs.partitions import week_for_day
 from music_feedback.launch import CODE_LOCATION, REPOSITORY, DagsterServer
 from music_feedback.programs.model import Program, ScoreBands
+from music_feedback.resources import get_resources
 from music_feedback.run_guard import HOST_TAG, PID_TAG, partition_lock, run_tags, settle_in_progress
+from music_feedback.scoring.combine import band_labels
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the summary says what matters; the UI has the rest
 REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
@@ -98,10 +108,6 @@ def ensure_models(defs, program: Program, inst: DagsterInstance, *, day: date, f
     have a champion for that day; returns seconds spent. `day` is required: a champion trained today is
     too new for a past day. Decided from the model registry (what exists), not run history: a shared
     DAGSTER_HOME with a new data home has history but no models."""
-    # lazy: no start-time reason measured (~0 ms after this module's imports; defs/ is the Dagster tree, the runner is on top of it); owner: move it up
-    from music_feedback.defs.partitions import week_for_day
-    # lazy: no start-time reason measured (resources ~0.2 s, paid by every command that runs a day); owner: move it up
-    from music_feedback.resources import get_resources
     registry = get_resources()["model_registry"]
     if not force and all(registry.champion_version(m.model_id, day) for m in program.scoring_models):
         return 0.0
@@ -264,8 +270,6 @@ def summary(report: BatchReport, bands: ScoreBands = ScoreBands()) -> str:
         lines.append("  removed by filter: " + ", ".join(f"{k} {v:,}" for k, v in removed.items()))
     dist = report.meta("scored_candidates", "score_distribution")
     if dist:
-        # lazy: no start-time reason measured (~0 ms after this module's imports); owner: move it up
-        from music_feedback.scoring.combine import band_labels
         labels = band_labels(bands)
         lines.append("  score bands: " + ", ".join(f"{labels.get(k, k)} {v:.0%}" for k, v in dist.items()))
     failed = [f"{n} ({c['description']})" for n, c in report.checks.items() if not c["passed"]]

@@ -7,6 +7,7 @@ from datetime import date
 from dagster import DagsterInstance, Failure, MultiPartitionKey
 
 from music_feedback.programs.model import Program
+from music_feedback.run_guard import run_tags
 
 # A Failure is the run saying why it stopped (no stored batch, not yet its send time): its words are the message.
 FAILURE = f"{Failure.__module__}.{Failure.__qualname__}: "
@@ -15,8 +16,6 @@ FAILURE = f"{Failure.__module__}.{Failure.__qualname__}: "
 def run_email(defs, program: Program, day: date, inst: DagsterInstance, at_send_time: bool = True) -> list[dict]:
     from music_feedback.defs.delivery.jobs import email_job_name  # lazy: the library never imports defs/ at load
     from music_feedback.runner import QUIET, execute  # lazy: the runner sits on top of delivery
-    # lazy: no start-time reason measured (run_guard after dagster: ~0 ms); owner: move it up
-    from music_feedback.run_guard import run_tags
     job = defs.resolve_job_def(email_job_name(program))
     out = []
     for marketplace in program.marketplaces:

@@ -17,8 +17,11 @@ if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
 
-from music_feedback.quality.expectations import Expectation, ExpectationOutcome, SuiteResult
+import logging
 
+import pandas as pd
+
+from music_feedback.quality.expectations import Expectation, ExpectationOutcome, SuiteResult
 
 # --- GX plumbing -------------------------------------------------------------------------
 
@@ -50,21 +53,23 @@ def _gx_state() -> _GxState:
     if _STATE is not None:
         return _STATE
 
-    # lazy: no start-time reason measured (logging is loaded with dagster); owner: move it up
-    import logging
 
     # lazy: great_expectations: ~2.8 s of the code location's load
     import great_expectations as gx
+
     # lazy: great_expectations, as above
     import great_expectations.expectations as gxe
+
     # lazy: great_expectations, as above
     from great_expectations.data_context.data_context.context_factory import project_manager
+
     # lazy: great_expectations, as above
     from great_expectations.data_context.types.base import (
         DataContextConfig,
         InMemoryStoreBackendDefaults,
         ProgressBarsConfig,
     )
+
     # lazy: great_expectations, as above
     from great_expectations.exceptions import DataContextRequiredError
 
@@ -136,8 +141,6 @@ def _to_pandas(df: "pl.DataFrame", columns: list[str]) -> "pd.DataFrame":
     GX's between check is ~6x slower on pyarrow-backed floats.
     """
     if not columns:
-        # lazy: no start-time reason measured (pandas is loaded with the definitions); owner: move it up
-        import pandas as pd
 
         return pd.DataFrame(index=pd.RangeIndex(df.height))
     sub = df.select(columns)

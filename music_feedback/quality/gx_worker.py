@@ -10,6 +10,7 @@ run workers, tests) judge in their own process, and so does a run whose worker h
 from __future__ import annotations
 
 import atexit
+import ctypes
 import importlib
 import importlib.util
 import os
@@ -43,8 +44,6 @@ def _recv(stream: BinaryIO) -> Any:
 def _die_with_parent() -> None:
     """Linux: SIGTERM when the batch that started it dies, even by SIGKILL."""
     try:
-        # lazy: no start-time reason measured (ctypes ~2 ms); owner: move it up
-        import ctypes
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
     except OSError:
         pass
