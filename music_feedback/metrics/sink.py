@@ -1,14 +1,26 @@
-"""Where the day's metrics go: a local table on the embedded default, CloudWatch PutMetricData on AWS."""
+"""Where the day's metrics go: a local table on the embedded default, CloudWatch PutMetricData on AWS.
+
+CloudWatch keeps every data point and cannot delete one, so a day's figures are published as a series of
+their own and read as its newest point: each figure carries the dimensions `Program` and `Day=YYYY-MM-DD`
+(plus its own), is stamped when it is published (queryable at once, and inside an alarm's latest period),
+and a re-run of the day publishes the day's figures again, later. Reading a day's figure is reading the
+newest minute of its series (GetMetricData, period 60 s, ScanBy TimestampDescending, the first value;
+Maximum, Minimum and Average agree, since one publish is one point a minute): the re-run's figure, never
+a sum of runs. Two publishes of one day never share a minute from one process: the second waits for
+the next minute (docs/aws.md, "Metrics in CloudWatch").
+"""
 from __future__ import annotations
 
 import abc
 import json
 import sqlite3
+import threading
+import time
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
@@ -75,6 +87,10 @@ class CloudWatchSink(MetricsSink):
     endpoint_url: Optional[str] = Field(default=None, description=(
         "CloudWatch endpoint; None: boto3's own (AWS_ENDPOINT_URL_CLOUDWATCH, else the region's)."))
     _client = PrivateAttr(default=None)
+    _clock: Callable[[], float] = PrivateAttr(default=time.time)  # epoch seconds; the tests pass their own
+    _sleep: Callable[[float], None] = PrivateAttr(default=time.sleep)
+    _last_minute: dict = PrivateAttr(default_factory=dict)  # (program, day) -> the minute it was last published in
+    _lock = PrivateAttr(default_factory=threading.Lock)
 
     def client(self):
         if self._client is None:
@@ -90,9 +106,9 @@ class CloudWatchSink(MetricsSink):
     def publish(self, program_id: str, day: str, metrics: list[Metric]) -> int:
         # lazy: botocore, with boto3 above
         from botocore.exceptions import BotoCoreError, ClientError
-        stamp = datetime.fromisoformat(day).replace(hour=23, minute=59, tzinfo=timezone.utc)
+        stamp = datetime.fromtimestamp(self._publish_time(program_id, day), timezone.utc)
         data = [{"MetricName": m.name, "Value": float(m.value), "Unit": m.unit, "Timestamp": stamp,
-                 "Dimensions": [{"Name": "Program", "Value": program_id}] +
+                 "Dimensions": [{"Name": "Program", "Value": program_id}, {"Name": "Day", "Value": day}] +
                                [{"Name": k, "Value": str(v)} for k, v in sorted(m.dimensions.items())]}
                 for m in metrics]
         try:
@@ -102,6 +118,18 @@ class CloudWatchSink(MetricsSink):
             raise MetricsSinkError(f"CloudWatch ({self.endpoint_url or self.region_name}, namespace "
                                    f"{self.namespace}) did not take the metrics: {exc}") from None
         return len(data)
+
+    def _publish_time(self, program_id: str, day: str) -> float:
+        """Now, in a minute of its own for this day: a second publish of a day in the minute of the first
+        waits for the next, so each publish is its own point at CloudWatch's 60-second resolution."""
+        with self._lock:
+            now = self._clock()
+            last = self._last_minute.get((program_id, day))
+            if last is not None and int(now // 60) <= last:
+                self._sleep((last + 1) * 60 - now)
+                now = max(self._clock(), (last + 1) * 60.0)
+            self._last_minute[(program_id, day)] = int(now // 60)
+            return now
 
     def describe(self) -> str:
         return f"CloudWatch namespace {self.namespace}"
