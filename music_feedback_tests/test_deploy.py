@@ -19,7 +19,16 @@ pytestmark = pytest.mark.unit
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PG_ENV = {"DAGSTER_PG_HOST": "db.internal", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USER": "dagster",
           "DAGSTER_PG_PASSWORD": "from-secrets-manager", "DAGSTER_PG_DB": "dagster", "DAGSTER_ECS_CLUSTER": "mf",
-          "MUSIC_FEEDBACK_S3_BUCKET": "b", "AWS_REGION": "eu-west-1"}
+          "MUSIC_FEEDBACK_S3_BUCKET": "b", "AWS_REGION": "eu-west-1",
+          # the run launcher's (music_feedback_tests/test_ecs_launch.py launches a run with them)
+          "MUSIC_FEEDBACK_RUN_ROLE_ARN": "arn:aws:iam::123456789012:role/music-feedback-run",
+          "MUSIC_FEEDBACK_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/music-feedback-execution",
+          "MUSIC_FEEDBACK_RUN_LOG_GROUP": "/ecs/music-feedback-run",
+          "DAGSTER_PG_PASSWORD_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:music-feedback/pg",
+          "MUSIC_FEEDBACK_REDSHIFT_PASSWORD_SECRET_ARN":
+              "arn:aws:secretsmanager:eu-west-1:123456789012:secret:music-feedback/redshift",
+          "MUSIC_FEEDBACK_LINK_KEYS_SECRET_ARN":
+              "arn:aws:secretsmanager:eu-west-1:123456789012:secret:music-feedback/link-keys"}
 
 
 def test_the_instance_configuration_loads(tmp_path, monkeypatch):
