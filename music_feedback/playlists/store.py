@@ -1,4 +1,5 @@
-"""The curated playlists and their audit trail. Port and embedded SQLite adapter; an update replaces the
+"""The curated playlists and their audit trail. Port and embedded SQLite adapter (the DynamoDB one, for a
+cluster whose tasks share them, is playlists/dynamodb.py); an update replaces the
 day's changes in one transaction, so re-running a day does not repeat its moves.
 
 The audit is the record: the members are its moves replayed in day order (then in the order applied), so
@@ -16,6 +17,10 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 AUDIT_COLUMNS = ("marketplace", "genre", "track_id", "track_name", "action", "prior", "up", "down", "votes", "score")
+# What audit() returns, on every adapter: the moves in day order, then in the order applied.
+AUDIT_SCHEMA = {"program_id": pl.Utf8, "run_date": pl.Utf8, "marketplace": pl.Utf8, "genre": pl.Utf8,
+                "track_id": pl.Int64, "track_name": pl.Utf8, "action": pl.Utf8, "prior": pl.Float64,
+                "up": pl.Float64, "down": pl.Float64, "votes": pl.Int64, "score": pl.Float64, "at": pl.Float64}
 
 
 class PlaylistStore(ConfigurableResource):
@@ -31,7 +36,7 @@ class PlaylistStore(ConfigurableResource):
 
     @abc.abstractmethod
     def audit(self, program_id: str) -> pl.DataFrame:
-        ...
+        """AUDIT_SCHEMA: every move of the program, in day order, then in the order applied."""
 
 
 _SCHEMA = """
@@ -47,7 +52,7 @@ CREATE INDEX IF NOT EXISTS playlist_audit_day ON playlist_audit (program_id, run
 """
 
 
-_MEMBERS = {"marketplace": pl.Utf8, "genre": pl.Utf8, "track_id": pl.Int64, "track_name": pl.Utf8,
+MEMBERS_SCHEMA = _MEMBERS = {"marketplace": pl.Utf8, "genre": pl.Utf8, "track_id": pl.Int64, "track_name": pl.Utf8,
             "score": pl.Float64, "since": pl.Utf8}
 
 # Each track's last move in day order, then in the order applied; a track whose last move is an entry is a
@@ -79,7 +84,7 @@ class SQLitePlaylistStore(PlaylistStore):
         else:
             query, args = _REPLAY.format(before="AND run_date < ?"), (program_id, before)
         with closing(self._connect()) as conn:
-            rows = conn.execute(query + " ORDER BY marketplace, genre, score DESC", args).fetchall()
+            rows = conn.execute(query + " ORDER BY marketplace, genre, score DESC, track_id", args).fetchall()
         return pl.DataFrame(rows, orient="row", schema=_MEMBERS)
 
     def apply(self, program_id: str, run_date: str, changes: pl.DataFrame, at: float) -> int:
@@ -103,7 +108,6 @@ class SQLitePlaylistStore(PlaylistStore):
 
     def audit(self, program_id: str) -> pl.DataFrame:
         with closing(self._connect()) as conn:
-            cur = conn.execute("SELECT * FROM playlist_audit WHERE program_id = ? ORDER BY run_date, id",
-                               (program_id,))
-            names = [d[0] for d in cur.description]
-            return pl.DataFrame(cur.fetchall(), orient="row", schema=names)
+            rows = conn.execute(f"SELECT {', '.join(AUDIT_SCHEMA)} FROM playlist_audit WHERE program_id = ? "
+                                "ORDER BY run_date, id", (program_id,)).fetchall()
+            return pl.DataFrame(rows, orient="row", schema=AUDIT_SCHEMA)
