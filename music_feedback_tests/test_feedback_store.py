@@ -68,6 +68,30 @@ def test_settle_and_retry_and_contacts(store):
     assert store.contacts(P, 122, 1_000).is_empty()
 
 
+def test_an_unknown_send_stays_a_contact_until_resolved(store):
+    """unknown: the service may have taken it. It counts against the cap, is not due, and resolves to sent
+    (still the contact its claim made), failed, or pending (due again, no contact); only unknown rows move."""
+    store.plan(P, ledger([(i, 10, "pending") for i in (1, 2, 3, 4)]))
+    store.claim(P, DAY, "email", [(1, 10), (2, 10), (3, 10), (4, 10)], 120.0)
+    store.settle(P, DAY, "email", [((k, 10), "unknown", "SES read timeout", f"<m{k}@x>") for k in (1, 2, 3)]
+                 + [((4, 10), "sent", "", "<m4@x>")], 121.0)
+    assert store.ledger_counts(P, DAY, "email") == {"sent": 1, "unknown": 3}
+    assert store.due(P, DAY, "email").is_empty()
+    assert sorted(store.contacts(P, 0, 1_000)["listener_id"].to_list()) == [1, 2, 3, 4]
+    unknown = store.unknown(P, DAY, "email")
+    assert unknown.select("listener_id", "message_id").rows() == [(1, "<m1@x>"), (2, "<m2@x>"), (3, "<m3@x>")]
+    assert unknown["updated_at"].to_list() == [121.0] * 3 and unknown["marketplace"].to_list() == ["US"] * 3
+    assert store.resolve(P, DAY, "email", [((1, 10), "sent", ""), ((2, 10), "pending", "no Send event"),
+                                           ((3, 10), "failed", "SES Reject"), ((4, 10), "pending", "")], 130.0) == 3
+    assert store.ledger_row(P, DAY, 4, 10, "email")["state"] == "sent"  # not unknown: untouched
+    assert store.ledger_counts(P, DAY, "email") == {"failed": 1, "pending": 1, "sent": 2}
+    assert store.due(P, DAY, "email")["listener_id"].to_list() == [2]
+    contacts = store.contacts(P, 0, 1_000).sort("listener_id")
+    assert contacts["listener_id"].to_list() == [1, 4]
+    assert store.contacts(P, 120, 120.5)["listener_id"].to_list() == [1]  # kept its claim's time
+    assert store.unknown(P, DAY, "email").is_empty()
+
+
 def test_expire_records_the_reason(store):
     store.plan(P, ledger([(1, 10, "pending")]))
     assert store.expire(P, DAY, "email", [(1, 10)], "too late", 300.0) == 1

@@ -2,8 +2,10 @@
 music_feedback_tests/test_feedback_store.py.
 
 The delivery ledger is keyed by (program, batch date, listener, track, channel). Its states:
-pending -> sending -> sent | failed | expired, plus held_out (never sent: the measured holdout) and
+pending -> sending -> sent | failed | expired | unknown, plus held_out (never sent: the measured holdout) and
 cancelled (answered on another channel first). A request is written before it is sent and after.
+unknown: the service may or may not have taken it (a read timeout or a 5xx after the request went); the
+service's delivery events settle it later (unknown -> sent | failed | pending), never a blind re-send.
 """
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ from typing import Iterable
 import polars as pl
 from dagster import ConfigurableResource
 
-LEDGER_STATES = ("pending", "held_out", "sending", "sent", "failed", "expired", "cancelled")
+LEDGER_STATES = ("pending", "held_out", "sending", "sent", "failed", "expired", "cancelled", "unknown")
 # Contacts that count against the weekly cap: everything that was, or may have been, delivered.
-CONTACTED = ("sending", "sent")
+CONTACTED = ("sending", "sent", "unknown")
 LEDGER_SCHEMA = {
     "batch_date": pl.Utf8, "listener_id": pl.Int64, "track_id": pl.Int64, "channel": pl.Utf8,
     "state": pl.Utf8, "campaign": pl.Utf8, "marketplace": pl.Utf8, "genre": pl.Utf8, "track_name": pl.Utf8,
@@ -26,7 +28,8 @@ LedgerKey = tuple[int, int]  # (listener_id, track_id) within one (program, batc
 Cap = tuple[int, float, float]  # (limit, since, until): at most `limit` contacts in [since, until)
 
 
-SETTLED = ("sent", "failed", "expired", "pending")
+SETTLED = ("sent", "failed", "expired", "pending", "unknown")
+RESOLVED = ("sent", "failed", "pending")  # what an unknown request becomes once the service's events tell
 
 
 def check_planned(rows: pl.DataFrame) -> pl.DataFrame:
@@ -42,7 +45,15 @@ def check_settled(outcomes: Iterable[tuple[LedgerKey, str, str, str | None]]) ->
     outcomes = list(outcomes)
     for _, state, _, _ in outcomes:
         if state not in SETTLED:
-            raise ValueError(f"a send settles as sent, failed, expired or pending, not {state!r}")
+            raise ValueError(f"a send settles as sent, failed, expired, pending or unknown, not {state!r}")
+    return outcomes
+
+
+def check_resolved(outcomes: Iterable[tuple[LedgerKey, str, str]]) -> list:
+    outcomes = list(outcomes)
+    for _, state, _ in outcomes:
+        if state not in RESOLVED:
+            raise ValueError(f"an unknown request resolves as sent, failed or pending, not {state!r}")
     return outcomes
 
 
@@ -96,7 +107,18 @@ class FeedbackStore(ConfigurableResource):
     @abc.abstractmethod
     def settle(self, program_id: str, batch_date: str, channel: str,
                outcomes: Iterable[tuple[LedgerKey, str, str, str | None]], now: float) -> int:
-        """(key, state, reason, message_id): sending -> sent | failed | expired | pending (retry later)."""
+        """(key, state, reason, message_id): sending -> sent | failed | expired | pending (retry later) |
+        unknown (the service may have taken it: still a contact, settled later by `resolve`)."""
+
+    @abc.abstractmethod
+    def unknown(self, program_id: str, batch_date: str, channel: str) -> pl.DataFrame:
+        """Requests in state unknown: listener_id, track_id, marketplace, message_id, updated_at."""
+
+    @abc.abstractmethod
+    def resolve(self, program_id: str, batch_date: str, channel: str,
+                outcomes: Iterable[tuple[LedgerKey, str, str]], now: float) -> int:
+        """(key, state, reason): unknown -> sent (the service took it) | failed (it refused it) | pending
+        (it did not take it: due again, no longer a contact). Returns the rows moved."""
 
     @abc.abstractmethod
     def expire(self, program_id: str, batch_date: str, channel: str, keys: Iterable[LedgerKey], reason: str,

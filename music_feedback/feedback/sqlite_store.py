@@ -18,7 +18,7 @@ from pydantic import Field
 
 from music_feedback.feedback.port import (CONTACTED, Cap, LEDGER_SCHEMA, FeedbackStore, LedgerKey, OptedOutError,
                                           Submission, SubmissionConflict, SubmitResult, check_planned,
-                                          check_settled)
+                                          check_resolved, check_settled)
 
 _SCHEMA = (Path(__file__).with_name("sqlite_schema.sql")).read_text()
 _SUBMISSIONS_TABLE = re.search(r"CREATE TABLE IF NOT EXISTS submissions \(.*?\) WITHOUT ROWID", _SCHEMA,
@@ -165,13 +165,32 @@ class SQLiteFeedbackStore(FeedbackStore):
     def settle(self, program_id: str, batch_date: str, channel: str,
                outcomes: Iterable[tuple[LedgerKey, str, str, str | None]], now: float) -> int:
         outcomes = check_settled(outcomes)
-        # A retry goes back to pending and no longer counts as a contact.
+        # A retry goes back to pending and no longer counts as a contact; an unknown one still does.
         return self._update(
             "UPDATE delivery_ledger SET state = ?, reason = ?, message_id = COALESCE(?, message_id), updated_at = ?, "
-            "contacted_at = CASE WHEN ? = 'sent' THEN ? ELSE NULL END "
+            "contacted_at = CASE WHEN ? = 'sent' THEN ? WHEN ? = 'unknown' THEN contacted_at ELSE NULL END "
             f"WHERE {self._KEY} AND state = 'sending'",
-            ((state, reason or None, mid, now, state, now, program_id, batch_date, channel, lid, tid)
+            ((state, reason or None, mid, now, state, now, state, program_id, batch_date, channel, lid, tid)
              for (lid, tid), state, reason, mid in outcomes))
+
+    def unknown(self, program_id: str, batch_date: str, channel: str) -> pl.DataFrame:
+        rows = self._conn().execute(
+            "SELECT listener_id, track_id, marketplace, message_id, updated_at FROM delivery_ledger "
+            "WHERE program_id = ? AND batch_date = ? AND channel = ? AND state = 'unknown' "
+            "ORDER BY listener_id, track_id", (program_id, batch_date, channel)).fetchall()
+        return pl.DataFrame(rows, schema={"listener_id": pl.Int64, "track_id": pl.Int64, "marketplace": pl.Utf8,
+                                          "message_id": pl.Utf8, "updated_at": pl.Float64}, orient="row")
+
+    def resolve(self, program_id: str, batch_date: str, channel: str,
+                outcomes: Iterable[tuple[LedgerKey, str, str]], now: float) -> int:
+        outcomes = check_resolved(outcomes)
+        # Taken: it stays the contact it was, at the time it was claimed. Not taken: due again, no contact.
+        return self._update(
+            "UPDATE delivery_ledger SET state = ?, reason = ?, updated_at = ?, "
+            "contacted_at = CASE WHEN ? = 'sent' THEN contacted_at ELSE NULL END "
+            f"WHERE {self._KEY} AND state = 'unknown'",
+            ((state, reason or None, now, state, program_id, batch_date, channel, lid, tid)
+             for (lid, tid), state, reason in outcomes))
 
     def expire(self, program_id: str, batch_date: str, channel: str, keys: Iterable[LedgerKey], reason: str,
                now: float, state: str = "expired") -> int:

@@ -10,7 +10,8 @@ import polars as pl
 from music_feedback.feedback.dynamodb import codec
 from music_feedback.feedback.dynamodb.client import conditional, conditional_many, parallel, query
 from music_feedback.feedback.dynamodb.table import SHARDS, ledger_key, ledger_pk, shard
-from music_feedback.feedback.port import CONTACTED, LEDGER_SCHEMA, Cap, LedgerKey, check_planned, check_settled
+from music_feedback.feedback.port import (CONTACTED, LEDGER_SCHEMA, Cap, LedgerKey, check_planned, check_resolved,
+                                          check_settled)
 
 LEDGER_COLS = tuple(LEDGER_SCHEMA)
 GUARD_ATTEMPTS = 20  # a listener's concurrent prompts, each retried after another took the guard
@@ -121,6 +122,8 @@ class Ledger:
                     removes.append("reason")
             if state == "sent":
                 sets += ["contacted_at = :now", "G2SK = :now"]
+            elif state == "unknown":  # may have been delivered: still the contact its claim made
+                pass
             else:  # a retry or a failure is no contact
                 removes += ["contacted_at", "G2PK", "G2SK"]
             expr = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
@@ -128,6 +131,36 @@ class Ledger:
                                    UpdateExpression=expr, ConditionExpression="#s = :sending",
                                    ExpressionAttributeNames={"#s": "state"}, ExpressionAttributeValues=values))
         latest = {tuple(o[0]): o for o in outcomes}  # one write per request in a transaction
+        return sum(conditional_many(self.client(), [one(o) for o in latest.values()], self.writers))
+
+    def unknown(self, program_id: str, batch_date: str, channel: str) -> pl.DataFrame:
+        schema = {"listener_id": pl.Int64, "track_id": pl.Int64, "marketplace": pl.Utf8, "message_id": pl.Utf8,
+                  "updated_at": pl.Float64}
+        rows = self._ledger_items(program_id, batch_date, channel, "#s = :u", {":u": {"S": "unknown"}},
+                                  {"#s": "state"}, tuple(schema))
+        frame = pl.DataFrame([{c: r.get(c) for c in schema} for r in rows], schema=schema, orient="row")
+        return frame.sort(["listener_id", "track_id"])
+
+    def resolve(self, program_id: str, batch_date: str, channel: str,
+                outcomes: Iterable[tuple[LedgerKey, str, str]], now: float) -> int:
+        outcomes = check_resolved(outcomes)
+
+        def one(outcome) -> tuple[str, dict]:
+            k, state, reason = outcome
+            values = {":state": {"S": state}, ":now": codec.value(now), ":unknown": {"S": "unknown"}}
+            sets, removes = ["#s = :state", "updated_at = :now"], []
+            if reason:
+                sets.append("reason = :reason")
+                values[":reason"] = {"S": reason}
+            else:
+                removes.append("reason")
+            if state != "sent":  # not taken, or refused: no contact
+                removes += ["contacted_at", "G2PK", "G2SK"]
+            expr = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+            return ("Update", dict(TableName=self.table_name, Key=self._key(program_id, batch_date, channel, k),
+                                   UpdateExpression=expr, ConditionExpression="#s = :unknown",
+                                   ExpressionAttributeNames={"#s": "state"}, ExpressionAttributeValues=values))
+        latest = {tuple(o[0]): o for o in outcomes}
         return sum(conditional_many(self.client(), [one(o) for o in latest.values()], self.writers))
 
     def expire(self, program_id: str, batch_date: str, channel: str, keys: Iterable[LedgerKey], reason: str,
@@ -200,10 +233,11 @@ class Ledger:
     def _contact_rows(self, pk_expr: str, values: dict, index: str, since: float, until: float,
                       projection: str = "listener_id") -> list[dict]:
         values = {**values, ":since": codec.value(since), ":until": codec.value(until),
-                  ":a": {"S": CONTACTED[0]}, ":b": {"S": CONTACTED[1]}}
+                  **{f":c{i}": {"S": s} for i, s in enumerate(CONTACTED)}}
+        states = ", ".join(f":c{i}" for i in range(len(CONTACTED)))
         return [codec.plain(i) for i in query(
             self.client(), TableName=self.table_name, IndexName=index, KeyConditionExpression=pk_expr,
-            FilterExpression="contacted_at >= :since AND contacted_at < :until AND #s IN (:a, :b)",
+            FilterExpression=f"contacted_at >= :since AND contacted_at < :until AND #s IN ({states})",
             ExpressionAttributeNames={"#s": "state"}, ExpressionAttributeValues=values,
             ProjectionExpression=projection)]
 
