@@ -77,14 +77,6 @@ def _gx_state() -> _GxState:
     if gx_logger.level == logging.NOTSET:  # respect explicit logging config
         gx_logger.setLevel(logging.ERROR)
 
-    # The pandas engine md5-hashes every frame < 1 GB into batch metadata we never read;
-    # that is ~0.08 s per 1.5M x 4 frame, paid twice per validation (get_batch + validator).
-    # lazy: great_expectations, as above
-    from great_expectations.execution_engine import pandas_execution_engine
-
-    if hasattr(pandas_execution_engine, "HASH_THRESHOLD"):
-        pandas_execution_engine.HASH_THRESHOLD = 0
-
     try:  # get_context() makes ours the global "current" context; give it back afterwards
         previous = project_manager.get_current_project()
     except DataContextRequiredError:
