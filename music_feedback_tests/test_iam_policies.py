@@ -74,7 +74,7 @@ IO_S3, COMPUTE_LOGS = "io-manager-and-lake-s3", "compute-logs-s3"
 GLUE, DYNAMODB, SES, EVENTS = "lake-glue", "dynamodb-tables", "email-ses", "events-eventbridge"
 CLOUDWATCH, SCORER, WAREHOUSE, UNLOAD_ROLE = ("metrics-cloudwatch", "scorer-sagemaker", "warehouse-redshift",
                                               "redshift-unload-role")
-DEPLOYER, LAUNCHER = "model-deployer-sagemaker", "run-launcher-ecs"
+DEPLOYER, LAUNCHER, ALERTS = "model-deployer-sagemaker", "run-launcher-ecs", "alerts-sns"
 
 # Module (path from the repository root, a glob, or `pkg:` + a library module) -> {boto3 service: policy}.
 # A service mapped to None makes calls that need no permission (sts:GetCallerIdentity).
@@ -93,6 +93,8 @@ SOURCES: dict[str, dict[str, str | None]] = {
     "music_feedback/delivery/email/ses.py": {"sesv2": SES},
     "music_feedback/feedback/events.py": {"events": EVENTS},
     "music_feedback/metrics/sink.py": {"cloudwatch": CLOUDWATCH},
+    # The run-failure sensor publishes: sensors evaluate in the code server.
+    "music_feedback/alerts/sns.py": {"sns": ALERTS},
     "music_feedback/aws/preflight.py": {"sts": None, "s3": IO_S3, "glue": GLUE, "dynamodb": DYNAMODB,
                                         "events": EVENTS, "cloudwatch": CLOUDWATCH, "sagemaker": SCORER,
                                         "sesv2": SES},
