@@ -92,14 +92,75 @@ def test_a_paused_account_is_left_for_later_and_an_unverified_sender_fails(fake_
         assert len(state.calls) == 1  # a paused account does not resume within seconds: no retry now
 
 
-def test_throttled_and_failing_calls_are_retried_whole(fake_aws_env):
-    with ses_standin.running(throttle_calls=2, server_errors=1) as (url, state):
+def test_throttled_calls_are_retried_whole_a_500_never(fake_aws_env):
+    """A throttled call was refused before anything was taken: botocore sends it again. A 500 may come
+    after SES took entries: no retry, the call's messages are unknown."""
+    with ses_standin.running(throttle_calls=2) as (url, state):
         assert [r.status for r in sender(url).send([message(i) for i in range(3)])] == ["sent"] * 3
-        assert [c["status"] for c in state.calls] == [429, 429, 500, 200]
+        assert [c["status"] for c in state.calls] == [429, 429, 200]
     with ses_standin.running(throttle_calls=99) as (url, state):
         results = sender(url, max_attempts=2).send([message(0)])
         assert results[0].status == "retry" and "TooManyRequestsException" in results[0].reason
         assert len(state.calls) == 2 and not state.accepted
+    with ses_standin.running(server_errors=1) as (url, state):
+        results = sender(url).send([message(i) for i in range(3)])
+        assert [r.status for r in results] == ["unknown"] * 3 and "InternalFailure" in results[0].reason
+        assert [c["status"] for c in state.calls] == [500]
+
+
+def test_a_read_timeout_after_accepting_is_unknown_and_not_sent_again(fake_aws_env):
+    with ses_standin.running(timeout_after_accept=1, stall_s=2.0) as (url, state):
+        results = sender(url, read_timeout_s=0.5).send([message(i) for i in range(4)])
+        assert [r.status for r in results] == ["unknown"] * 4 and "may have taken" in results[0].reason
+        assert len(state.calls) == 1  # botocore did not send it again
+        assert sorted(a["to"] for a in state.accepted) == [address(i) for i in range(4)]
+
+
+def test_a_500_after_accepting_some_is_unknown_for_the_call(fake_aws_env):
+    with ses_standin.running(error_after_accept=1, accepted_before_error=2) as (url, state):
+        results = sender(url).send([message(i) for i in range(5)])
+        assert [r.status for r in results] == ["unknown"] * 5
+        assert [c["status"] for c in state.calls] == [500]
+        assert [a["to"] for a in state.accepted] == [address(0), address(1)]
+
+
+def test_faults_change_through_the_control_endpoint(fake_aws_env):
+    import json
+    import urllib.request
+    with ses_standin.running() as (url, state):
+        request = urllib.request.Request(f"{url}/_standin/faults", data=json.dumps(
+            {"error_after_accept": 1, "accepted_before_error": 0}).encode(), method="POST")
+        assert urllib.request.urlopen(request).status == 200
+        assert [r.status for r in sender(url).send([message(0)])] == ["unknown"] and not state.accepted
+        assert [r.status for r in sender(url).send([message(0)])] == ["sent"]
+
+
+def test_only_safe_failures_are_retried_by_botocore(fake_aws_env):
+    """The client's retry checker, read from botocore's own contexts: a refused connection is retried
+    (nothing left), a read timeout or a dropped connection after sending is not; GetAccount keeps the
+    standard conditions."""
+    from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
+    from botocore.retries.standard import RetryContext
+
+    from music_feedback.delivery.email.ses import _SendBulkRetries
+    client = sender("http://127.0.0.1:9").client()
+    bulk, account = (client.meta.service_model.operation_model(n) for n in ("SendBulkEmail", "GetAccount"))
+    checker = _SendBulkRetries(5)
+
+    def retried(op, exc=None, status=None, code=None):
+        class Response:
+            status_code = status
+        parsed = {"Error": {"Code": code}} if code else None
+        return checker.is_retryable(RetryContext(attempt_number=1, operation_model=op, caught_exception=exc,
+                                                 http_response=Response() if status else None,
+                                                 parsed_response=parsed))
+    from botocore.exceptions import EndpointConnectionError
+    assert retried(bulk, EndpointConnectionError(endpoint_url="x"))
+    assert retried(bulk, status=429, code="TooManyRequestsException")
+    assert not retried(bulk, ReadTimeoutError(endpoint_url="x"))
+    assert not retried(bulk, ConnectionClosedError(endpoint_url="x"))
+    assert not retried(bulk, status=500, code="InternalFailure")
+    assert retried(account, ReadTimeoutError(endpoint_url="x")) and retried(account, status=500)
 
 
 def test_a_call_refused_for_one_entry_fails_that_message_only(fake_aws_env):

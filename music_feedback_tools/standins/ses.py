@@ -6,6 +6,13 @@ headers SES takes), renders each entry as SES does (placeholders substituted as 
 escaping; replacement data merged key by key over the default data) and records what it accepted.
 Errors carry `x-amzn-ErrorType`, which botocore's rest-json parser reads as the error code, so the real
 client raises the modelled exception.
+
+Ambiguous failures happen for real: `timeout_after_accept` calls accept every entry and then answer only
+after `stall_s` (past the client's read timeout), `error_after_accept` calls accept the first
+`accepted_before_error` entries and then answer 500. Faults are set at start (`running(**faults)`) or
+changed while it runs (POST /_standin/faults with a JSON object of Faults fields). With `events_topic_arn`
+each accepted message publishes its SES Send event (the event publishing JSON, with the message's
+headers) to that SNS topic at `events_endpoint`, as a configuration set's SNS event destination does.
 """
 from __future__ import annotations
 
@@ -37,6 +44,12 @@ class Faults:
     access_denied: bool = False  # every call answered 403 AccessDeniedException
     configuration_sets: set[str] = field(default_factory=lambda: {"feedback-events"})
     sets_deleted_after: int | None = None  # calls after which every configuration set is deleted
+    timeout_after_accept: int = 0  # the next calls accept every entry, then answer after stall_s
+    stall_s: float = 3.0
+    error_after_accept: int = 0  # the next calls accept `accepted_before_error` entries, then answer 500
+    accepted_before_error: int = 1
+    events_topic_arn: str | None = None  # SNS topic that receives a Send event per accepted message
+    events_endpoint: str | None = None  # where that topic lives (moto's server in the tests)
     max_send_rate: float = 1000.0
     inbox: str | None = None  # a Maildir folder that receives each accepted message, as a recipient would
 
@@ -47,6 +60,29 @@ class State:
     accepted: list[dict] = field(default_factory=list)  # one per entry SES would deliver
     calls: list[dict] = field(default_factory=list)  # one per SendBulkEmail request: at, entries, status
     lock: threading.Lock = field(default_factory=threading.Lock)
+    sns: object = None
+
+
+def _publish_event(state: State, msg: dict, ses_id: str) -> None:
+    """The Send event SES's event publishing writes for an accepted message, to the SNS topic."""
+    f = state.faults
+    if not f.events_topic_arn:
+        return
+    import boto3  # lazy: only a stand-in with an event destination talks to SNS
+    with state.lock:
+        if state.sns is None:
+            state.sns = boto3.session.Session().client("sns", region_name="us-east-1",
+                                                       endpoint_url=f.events_endpoint)
+    at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000Z"
+    tags = {k: [v] for k, v in msg["tags"].items()}
+    if msg["configuration_set"]:
+        tags["ses:configuration-set"] = [msg["configuration_set"]]
+    event = {"eventType": "Send", "send": {}, "mail": {
+        "timestamp": at, "source": msg["from"], "sendingAccountId": "123456789012", "messageId": ses_id,
+        "destination": [msg["to"]], "headersTruncated": False,
+        "headers": [{"name": k, "value": v} for k, v in msg["headers"].items()],
+        "commonHeaders": {"from": [msg["from"]], "to": [msg["to"]], "subject": msg["subject"]}, "tags": tags}}
+    state.sns.publish(TopicArn=f.events_topic_arn, Message=json.dumps(event))
 
 
 class Refused(Exception):
@@ -112,11 +148,22 @@ def _bulk(state: State, body: dict) -> dict:
     bad = f.malformed & {a for e in entries for a in (e.get("Destination") or {}).get("ToAddresses") or []}
     if bad:
         raise Refused(400, "BadRequestException", f"Invalid destination address {sorted(bad)[0]}.")
+    with state.lock:
+        stall = f.timeout_after_accept > 0
+        f.timeout_after_accept -= stall
+        partial = not stall and f.error_after_accept > 0
+        f.error_after_accept -= partial
     results = []
-    for entry, data, head in zip(entries, replacements, headers):
+    for n, (entry, data, head) in enumerate(zip(entries, replacements, headers)):
+        if partial and n >= f.accepted_before_error:
+            raise Refused(500, "InternalFailure", "An internal error occurred.")
         to = (entry.get("Destination") or {}).get("ToAddresses") or []
         results.append(_entry(state, body, config_set, to, content, {**default, **data}, head,
                               {t["Name"]: t["Value"] for t in entry.get("ReplacementTags") or []}))
+    if partial:
+        raise Refused(500, "InternalFailure", "An internal error occurred.")
+    if stall:
+        time.sleep(f.stall_s)  # everything accepted; the answer comes after the client stopped waiting
     return {"BulkEmailEntryResults": results}
 
 
@@ -142,7 +189,9 @@ def _entry(state: State, body: dict, config_set, to: list[str], content: dict, d
         state.accepted.append(accepted)
     if f.inbox:
         _deliver(Path(f.inbox), accepted)
-    return {"Status": "SUCCESS", "MessageId": str(uuid.uuid4())}
+    ses_id = str(uuid.uuid4())
+    _publish_event(state, accepted, ses_id)
+    return {"Status": "SUCCESS", "MessageId": ses_id}
 
 
 def _deliver(inbox: Path, msg: dict) -> None:
@@ -195,6 +244,8 @@ def _handler(state: State):
                 if call is not None:
                     call["status"] = exc.status
                 self._send(exc.status, {"message": str(exc)}, exc.code)
+            except (BrokenPipeError, ConnectionResetError):  # the client stopped waiting (timeout_after_accept)
+                self.close_connection = True
 
         def do_GET(self):
             self._answer(lambda: self._get(self.path))
@@ -213,6 +264,17 @@ def _handler(state: State):
 
         def do_POST(self):
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.path == "/_standin/faults":  # the control endpoint: change faults while running
+                try:
+                    change = json.loads(raw or b"{}")
+                    with state.lock:
+                        for name, value in change.items():
+                            if not hasattr(state.faults, name):
+                                raise KeyError(name)
+                            setattr(state.faults, name, value)
+                except (json.JSONDecodeError, KeyError, AttributeError) as exc:
+                    return self._send(400, {"message": f"not a fault: {exc}"}, "BadRequestException")
+                return self._send(200, {"faults": sorted(change)})
             if self.path != "/v2/email/outbound-bulk-emails":
                 return self._send(404, {"message": f"No route for POST {self.path}."}, "NotFoundException")
             try:

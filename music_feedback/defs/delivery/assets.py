@@ -96,6 +96,9 @@ def build_email(program: Program, daily):
         return MaterializeResult(metadata={
             "sent": counts.get("sent", 0), "failed": counts.get("failed", 0), "expired": counts.get("expired", 0),
             "cancelled_at_send_time": counts.get("cancelled", 0), "retried": counts.get("retried", 0),
+            # May or may not have been taken by the service (a read timeout, a 5xx): left for its events.
+            "unknown": counts.get("unknown", 0),
+            "reconciled": {k: counts.get(f"reconciled_{k}", 0) for k in ("sent", "failed", "resend")},
             "campaigns": campaigns, "reasons": dict(report.reasons.most_common(10)),
             "ledger_all_marketplaces": ledger, "email_service": email_sender.describe(),
             "send_at": MetadataValue.timestamp(send_at), "duration_s": round(report.seconds, 3),

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Iterable, Literal
 
 from dagster import ConfigurableResource
 
 # sent: accepted by the server. retry: throttled or transient, worth another try within the lateness
 # window. failed: permanent (a rejected address, a refused message); `reason` carries the server's words.
-SendStatus = Literal["sent", "retry", "failed"]
+# unknown: the server may have taken it (a read timeout, a 5xx after the request went): never sent again
+# blindly; the service's delivery events settle it (`events`).
+SendStatus = Literal["sent", "retry", "failed", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,16 @@ class EmailSender(ConfigurableResource):
     def delivered(self, message_ids: list[str]) -> set[str] | None:
         """Which of these Message-IDs the service already holds, or None when it cannot tell (SMTP, SES).
         Lets a resumed delivery settle messages that were in flight when the process died."""
+        return None
+
+    def reports_events(self) -> bool:
+        """Whether `events` can tell which messages the service took (SES with an events queue)."""
+        return False
+
+    def events(self, message_ids: Iterable[str], wait_for: Iterable[str] = (), wait_s: float = 0.0
+               ) -> dict[str, tuple[str, str]] | None:
+        """The service's delivery events for these Message-IDs: {message_id: (sent | failed, reason)}, or None
+        when it publishes none. Waits up to `wait_s` for an event of each of `wait_for`."""
         return None
 
     def describe(self) -> str:

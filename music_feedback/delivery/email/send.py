@@ -2,8 +2,14 @@
 
 Each chunk is claimed in the ledger (pending -> sending) before it is sent and settled after it
 (sent | failed | back to pending for a retry). A run that finds rows still `sending` was preceded by a
-process that died mid-send: the outbox settles them from what it holds (the Maildir can tell; SMTP and SES
-cannot, so those few are sent again, with the same Message-ID). Nothing goes out past the lateness window.
+process that died mid-send: the outbox settles them from what it holds (the Maildir can tell; SMTP
+cannot, so those few are sent again, with the same Message-ID; SES with an events queue makes them unknown).
+Nothing goes out past the lateness window.
+
+A send the service may have taken (a read timeout, a 5xx after the request went) is `unknown`: never sent
+again blindly. The service's delivery events settle it (reconcile, at the start of a run and, while any is
+left, after its sends): a Send event makes it sent, a Reject failed; one with no event `unknown_grace_s`
+after the send was not taken and is due again. Without events (SMTP) it stays unknown: at most once.
 """
 from __future__ import annotations
 
@@ -32,6 +38,9 @@ class SendOptions:
     max_attempts: int = 3
     retry_delay_s: float = 2.0  # doubled after each round of retries
     clock: Callable[[], float] = time.time  # epoch seconds; a simulated day passes its own
+    # After this long with no event from the service, an unknown send was not taken: due again.
+    unknown_grace_s: float = 300.0
+    reconcile_wait_s: float = 300.0  # how long a run waits for the events of its unknown sends
 
 
 @dataclass
@@ -59,6 +68,20 @@ class EmailDelivery:
         started, report = time.perf_counter(), SendReport()
         day = batch_day.isoformat()
         self._settle_in_flight(day, marketplace, report)
+        self._reconcile(day, report, 0.0)
+        self._send_rounds(batch_day, marketplace, report)
+        if self.sender.reports_events() and not self.feedback.unknown(
+                self.program.program_id, day, self.channel).is_empty():
+            self._reconcile(day, report, self.options.reconcile_wait_s)
+            self._send_rounds(batch_day, marketplace, report)  # those not taken, once more
+        self._give_up(day, marketplace, report)
+        left = self.feedback.unknown(self.program.program_id, day, self.channel)
+        report.counts["unknown"] = left.filter(pl.col("marketplace") == marketplace).height
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _send_rounds(self, batch_day: date, marketplace: str, report: SendReport) -> None:
+        day = batch_day.isoformat()
         for attempt in range(self.options.max_attempts):
             due = self.feedback.due(self.program.program_id, day, self.channel, marketplace)
             due = due.filter(pl.col("attempts") < self.options.max_attempts)
@@ -70,9 +93,32 @@ class EmailDelivery:
             due = self._drop_late(day, due, report)
             due = self._drop_forbidden(batch_day, due, report)
             self._send_all(day, due, report)
-        self._give_up(day, marketplace, report)
-        report.seconds = time.perf_counter() - started
-        return report
+
+    def _reconcile(self, day: str, report: SendReport, wait_s: float) -> None:
+        """Unknown sends of the day (every marketplace) settled from the service's delivery events."""
+        pid = self.program.program_id
+        unknown = self.feedback.unknown(pid, day, self.channel)
+        if unknown.is_empty() or not self.sender.reports_events():
+            return
+        ids = {self._mid(day, r): r for r in unknown.iter_rows(named=True)}
+        everyone = self.feedback.ledger_frame(pid, day).filter(pl.col("channel") == self.channel)
+        known = {self._mid(day, r) for r in everyone.iter_rows(named=True)}  # their events can go
+        heard = self.sender.events(known, wait_for=ids, wait_s=wait_s) or {}
+        now, grace = self.options.clock(), self.options.unknown_grace_s
+        outcomes = []
+        for mid, row in ids.items():
+            key = (row["listener_id"], row["track_id"])
+            if mid in heard:
+                outcomes.append((key, *heard[mid]))
+            elif now - (row["updated_at"] or 0.0) >= grace:
+                outcomes.append((key, "pending", f"no event from the service {grace:.0f}s after an unknown send: "
+                                                 "not taken"))
+        if outcomes:
+            self.feedback.resolve(pid, day, self.channel, outcomes, now)
+            self._mark_candidates(day, [k for k, state, _ in outcomes if state == "sent"])
+            for state, name in (("sent", "reconciled_sent"), ("failed", "reconciled_failed"),
+                                ("pending", "reconciled_resend")):
+                report.add(name, n=sum(1 for _, st, _ in outcomes if st == state))
 
     def _settle_in_flight(self, day: str, marketplace: str, report: SendReport) -> None:
         stuck = self.feedback.due(self.program.program_id, day, self.channel, marketplace).filter(
@@ -80,8 +126,14 @@ class EmailDelivery:
         if stuck.is_empty():
             return
         ids = {self._mid(day, r): (r["listener_id"], r["track_id"]) for r in stuck.iter_rows(named=True)}
-        held = self.sender.delivered(list(ids)) or set()
+        held = self.sender.delivered(list(ids))
         now = self.options.clock()
+        if held is None and self.sender.reports_events():  # its events will tell: unknown, reconciled below
+            self.feedback.settle(self.program.program_id, day, self.channel, [
+                (key, "unknown", "in flight when a run died", mid) for mid, key in ids.items()], now)
+            report.add("recovered_unknown", n=len(ids))
+            return
+        held = held or set()
         outcomes = [(key, "sent" if mid in held else "pending", "" if mid in held else "in flight when a run died",
                      mid) for mid, key in ids.items()]
         self.feedback.settle(self.program.program_id, day, self.channel, outcomes, now)
@@ -143,11 +195,12 @@ class EmailDelivery:
         results = self.sender.send(messages)
         outcomes = []
         for row, result in zip(rows, results):
-            state = {"sent": "sent", "failed": "failed", "retry": "pending"}[result.status]
+            state = {"sent": "sent", "failed": "failed", "retry": "pending", "unknown": "unknown"}[result.status]
             outcomes.append(((row["listener_id"], row["track_id"]), state, result.reason, result.message_id))
         self.feedback.settle(pid, day, self.channel, outcomes, self.options.clock())
         self._mark_candidates(day, [key for key, state, _, _ in outcomes if state == "sent"])
-        return cancelled + [("retried" if state == "pending" else state, reason) for _, state, reason, _ in outcomes]
+        return cancelled + [("retried" if state == "pending" else "sent_unknown" if state == "unknown" else state,
+                             reason) for _, state, reason, _ in outcomes]
 
     def _within_cap(self, day: str, rows: list[dict]) -> tuple[list[dict], list[tuple[str, str]]]:
         """The claimed rows counted again against the weekly cap, now that the claim is in the ledger: a
