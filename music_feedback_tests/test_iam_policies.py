@@ -75,6 +75,7 @@ GLUE, DYNAMODB, SES, EVENTS = "lake-glue", "dynamodb-tables", "email-ses", "even
 CLOUDWATCH, SCORER, WAREHOUSE, UNLOAD_ROLE = ("metrics-cloudwatch", "scorer-sagemaker", "warehouse-redshift",
                                               "redshift-unload-role")
 DEPLOYER, LAUNCHER, ALERTS = "model-deployer-sagemaker", "run-launcher-ecs", "alerts-sns"
+LINK_KEYS = "link-keys-secretsmanager"
 
 # Module (path from the repository root, a glob, or `pkg:` + a library module) -> {boto3 service: policy}.
 # A service mapped to None makes calls that need no permission (sts:GetCallerIdentity).
@@ -95,9 +96,11 @@ SOURCES: dict[str, dict[str, str | None]] = {
     "music_feedback/metrics/sink.py": {"cloudwatch": CLOUDWATCH},
     # The run-failure sensor publishes: sensors evaluate in the code server.
     "music_feedback/alerts/sns.py": {"sns": ALERTS},
+    # Delivery signs the links, the service verifies them: both read the keys.
+    "music_feedback/delivery/link_secret.py": {"secretsmanager": LINK_KEYS},
     "music_feedback/aws/preflight.py": {"sts": None, "s3": IO_S3, "glue": GLUE, "dynamodb": DYNAMODB,
                                         "events": EVENTS, "cloudwatch": CLOUDWATCH, "sagemaker": SCORER,
-                                        "sesv2": SES},
+                                        "sesv2": SES, "sns": ALERTS},
     # deploy/dagster.yaml's compute_logs: run tasks write the steps' logs, the webserver reads them.
     "pkg:dagster_aws.s3.compute_log_manager": {"s3": COMPUTE_LOGS},
 }
