@@ -305,3 +305,50 @@ def test_a_day_of_email_through_ses(tmp_path, small_warehouse, fake_aws_env):
         assert delivery(tmp_path, small_warehouse, sender=sender(url)).run(DAY, "US").counts["sent"] == 0
     _, feedback = stores(tmp_path)
     assert feedback.ledger_counts(PROGRAM.program_id, DAY.isoformat(), "email")["failed"] == 1
+
+
+def test_a_day_with_ambiguous_failures_delivers_each_message_once(tmp_path, small_warehouse, fake_aws_env,
+                                                                  moto_endpoint):
+    """A call SES took whole but answered too late, another it took in part before a 500: their messages
+    are unknown, SES's Send events (SNS -> SQS on moto's server) settle them, and only those SES never took
+    go again. Every listener gets exactly one message."""
+    import uuid
+
+    from music_feedback.delivery.holdout import is_held_out
+    from music_feedback_tests.delivery_support import DAY, PROGRAM, delivery, seed_day, stores
+    listeners = [lid for lid in seed_day(tmp_path, small_warehouse, 80) if not is_held_out(PROGRAM, lid)]
+    aws = {"region_name": "us-east-1", "endpoint_url": moto_endpoint}
+    sqs, sns = boto3.client("sqs", **aws), boto3.client("sns", **aws)
+    name = f"ses-events-{uuid.uuid4().hex[:8]}"
+    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    topic = sns.create_topic(Name=name)["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    faults = {"timeout_after_accept": 1, "stall_s": 2.0, "error_after_accept": 1, "accepted_before_error": 10,
+              "events_topic_arn": topic, "events_endpoint": moto_endpoint}
+    with ses_standin.running(**faults) as (url, state):
+        ses = sender(url, read_timeout_s=0.5, events_queue_url=queue, events_endpoint_url=moto_endpoint)
+        report = delivery(tmp_path, small_warehouse, sender=ses, unknown_grace_s=0.0,
+                          reconcile_wait_s=3.0).run(DAY, "US")
+        delivered = [a["to"] for a in state.accepted]
+        assert len(delivered) == len(set(delivered)) == len(listeners)  # no one twice, no one left out
+        assert report.counts["sent_unknown"] == report.counts["reconciled_sent"] + report.counts["reconciled_resend"]
+        assert report.counts["reconciled_resend"] >= 1 and report.counts["unknown"] == 0
+        assert 500 in [c["status"] for c in state.calls]
+        again = delivery(tmp_path, small_warehouse, sender=ses, unknown_grace_s=0.0, reconcile_wait_s=1.0)
+        assert again.run(DAY, "US").counts["sent"] == 0 and len(state.accepted) == len(listeners)
+    _, feedback = stores(tmp_path)
+    assert feedback.ledger_counts(PROGRAM.program_id, DAY.isoformat(), "email")["sent"] == len(listeners)
+
+
+def test_without_an_events_queue_unknown_sends_stay_unknown(tmp_path, small_warehouse, fake_aws_env):
+    """At most once: with no events to tell, a message SES may have taken is never sent again."""
+    from music_feedback.delivery.holdout import is_held_out
+    from music_feedback_tests.delivery_support import DAY, PROGRAM, delivery, seed_day, stores
+    listeners = [lid for lid in seed_day(tmp_path, small_warehouse, 30) if not is_held_out(PROGRAM, lid)]
+    with ses_standin.running(server_errors=1) as (url, state):
+        report = delivery(tmp_path, small_warehouse, sender=sender(url), workers=1).run(DAY, "US")
+        assert report.counts["unknown"] == len(listeners) and not state.accepted and len(state.calls) == 1
+        assert delivery(tmp_path, small_warehouse, sender=sender(url)).run(DAY, "US").counts["sent"] == 0
+    _, feedback = stores(tmp_path)
+    assert feedback.ledger_counts(PROGRAM.program_id, DAY.isoformat(), "email") .get("unknown") == len(listeners)
