@@ -13,6 +13,7 @@ from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 from music_feedback.feedback.sqlite_store import SQLiteFeedbackStore
 from music_feedback.lake.local import LocalLake
 from music_feedback.playlists.store import SQLitePlaylistStore
+from music_feedback.alerts.sink import LocalFileAlertSink
 from music_feedback.metrics.sink import SQLiteMetricsSink
 from music_feedback.feedback.events import EventBridgePublisher, OutboxLog
 from music_feedback.delivery.settings import email_sender as configured
@@ -49,6 +50,7 @@ def local_resources() -> dict:
         "event_publisher": event_publisher(),
         "lake": LocalLake(root=str(settings.data_home() / "lake")),
         "playlist_store": SQLitePlaylistStore(path=str(settings.data_home() / "playlists.sqlite")),
+        "alert_sink": LocalFileAlertSink(path=str(settings.data_home() / "alerts.jsonl")),
         "metrics_sink": SQLiteMetricsSink(path=str(settings.data_home() / "metrics.sqlite")),
     }
 

@@ -2,6 +2,7 @@
 writes anything. Runs against moto's server, the SES v2 stand-in and the SageMaker front."""
 from __future__ import annotations
 
+import json
 import uuid
 
 import boto3
@@ -10,6 +11,7 @@ import pytest
 from music_feedback.aws.preflight import PreflightError, preflight
 from music_feedback.aws.settings import AwsConfigError, AwsSettings
 from music_feedback.delivery.email.ses import SESv2Sender
+from music_feedback.playlists.dynamodb import DynamoDBPlaylistStore
 from music_feedback.programs.loader import load_programs
 from music_feedback.scoring.cache.dynamodb_cache import DynamoDBScoreCache
 from music_feedback.serving.front import create_front
@@ -35,14 +37,17 @@ def aws(monkeypatch, moto_endpoint, program, small_warehouse):
         env = {"AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto_endpoint, "AWS_ENDPOINT_URL_SESV2": ses_url,
                "AWS_ENDPOINT_URL_SAGEMAKER": front, "MUSIC_FEEDBACK_S3_BUCKET": f"bucket-{tag}",
                "MUSIC_FEEDBACK_GLUE_DATABASE": f"db_{tag}", "MUSIC_FEEDBACK_DYNAMODB_TABLE": f"cand-{tag}",
-               "MUSIC_FEEDBACK_SCORE_CACHE_TABLE": f"cache-{tag}", "MUSIC_FEEDBACK_EVENT_BUS": f"bus-{tag}"}
+               "MUSIC_FEEDBACK_SCORE_CACHE_TABLE": f"cache-{tag}", "MUSIC_FEEDBACK_EVENT_BUS": f"bus-{tag}",
+               "MUSIC_FEEDBACK_PLAYLISTS_TABLE": f"playlists-{tag}", "MUSIC_FEEDBACK_LINK_KEYS_SECRET": f"keys/{tag}",
+               "MUSIC_FEEDBACK_ALERTS_TOPIC_ARN": f"arn:aws:sns:us-east-1:123456789012:alerts-{tag}"}
         for k, v in env.items():
             monkeypatch.setenv(k, v)
         s = AwsSettings.from_env()
         resources = {"warehouse": DuckDBWarehouse(path=str(small_warehouse)),
                      "email_sender": SESv2Sender(region="us-east-1", configuration_set="feedback-events"),
                      "candidate_store": DynamoDBCandidateStore(table_name=s.candidates_table),
-                     "score_cache": DynamoDBScoreCache(table_name=s.score_cache_table)}
+                     "score_cache": DynamoDBScoreCache(table_name=s.score_cache_table),
+                     "playlist_store": DynamoDBPlaylistStore(table_name=s.playlists_table)}
         yield s, resources
 
 
@@ -53,6 +58,10 @@ def provision(s: AwsSettings, resources: dict) -> None:
     session.client("events", region_name=s.region).create_event_bus(Name=s.event_bus)
     resources["candidate_store"].create_table(ttl=False)
     resources["score_cache"].ensure_table()
+    resources["playlist_store"].create_table()
+    session.client("secretsmanager", region_name=s.region).create_secret(
+        Name=s.link_keys_secret, SecretString=json.dumps({"k1": "0123456789abcdef-key"}))
+    session.client("sns", region_name=s.region).create_topic(Name=s.alerts_topic_arn.rsplit(":", 1)[-1])
 
 
 def test_nothing_provisioned_names_everything_missing(aws, program):
@@ -64,9 +73,12 @@ def test_nothing_provisioned_names_everything_missing(aws, program):
                      f"database {s.glue_database} does not exist (MUSIC_FEEDBACK_GLUE_DATABASE)",
                      f"table {s.candidates_table} does not exist (MUSIC_FEEDBACK_DYNAMODB_TABLE)",
                      f"table {s.score_cache_table} does not exist (MUSIC_FEEDBACK_SCORE_CACHE_TABLE)",
-                     f"event bus {s.event_bus} does not exist (MUSIC_FEEDBACK_EVENT_BUS)"):
+                     f"event bus {s.event_bus} does not exist (MUSIC_FEEDBACK_EVENT_BUS)",
+                     f"table {s.playlists_table} does not exist (MUSIC_FEEDBACK_PLAYLISTS_TABLE)",
+                     f"secret {s.link_keys_secret} does not exist (MUSIC_FEEDBACK_LINK_KEYS_SECRET)",
+                     f"topic {s.alerts_topic_arn} does not exist (MUSIC_FEEDBACK_ALERTS_TOPIC_ARN)"):
         assert expected in text
-    assert len(caught.value.problems) == 5, caught.value.problems
+    assert len(caught.value.problems) == 8, caught.value.problems
 
 
 def test_a_provisioned_set_passes(aws, program):
@@ -132,3 +144,29 @@ def test_missing_settings_are_named(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(AwsConfigError, match="needs AWS_REGION .* and MUSIC_FEEDBACK_S3_BUCKET"):
         AwsSettings.from_env()
+
+
+@pytest.mark.parametrize("value, why", [
+    ("not json", "must be a JSON object"), (json.dumps({"k1": "short"}), "at least 16 characters"),
+    (json.dumps({}), "no key"), (json.dumps({"k-1": "0123456789abcdef-key"}), "letters and digits only"),
+    (json.dumps({"k1": 5}), "must be a JSON object")])
+def test_a_malformed_link_keys_secret_is_named_with_the_fix(aws, program, value, why):
+    s, resources = aws
+    provision(s, resources)
+    boto3.client("secretsmanager", region_name=s.region).put_secret_value(SecretId=s.link_keys_secret,
+                                                                           SecretString=value)
+    with pytest.raises(PreflightError) as caught:
+        preflight(resources, [program], s)
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"Secrets Manager: secret {s.link_keys_secret} (MUSIC_FEEDBACK_LINK_KEYS_SECRET) "
+                              f"is malformed") and why in problem and '{"k1": "<at least 16' in problem
+
+
+def test_a_missing_alert_topic_setting_is_named(aws, program, monkeypatch):
+    s, resources = aws
+    provision(s, resources)
+    monkeypatch.delenv("MUSIC_FEEDBACK_ALERTS_TOPIC_ARN")
+    with pytest.raises(PreflightError) as caught:
+        preflight(resources, [program], AwsSettings.from_env())
+    (problem,) = caught.value.problems
+    assert "set MUSIC_FEEDBACK_ALERTS_TOPIC_ARN" in problem

@@ -14,7 +14,7 @@ from music_feedback.defs.operations.checks import build_cleanup_check
 from music_feedback.defs.operations.sensors import alert_on_run_failure
 from music_feedback.feedback import Submission
 from music_feedback.programs.loader import load_programs
-from music_feedback.resources import candidate_store, feedback_store
+from music_feedback.resources import candidate_store, feedback_store, get_resources
 from music_feedback_tests.service_support import candidate, frame
 
 pytestmark = pytest.mark.unit
@@ -67,12 +67,13 @@ def test_a_failed_run_writes_an_alert(data_home):
     with instance_for_test() as instance:
         result = failing.execute_in_process(instance=instance, raise_on_error=False)
         failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
-        context = build_run_status_sensor_context(sensor_name="alert_on_run_failure", dagster_instance=instance,
-                                                  dagster_run=result.dagster_run, dagster_event=failure
-                                                  ).for_run_failure()
+        context = build_run_status_sensor_context(
+            sensor_name="alert_on_run_failure", dagster_instance=instance, dagster_run=result.dagster_run,
+            dagster_event=failure, resources={"alert_sink": get_resources()["alert_sink"]}).for_run_failure()
         alert_on_run_failure(context)
     alert = json.loads((data_home / "alerts.jsonl").read_text().splitlines()[-1])
     assert alert["job"] == "failing" and alert["run_id"] == result.run_id
+    assert alert["step"] == "boom" and alert["error"] == "ValueError: the warehouse is gone"
 
 
 def test_weekly_cleanup_purges_and_checks_nothing_expired_is_served(data_home):

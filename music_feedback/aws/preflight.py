@@ -6,11 +6,15 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+import os
+
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from music_feedback.aws.settings import AwsSettings, endpoint_of, endpoint_setting
+from music_feedback.delivery.link_secret import SECRET_VAR, LinkKeysError, SecretLinkKeys
+from music_feedback.delivery.links import KEYS_VAR
 from music_feedback.store.dynamodb.table import definition
 
 
@@ -96,6 +100,10 @@ def checks(s: AwsSettings, resources: dict, programs: list) -> list[Callable[[],
         lambda: _guard("CloudWatch", f"namespace {s.metrics_namespace}", (), "",
                        lambda: _client("cloudwatch", s).list_metrics(Namespace=s.metrics_namespace)),
         lambda: _ses(s, resources.get("email_sender")),
+        lambda: _dynamodb_table(s, s.playlists_table, [], "MUSIC_FEEDBACK_PLAYLISTS_TABLE",
+                                "create it with `music-feedback aws provision`"),
+        lambda: _link_keys(s),
+        lambda: _alerts_topic(s),
     ]
     feedback = resources.get("feedback_store")
     if hasattr(feedback, "check"):
@@ -118,6 +126,28 @@ def _call_check(service_id: str, fn: Callable[[], object]) -> str | None:
     except Exception as exc:
         return f"{service_id}: {exc}"
     return None
+
+
+def _link_keys(s: AwsSettings) -> str | None:
+    """Every task signs and verifies links with the secret's keys: it must exist and hold usable keys."""
+    if os.environ.get(KEYS_VAR):
+        return None  # the keys are given to the task itself
+    try:
+        SecretLinkKeys(secret_id=s.link_keys_secret, region_name=s.region).fetch()
+    except LinkKeysError as exc:
+        return str(exc)
+    except Exception as exc:
+        return _explain("Secrets Manager", f"secret {s.link_keys_secret} ({SECRET_VAR})", exc)
+    return None
+
+
+def _alerts_topic(s: AwsSettings) -> str | None:
+    if not s.alerts_topic_arn:
+        return ("SNS: no alert topic: set MUSIC_FEEDBACK_ALERTS_TOPIC_ARN to the ARN of the topic run-failure "
+                "alerts go to (`music-feedback aws provision` creates music-feedback-alerts)")
+    return _guard("SNS", f"topic {s.alerts_topic_arn}", ("NotFound", "NotFoundException"),
+                  f"SNS: topic {s.alerts_topic_arn} does not exist (MUSIC_FEEDBACK_ALERTS_TOPIC_ARN)",
+                  lambda: _client("sns", s).get_topic_attributes(TopicArn=s.alerts_topic_arn))
 
 
 def _ses(s: AwsSettings, sender) -> str | None:

@@ -2,7 +2,8 @@
 whose `get_resources` picks this set when MUSIC_FEEDBACK_ENV=aws; this module imports nothing from it)."""
 from __future__ import annotations
 
-from music_feedback import settings as local_settings
+from dagster import EnvVar
+
 from music_feedback.aws.settings import AwsSettings
 from music_feedback.delivery.email.ses import SESv2Sender
 from music_feedback.feedback.dynamodb import DynamoDBFeedbackStore
@@ -10,7 +11,8 @@ from music_feedback.feedback.events import EventBridgePublisher
 from music_feedback.io.s3_io_manager import S3ParquetIOManager
 from music_feedback.lake.s3 import S3Lake
 from music_feedback.metrics.sink import CloudWatchSink
-from music_feedback.playlists.store import SQLitePlaylistStore
+from music_feedback.alerts.sns import TOPIC_VAR, SNSAlertSink
+from music_feedback.playlists.dynamodb import DynamoDBPlaylistStore
 from music_feedback.scoring.cache.dynamodb_cache import DynamoDBScoreCache
 from music_feedback.scoring.registry.s3 import S3ModelRegistry
 from music_feedback.scoring.select import scorer_resource
@@ -36,7 +38,9 @@ def aws_resources(s: AwsSettings | None = None, env_vars: bool = False) -> dict:
         "email_sender": SESv2Sender.from_env(env_vars=env_vars),
         "event_publisher": EventBridgePublisher(bus_name=s.event_bus, region_name=s.region),
         "lake": S3Lake(bucket=s.bucket, prefix=s.lake_prefix, region_name=s.region, glue_database=s.glue_database),
-        # Playlists are small and written by one evening job; on a cluster the data home is a shared volume.
-        "playlist_store": SQLitePlaylistStore(path=str(local_settings.data_home() / "playlists.sqlite")),
+        # Every task reads and moves the same playlists, so they live in DynamoDB, not on a task's disk.
+        "playlist_store": DynamoDBPlaylistStore(table_name=s.playlists_table, region_name=s.region),
+        "alert_sink": SNSAlertSink(topic_arn=EnvVar(TOPIC_VAR) if env_vars else s.alerts_topic_arn,
+                                   region_name=s.region),
         "metrics_sink": CloudWatchSink(namespace=s.metrics_namespace, region_name=s.region),
     }

@@ -36,6 +36,9 @@ class AwsSettings:
     feedback_table: str = "music-feedback-feedback"
     event_bus: str = "music-feedback"
     metrics_namespace: str = "MusicFeedback"
+    playlists_table: str = "music-feedback-playlists"
+    link_keys_secret: str = "music-feedback/link-keys"  # Secrets Manager: JSON {"kid": "key", ...}
+    alerts_topic_arn: str = ""  # SNS; unset, the preflight names MUSIC_FEEDBACK_ALERTS_TOPIC_ARN
 
     @classmethod
     def from_env(cls, env_vars: bool = False) -> "AwsSettings":
@@ -60,7 +63,10 @@ class AwsSettings:
             score_cache_table=_get("MUSIC_FEEDBACK_SCORE_CACHE_TABLE", cls.score_cache_table),
             feedback_table=_get("MUSIC_FEEDBACK_FEEDBACK_TABLE", cls.feedback_table),
             event_bus=_get("MUSIC_FEEDBACK_EVENT_BUS", cls.event_bus),
-            metrics_namespace=_get("MUSIC_FEEDBACK_METRICS_NAMESPACE", cls.metrics_namespace))
+            metrics_namespace=_get("MUSIC_FEEDBACK_METRICS_NAMESPACE", cls.metrics_namespace),
+            playlists_table=_get("MUSIC_FEEDBACK_PLAYLISTS_TABLE", cls.playlists_table),
+            link_keys_secret=_get("MUSIC_FEEDBACK_LINK_KEYS_SECRET", cls.link_keys_secret),
+            alerts_topic_arn=_get("MUSIC_FEEDBACK_ALERTS_TOPIC_ARN", cls.alerts_topic_arn))
 
 
 def region_setting():

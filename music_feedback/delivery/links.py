@@ -2,7 +2,9 @@
 
 A token is `kid.payload.mac`: base64url JSON naming its purpose, program, listener, track, batch day,
 channel and expiry, and an HMAC-SHA256 by the key `kid`. Keys rotate by adding a new kid and making it
-active; tokens signed by an older kid verify while that key stays configured.
+active; tokens signed by an older kid verify while that key stays configured. Keys come from
+MUSIC_FEEDBACK_LINK_KEYS, or on AWS from a Secrets Manager secret (delivery/link_secret.py), or on the
+embedded default from a key file made once in the data home.
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from music_feedback.settings import data_home
+from music_feedback.settings import data_home, get_env
 
 KEYS_VAR = "MUSIC_FEEDBACK_LINK_KEYS"  # JSON {"kid": "secret", ...}
 ACTIVE_VAR = "MUSIC_FEEDBACK_LINK_KEY_ID"
@@ -70,33 +73,73 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def check_keys(keys: dict[str, bytes], active: str, origin: str = KEYS_VAR) -> None:
+    """ValueError naming `origin` (the variable or the secret the keys came from) unless the keys can sign."""
+    if not keys:
+        raise ValueError(f"{origin}: no key: it must hold at least one key id and its secret")
+    if active not in keys:
+        raise ValueError(f"{ACTIVE_VAR}={active!r} is not one of the keys in {origin} ({sorted(keys)})")
+    for kid, secret in keys.items():
+        if not kid.isalnum():
+            raise ValueError(f"{origin}: key id {kid!r} must be letters and digits only")
+        if len(secret) < MIN_SECRET:
+            raise ValueError(f"{origin}: the secret of key {kid!r} must be at least {MIN_SECRET} characters")
+
+
+def parse_keys(raw: str, origin: str = KEYS_VAR) -> tuple[dict[str, bytes], str]:
+    """Keys and the active key id from JSON {"kid": "secret", ...}: MUSIC_FEEDBACK_LINK_KEY_ID, else the last
+    key id in sorted order (rotation: add a later kid)."""
+    try:
+        keys = json.loads(raw)
+        assert isinstance(keys, dict) and all(isinstance(v, str) for v in keys.values())
+    except (ValueError, AssertionError):
+        raise ValueError(f'{origin} must be a JSON object {{"kid": "secret", ...}}') from None
+    if not keys:
+        raise ValueError(f"{origin}: no key: it must hold at least one key id and its secret")
+    encoded = {k: v.encode() for k, v in keys.items()}
+    active = os.environ.get(ACTIVE_VAR) or sorted(keys)[-1]
+    check_keys(encoded, active, origin)
+    return encoded, active
+
+
 class LinkSigner:
+    """Signs with the active key, verifies with any configured one. Keys are fixed, or come from a `source`
+    (a callable giving the checked keys and the active id, e.g. a secret it caches for a short time), asked
+    on every use so that a rotated secret is picked up by a running service."""
     MAX_LENGTH = 1024
 
-    def __init__(self, keys: dict[str, bytes], active: str):
-        if active not in keys:
-            raise ValueError(f"{ACTIVE_VAR}={active!r} is not one of the keys in {KEYS_VAR} ({sorted(keys)})")
-        for kid, secret in keys.items():
-            if not kid.isalnum():
-                raise ValueError(f"{KEYS_VAR}: key id {kid!r} must be letters and digits only")
-            if len(secret) < MIN_SECRET:
-                raise ValueError(f"{KEYS_VAR}: the secret of key {kid!r} must be at least {MIN_SECRET} characters")
-        self._keys, self.active = dict(keys), active
+    def __init__(self, keys: dict[str, bytes], active: str,
+                 source: Callable[[], tuple[dict[str, bytes], str]] | None = None):
+        check_keys(keys, active)
+        self._fixed, self._source = (dict(keys), active), source
+
+    @classmethod
+    def from_source(cls, source: Callable[[], tuple[dict[str, bytes], str]]) -> "LinkSigner":
+        keys, active = source()
+        return cls(keys, active, source)
+
+    def _ring(self) -> tuple[dict[str, bytes], str]:
+        return self._source() if self._source else self._fixed
+
+    @property
+    def active(self) -> str:
+        return self._ring()[1]
 
     def sign(self, purpose: str, program_id: str, listener_id: int, track_id: int, batch_date: str,
              channel: str, expires_at: int) -> str:
         claims = [PURPOSES[purpose], program_id, int(listener_id), int(track_id), batch_date, channel,
                   int(expires_at)]
         body = _b64(json.dumps(claims, separators=(",", ":")).encode())
-        signed = f"{self.active}.{body}"
-        return f"{signed}.{_b64(hmac.new(self._keys[self.active], signed.encode(), hashlib.sha256).digest())}"
+        keys, active = self._ring()
+        signed = f"{active}.{body}"
+        return f"{signed}.{_b64(hmac.new(keys[active], signed.encode(), hashlib.sha256).digest())}"
 
     def verify(self, token: str, purpose: str, now: float | None = None) -> LinkClaims:
         parts = token.split(".") if len(token) <= self.MAX_LENGTH else []
         if len(parts) != 3:
             raise TokenError("the link is malformed: open the link from the message again", 400)
         kid, body, mac = parts
-        key = self._keys.get(kid)
+        key = self._ring()[0].get(kid)
         try:
             given = _unb64(mac)
         except ValueError:
@@ -117,17 +160,17 @@ class LinkSigner:
 
     @classmethod
     def from_env(cls, home: Path | None = None) -> "LinkSigner":
-        """Keys from MUSIC_FEEDBACK_LINK_KEYS; on the embedded default without it, a key file made once in
-        the data home (mode 600), so delivery and the service sign and verify with the same key."""
+        """Keys from MUSIC_FEEDBACK_LINK_KEYS; else on AWS from the Secrets Manager secret every task shares
+        (MUSIC_FEEDBACK_LINK_KEYS_SECRET, re-read after a short TTL so a rotation is picked up); else, on the
+        embedded default, a key file made once in the data home (mode 600), so delivery and the service sign
+        and verify with the same key."""
         raw = os.environ.get(KEYS_VAR)
         if raw:
-            try:
-                keys = json.loads(raw)
-                assert isinstance(keys, dict) and all(isinstance(v, str) for v in keys.values())
-            except (ValueError, AssertionError):
-                raise ValueError(f'{KEYS_VAR} must be a JSON object {{"kid": "secret", ...}}') from None
-            active = os.environ.get(ACTIVE_VAR) or sorted(keys)[-1]
-            return cls({k: v.encode() for k, v in keys.items()}, active)
+            return cls(*parse_keys(raw))
+        if get_env() == "aws":
+            # lazy: the secret's reader imports boto3 (~0.26 s); only the AWS set reads it
+            from music_feedback.delivery.link_secret import SecretLinkKeys
+            return cls.from_source(SecretLinkKeys.from_env())
         if home is None:
             home = data_home()
         path = home / "link_keys.json"

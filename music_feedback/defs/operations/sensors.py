@@ -1,21 +1,20 @@
-"""The run-failure alert: one line (job, partition, error) in data/alerts.jsonl for every failed run."""
+"""The run-failure alert: for every failed run, the failing step and its own error (read from the run's
+events in the instance), sent to the alert sink (data/alerts.jsonl on the embedded set, SNS on AWS)."""
 from __future__ import annotations
 
-import json
 import time
 
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 
-from music_feedback import settings
+from music_feedback.alerts.failure import failure_alert
+from music_feedback.alerts.sink import AlertSink
 
 
 @run_failure_sensor(name="alert_on_run_failure", default_status=DefaultSensorStatus.STOPPED,
-                    description="Writes an alert line (job, partition, error) to data/alerts.jsonl for every failed run.")
-def alert_on_run_failure(context: RunFailureSensorContext) -> None:
+                    description="Sends an alert (job, partition, failing step and its error) to the alert sink "
+                                "(data/alerts.jsonl, or SNS on AWS) for every failed run.")
+def alert_on_run_failure(context: RunFailureSensorContext, alert_sink: AlertSink) -> None:
     run = context.dagster_run
-    alert = {"at": time.time(), "job": run.job_name, "run_id": run.run_id,
-             "partition": run.tags.get("dagster/partition"), "error": context.failure_event.message}
-    path = settings.data_home() / "alerts.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(alert) + "\n")
+    alert = failure_alert(context.instance, run, context.failure_event.message, time.time())
+    where = alert_sink.publish(alert)
+    context.log.info(f"alert for run {run.run_id} ({alert['step'] or 'no step'}) sent to {where}")
