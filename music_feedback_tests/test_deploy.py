@@ -104,7 +104,7 @@ def test_the_template_passes_cfn_lint():
 SERVICES = {"s3": ["s3"], "glue": ["glue"], "sagemaker": ["sagemaker-runtime", "sagemaker"], "dynamodb": ["dynamodb"],
             "ses": ["sesv2"], "events": ["events"], "cloudwatch": ["cloudwatch"], "ecs": ["ecs"], "ec2": ["ec2"],
             "logs": ["logs"], "secretsmanager": ["secretsmanager"], "iam": ["iam"], "sts": ["sts"],
-            "redshift": ["redshift"], "redshift-data": ["redshift-data"], "ecr": ["ecr"], "sns": ["sns"]}
+            "redshift": ["redshift"], "redshift-data": ["redshift-data"], "ecr": ["ecr"], "sns": ["sns"], "sqs": ["sqs"]}
 # Permissions that are no API operation of that name (ConditionCheckItem: a check inside TransactWriteItems).
 PERMISSION_ONLY = {"s3:ListBucket", "iam:PassRole", "dynamodb:ConditionCheckItem"}
 

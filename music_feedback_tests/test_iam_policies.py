@@ -57,6 +57,10 @@ ACTIONS: dict[tuple[str, str], set[str]] = {
     ("sts", "GetCallerIdentity"): set(),
     # Creating a model hands SageMaker its execution role.
     ("sagemaker", "CreateModel"): {"sagemaker:CreateModel", "iam:PassRole"},
+    ("sqs", "DeleteMessageBatch"): {"sqs:DeleteMessage"},
+    ("sqs", "SendMessageBatch"): {"sqs:SendMessage"},
+    ("sqs", "ChangeMessageVisibilityBatch"): {"sqs:ChangeMessageVisibility"},
+    ("sns", "PublishBatch"): {"sns:Publish"},
     # SNS publishing to a topic encrypted with a KMS key also needs kms:GenerateDataKey/Decrypt on the
     # key, which is no call of ours: left to the template that creates the topic.
 }
@@ -91,7 +95,8 @@ SOURCES: dict[str, dict[str, str | None]] = {
     "music_feedback/feedback/dynamodb/*.py": {"dynamodb": DYNAMODB},
     "music_feedback/playlists/dynamodb.py": {"dynamodb": DYNAMODB},
     "music_feedback/scoring/deployment/sagemaker.py": {"sagemaker": DEPLOYER},
-    "music_feedback/delivery/email/ses.py": {"sesv2": SES},
+    # The sender reconciles unknown sends from the configuration set's events queue.
+    "music_feedback/delivery/email/ses.py": {"sesv2": SES, "sqs": SES},
     "music_feedback/feedback/events.py": {"events": EVENTS},
     "music_feedback/metrics/sink.py": {"cloudwatch": CLOUDWATCH},
     # The run-failure sensor publishes: sensors evaluate in the code server.
@@ -294,7 +299,8 @@ def test_every_aws_module_is_mapped_to_a_policy():
                     if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     distinctive = set()
     for service in ("s3", "dynamodb", "glue", "sesv2", "sagemaker", "sagemaker-runtime", "events", "cloudwatch",
-                    "redshift", "redshift-data", "secretsmanager", "sns", "sqs", "ecs", "ec2", "sts", "logs"):
+                    "redshift", "redshift-data", "secretsmanager", "sns", "sqs", "ecs", "ec2", "sts", "logs",
+                    "kms", "lambda", "athena", "kinesis", "firehose", "ssm", "iam", "ecr", "scheduler"):
         distinctive |= {m for m in _ops(service) if "_" in m}
     distinctive -= defined | {"create_connection"}  # socket.create_connection
     unmapped = []
@@ -317,6 +323,21 @@ def test_each_policy_file_belongs_to_a_component():
     files = {p.stem for p in IAM.glob("*.json")}
     assert files == _policies(), (
         f"deploy/iam/ holds {sorted(files - _policies())} that no code uses; lacks {sorted(_policies() - files)}")
+
+
+def test_each_mapped_module_names_every_service_it_calls():
+    """A client of a service its SOURCES entry does not list would go unaudited."""
+    unlisted = []
+    for pattern, by_service in SOURCES.items():
+        for name, path in _resolve(pattern):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in ("client", "resource") and node.args
+                        and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+                        and node.args[0].value in _session().get_available_services()
+                        and node.args[0].value not in by_service):
+                    unlisted.append(f"{name}:{node.lineno}: a {node.args[0].value} client")
+    assert not unlisted, "add these services to the module's SOURCES entry:\n" + "\n".join(unlisted)
 
 
 @pytest.mark.parametrize("policy", sorted(_policies() - {LAUNCHER}))
