@@ -6,6 +6,7 @@ import os
 from music_feedback import settings
 from music_feedback.io.parquet_io_manager import LocalParquetIOManager
 from music_feedback.scoring.cache.parquet_cache import ParquetScoreCache
+from music_feedback.scoring.deployment.embedded import InProcessDeployer
 from music_feedback.scoring.registry.local import LocalModelRegistry
 from music_feedback.scoring.select import scorer_resource
 from music_feedback.store.sqlite_store import SQLiteCandidateStore
@@ -43,6 +44,7 @@ def local_resources() -> dict:
         "scorer": scorer_resource("local"),
         "score_cache": ParquetScoreCache(path=str(settings.score_cache_path())),
         "model_registry": LocalModelRegistry(root=str(settings.data_home() / "lake" / "model_registry")),
+        "model_deployer": InProcessDeployer(),  # the in-process scorer reads the registry: nothing to deploy
         "candidate_store": candidate_store(),
         "io_manager": LocalParquetIOManager(base_dir=str(settings.io_root())),
         "feedback_store": feedback_store(),

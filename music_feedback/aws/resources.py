@@ -14,6 +14,7 @@ from music_feedback.metrics.sink import CloudWatchSink
 from music_feedback.alerts.sns import TOPIC_VAR, SNSAlertSink
 from music_feedback.playlists.dynamodb import DynamoDBPlaylistStore
 from music_feedback.scoring.cache.dynamodb_cache import DynamoDBScoreCache
+from music_feedback.scoring.deployment.select import deployer_resource
 from music_feedback.scoring.registry.s3 import S3ModelRegistry
 from music_feedback.scoring.select import scorer_resource
 from music_feedback.store.dynamodb import DynamoDBCandidateStore
@@ -32,6 +33,7 @@ def aws_resources(s: AwsSettings | None = None, env_vars: bool = False) -> dict:
         "scorer": scorer_resource("aws"),
         "score_cache": DynamoDBScoreCache(table_name=s.score_cache_table, region_name=s.region),
         "model_registry": S3ModelRegistry(bucket=s.bucket, prefix=s.registry_prefix, region_name=s.region),
+        "model_deployer": deployer_resource("aws"),  # a promotion deploys to the SageMaker endpoint first
         "candidate_store": DynamoDBCandidateStore.from_env(env_vars=env_vars),
         "io_manager": S3ParquetIOManager.from_env(env_vars=env_vars),
         "feedback_store": DynamoDBFeedbackStore.from_env(env_vars=env_vars),

@@ -15,9 +15,13 @@ def aws_error(status: int, code: str, message: str, **fields) -> JSONResponse:
     return JSONResponse({"message": message, **fields}, status_code=status, headers={"x-amzn-ErrorType": code})
 
 
-def create_front(routes: dict[str, str], max_body_bytes: int = MAX_BODY_BYTES, timeout_s: float = 60.0) -> FastAPI:
-    """`routes` maps an endpoint name to the base URL of the model server behind it."""
+def create_front(routes: dict[str, str], max_body_bytes: int = MAX_BODY_BYTES, timeout_s: float = 60.0,
+                 control_plane=None) -> FastAPI:
+    """`routes` maps an endpoint name to the base URL of the model server behind it (read per request, so a
+    deployment may switch it). `control_plane`, an async callable taking the request, answers the SageMaker API
+    (JSON 1.1) in place of the DescribeEndpoint-only answer below (music_feedback_tools.standins.sagemaker)."""
     app = FastAPI(title="local SageMaker runtime", docs_url=None, redoc_url=None)
+    api = control_plane
     client = httpx.AsyncClient(timeout=timeout_s)
 
     @app.post("/endpoints/{name}/invocations")
@@ -46,6 +50,8 @@ def create_front(routes: dict[str, str], max_body_bytes: int = MAX_BODY_BYTES, t
     @app.post("/")
     async def control_plane(request: Request):
         """The one control-plane call the AWS preflight makes: DescribeEndpoint (JSON 1.1 protocol)."""
+        if api is not None:
+            return await api(request)
         target = request.headers.get("x-amz-target", "")
         if target != "SageMaker.DescribeEndpoint":
             return aws_error(400, "UnknownOperationException", f"{target or 'no operation'} is not supported here.")

@@ -9,6 +9,7 @@ from music_feedback.defs.partitions import weekly_partitions
 from music_feedback.defs.warehouse_tables.assets import reads
 from music_feedback.io.port import ParquetIOManager
 from music_feedback.programs.model import Program
+from music_feedback.scoring.deployment.port import FAILED, ModelDeployer
 from music_feedback.scoring.outcomes import training_rows
 from music_feedback.scoring.registry.port import ModelRegistry
 from music_feedback.scoring.retrain import retrain
@@ -35,21 +36,33 @@ def build_model(program: Program, role: str):
                        "trained weekly on outcomes up to the week's end, evaluated on the newest 20% against the "
                        "champion and a popularity baseline, promoted only by margin.")
     def model(context: AssetExecutionContext, warehouse: Warehouse, model_registry: ModelRegistry,
-              io_manager: ResourceParam[ParquetIOManager]):
+              model_deployer: ModelDeployer, io_manager: ResourceParam[ParquetIOManager]):
         watch = Stopwatch()
         end = date.fromisoformat(context.partition_key) + timedelta(days=7)
         scored = list(key(program, "scored_candidates").path)
         rows, source = training_rows(warehouse, program.program_id, io_manager, scored, end)
         decision = retrain(spec, rows, model_registry, end, program.scoring.promotion_margin,
                            lineage={"source": source, "warehouse": warehouse.describe(),
-                                    "week": context.partition_key, "run_id": context.run_id})
-        context.log.info(f"{spec.model_id}: {decision['reason']}")
+                                    "week": context.partition_key, "run_id": context.run_id},
+                           deployer=model_deployer)
+        deployment = decision["deployment"] or {}
+        if deployment.get("status") == FAILED:
+            context.log.warning(
+                f"{spec.model_id}: deploying {decision['challenger_version']} to endpoint {deployment['endpoint']} "
+                f"failed: {deployment['detail']}. The endpoint keeps what it served before, and the registry keeps as "
+                f"champion {decision['champion_after'] or 'no version'}, so the batch scores with it. To do: "
+                f"{deployment.get('remedy', 're-run this week')}.")
+        else:
+            context.log.info(f"{spec.model_id}: {decision['reason']}"
+                             + (f" ({deployment['detail']})" if deployment else ""))
         return Output(decision, metadata={
             "dagster/row_count": decision["training_rows"], "challenger_version": decision["challenger_version"],
             "champion_version": decision["champion_after"] or "none", "promoted": decision["promoted"],
             "reason": decision["reason"], "training_source": source,
             "training_window": MetadataValue.json(decision["training_window"]),
             "evaluation": MetadataValue.md(_table(decision)), "registry": model_registry.describe(),
+            "deployment_status": deployment.get("status", "nothing promoted"),
+            "deployment": MetadataValue.json(deployment), "deployer": model_deployer.describe(),
             "duration_s": round(watch.total, 3)})
 
     return model

@@ -28,3 +28,6 @@ class LocalModelRegistry(ModelRegistry):
 
     def describe(self) -> str:
         return f"folder {self.root}"
+
+    def url(self, key: str) -> str:
+        return self._path(key).resolve().as_uri()

@@ -3,13 +3,18 @@
 Layout under the root, per model id:
   <model_id>/versions/<version>/model.joblib, model.json   (SageMaker's /opt/ml/model layout)
   <model_id>/versions/<version>/entry.json                  (metrics, training window, lineage)
+  <model_id>/versions/<version>/model.tar.gz                (the two model files, as SageMaker's model data;
+                                                             written when a deployer asks for it)
   <model_id>/champions.json                                 (promotions, each effective from a day)
 A day's batch scores with the champion whose promotion is effective on or before that day; a model is
 effective only from the end of its training window, so no day is scored by a model that saw its future.
 """
 from __future__ import annotations
 
+import gzip
+import io
 import json
+import tarfile
 import tempfile
 from datetime import date
 from pathlib import Path
@@ -18,6 +23,9 @@ from dagster import ConfigurableResource
 
 from music_feedback.scoring.artifacts import ESTIMATOR_FILE, MANIFEST_FILE, ModelArtifactError, load_model, save_model
 from music_feedback.scoring.model import TrainedModel
+
+
+ARCHIVE_FILE = "model.tar.gz"
 
 
 class NoChampionError(RuntimeError):
@@ -33,6 +41,10 @@ class ModelRegistry(ConfigurableResource):
         raise NotImplementedError
 
     def describe(self) -> str:
+        raise NotImplementedError
+
+    def url(self, key: str) -> str:
+        """Where the object under `key` lives, as a URL another system reads (s3://..., file://...)."""
         raise NotImplementedError
 
     # shared logic
@@ -94,6 +106,24 @@ class ModelRegistry(ConfigurableResource):
             raise NoChampionError(f"model {model_id}: no champion in {self.describe()} for {day}; run the weekly "
                                   f"retrain for a week ending on or before {day} (`music-feedback run --retrain`)")
         return self.load(model_id, version)
+
+    def artifact_url(self, model_id: str, version: str) -> str:
+        """The version as SageMaker model data: `model.tar.gz` beside it (the two model files at the archive's
+        root, which SageMaker extracts into /opt/ml/model), written now (same bytes every time), and its URL."""
+        base = f"{model_id}/versions/{version}"
+        buffer = io.BytesIO()
+        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name in (ESTIMATOR_FILE, MANIFEST_FILE):
+                data = self.get_bytes(f"{base}/{name}")
+                if data is None:
+                    raise ModelArtifactError(f"model {model_id}: artifact {name} of version {version} is missing "
+                                             f"in {self.describe()}")
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = len(data), 0, 0o644
+                tar.addfile(info, io.BytesIO(data))
+        self.put_bytes(f"{base}/{ARCHIVE_FILE}", buffer.getvalue())
+        return self.url(f"{base}/{ARCHIVE_FILE}")
 
     def export(self, model_id: str, version: str, directory: Path) -> Path:
         """Write a version as a SageMaker model directory (to tar up as model.tar.gz, or to serve)."""

@@ -41,3 +41,6 @@ class S3ModelRegistry(ModelRegistry):
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
