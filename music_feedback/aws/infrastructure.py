@@ -60,6 +60,7 @@ def _template() -> dict:
                        "template` from the code and deploy/iam/; do not edit by hand)",
         "Parameters": {**{k: {"Type": "String", "Default": d, "Description": why} for k, (d, why) in params.items()},
                        **stack_platform.parameters()},
+        "Conditions": stack_platform.conditions(),
         "Resources": {
             "DataBucket": {"Type": "AWS::S3::Bucket", **RETAIN, "Properties": {
                 "BucketName": {"Ref": "BucketName"},

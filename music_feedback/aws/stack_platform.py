@@ -17,6 +17,7 @@ RETAIN = {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
 DELETE = {"DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete"}
 # Parameters only a deploy/iam/ document's placeholder uses: in the template while a document does.
 PLACEHOLDER_ONLY = {"SenderDomain", "RedshiftClusterId"}
+MODEL_DATA = r"^$|^s3://.+\.tar\.gz$"
 DIGEST = r"^[^@\s]+@sha256:[0-9a-f]{64}$"
 DIGEST_WHY = "an image pinned by digest: <registry>/<repository>@sha256:<64 hex digits>"
 
@@ -58,10 +59,12 @@ def parameters() -> dict:
         "RedshiftUser": _p("String", "MUSIC_FEEDBACK_REDSHIFT_USER (its password: the music-feedback/redshift "
                                      "secret)", "music_feedback"),
         "RedshiftClusterId": _p("String", "The Redshift cluster's identifier (IAM: GetClusterCredentials)"),
-        "AffinityModelDataUrl": _p("String", "s3:// model.tar.gz of music-affinity, under the bucket's "
-                                             "model-registry/ prefix", AllowedPattern=r"^s3://.+\.tar\.gz$"),
-        "PropensityModelDataUrl": _p("String", "s3:// model.tar.gz of feedback-propensity, under the bucket's "
-                                               "model-registry/ prefix", AllowedPattern=r"^s3://.+\.tar\.gz$"),
+        # Empty (the default): the first weekly retrain creates the endpoints (the model deployer). Set both to
+        # serve existing model data from the start; the retrain moves the endpoints on from there.
+        "AffinityModelDataUrl": _p("String", "s3:// model.tar.gz of music-affinity under the bucket's "
+                                             "model-registry/, or empty", "", AllowedPattern=MODEL_DATA),
+        "PropensityModelDataUrl": _p("String", "s3:// model.tar.gz of feedback-propensity under the bucket's "
+                                               "model-registry/, or empty", "", AllowedPattern=MODEL_DATA),
         "AffinityEndpointName": _p("String", "scoringModels.endpoint of music-affinity in the program",
                                    "music-affinity-v2", AllowedPattern=r"^music-affinity-[A-Za-z0-9-]+$"),
         "PropensityEndpointName": _p("String", "scoringModels.endpoint of feedback-propensity in the program",
@@ -141,7 +144,12 @@ def _instance_env() -> dict:
             "MUSIC_FEEDBACK_REDSHIFT_HOST": {"Ref": "RedshiftHost"},
             "MUSIC_FEEDBACK_REDSHIFT_USER": {"Ref": "RedshiftUser"},
             "MUSIC_FEEDBACK_PUBLIC_URL": {"Ref": "PublicUrl"},
-            "MUSIC_FEEDBACK_SES_EVENTS_QUEUE": {"Ref": "SesEventsQueue"}}
+            "MUSIC_FEEDBACK_SES_EVENTS_QUEUE": {"Ref": "SesEventsQueue"},
+            "MUSIC_FEEDBACK_LINK_KEYS_SECRET": {"Ref": "LinkKeysSecret"},
+            # the weekly retrain's model deployer
+            "MUSIC_FEEDBACK_SAGEMAKER_IMAGE": {"Ref": "ModelImageUri"},
+            "MUSIC_FEEDBACK_SAGEMAKER_ROLE_ARN": {"Fn::GetAtt": ["ModelRole", "Arn"]},
+            "MUSIC_FEEDBACK_SAGEMAKER_INSTANCE_TYPE": {"Ref": "EndpointInstanceType"}}
 
 
 def _secret(name: str, logical: str, key: str | None = None) -> dict:
@@ -198,18 +206,28 @@ def _discovery(name: str) -> dict:
         "HealthCheckCustomConfig": {"FailureThreshold": 1}}}
 
 
+MODELS_CONDITION = "ModelDataGiven"
+
+
+def conditions() -> dict:
+    return {MODELS_CONDITION: {"Fn::Not": [{"Fn::Or": [
+        {"Fn::Equals": [{"Ref": "AffinityModelDataUrl"}, ""]},
+        {"Fn::Equals": [{"Ref": "PropensityModelDataUrl"}, ""]}]}]}}
+
+
 def _model(kind: str) -> dict:
     model, config = f"{kind}Model", f"{kind}EndpointConfig"
+    when = {"Condition": MODELS_CONDITION}
     return {
-        model: {"Type": "AWS::SageMaker::Model", "Properties": {
+        model: {"Type": "AWS::SageMaker::Model", **when, "Properties": {
             "ExecutionRoleArn": {"Fn::GetAtt": ["ModelRole", "Arn"]}, "EnableNetworkIsolation": True,
             "PrimaryContainer": {"Image": {"Ref": "ModelImageUri"}, "Mode": "SingleModel",
                                  "ModelDataUrl": {"Ref": f"{kind}ModelDataUrl"}}}},
-        config: {"Type": "AWS::SageMaker::EndpointConfig", "Properties": {"ProductionVariants": [{
+        config: {"Type": "AWS::SageMaker::EndpointConfig", **when, "Properties": {"ProductionVariants": [{
             "VariantName": "AllTraffic", "ModelName": {"Fn::GetAtt": [model, "ModelName"]},
             "InitialInstanceCount": 1, "InstanceType": {"Ref": "EndpointInstanceType"},
             "InitialVariantWeight": 1}]}},
-        f"{kind}Endpoint": {"Type": "AWS::SageMaker::Endpoint", "Properties": {
+        f"{kind}Endpoint": {"Type": "AWS::SageMaker::Endpoint", **when, "Properties": {
             "EndpointName": {"Ref": f"{kind}EndpointName"},
             "EndpointConfigName": {"Fn::GetAtt": [config, "EndpointConfigName"]}}},
     }
