@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from music_feedback.aws.settings import AwsSettings, endpoint_of, endpoint_setting
 from music_feedback.delivery.link_secret import SECRET_VAR, LinkKeysError, SecretLinkKeys
-from music_feedback.delivery.links import KEYS_VAR
+from music_feedback.delivery.link_keys import KEYS_VAR
 from music_feedback.store.dynamodb.table import definition
 
 

@@ -19,7 +19,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from music_feedback.delivery.links import parse_keys
+from music_feedback.delivery.link_keys import parse_keys
 
 SECRET_VAR = "MUSIC_FEEDBACK_LINK_KEYS_SECRET"
 TTL_VAR = "MUSIC_FEEDBACK_LINK_KEYS_TTL_S"

@@ -3,7 +3,7 @@
 A token is `kid.payload.mac`: base64url JSON naming its purpose, program, listener, track, batch day,
 channel and expiry, and an HMAC-SHA256 by the key `kid`. Keys rotate by adding a new kid and making it
 active; tokens signed by an older kid verify while that key stays configured. Keys come from
-MUSIC_FEEDBACK_LINK_KEYS, or on AWS from a Secrets Manager secret (delivery/link_secret.py), or on the
+MUSIC_FEEDBACK_LINK_KEYS (delivery/link_keys.py), or on AWS from a Secrets Manager secret (delivery/link_secret.py), or on the
 embedded default from a key file made once in the data home.
 """
 from __future__ import annotations
@@ -19,13 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from music_feedback.delivery.link_keys import ACTIVE_VAR, KEYS_VAR, check_keys, parse_keys
 from music_feedback.settings import data_home, get_env
 
-KEYS_VAR = "MUSIC_FEEDBACK_LINK_KEYS"  # JSON {"kid": "secret", ...}
-ACTIVE_VAR = "MUSIC_FEEDBACK_LINK_KEY_ID"
 PURPOSES = {"feedback": "f", "open": "o", "click": "c", "unsubscribe": "u"}
 _NAMES = {v: k for k, v in PURPOSES.items()}
-MIN_SECRET = 16
 
 
 class TokenError(ValueError):
@@ -71,35 +69,6 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def check_keys(keys: dict[str, bytes], active: str, origin: str = KEYS_VAR) -> None:
-    """ValueError naming `origin` (the variable or the secret the keys came from) unless the keys can sign."""
-    if not keys:
-        raise ValueError(f"{origin}: no key: it must hold at least one key id and its secret")
-    if active not in keys:
-        raise ValueError(f"{ACTIVE_VAR}={active!r} is not one of the keys in {origin} ({sorted(keys)})")
-    for kid, secret in keys.items():
-        if not kid.isalnum():
-            raise ValueError(f"{origin}: key id {kid!r} must be letters and digits only")
-        if len(secret) < MIN_SECRET:
-            raise ValueError(f"{origin}: the secret of key {kid!r} must be at least {MIN_SECRET} characters")
-
-
-def parse_keys(raw: str, origin: str = KEYS_VAR) -> tuple[dict[str, bytes], str]:
-    """Keys and the active key id from JSON {"kid": "secret", ...}: MUSIC_FEEDBACK_LINK_KEY_ID, else the last
-    key id in sorted order (rotation: add a later kid)."""
-    try:
-        keys = json.loads(raw)
-        assert isinstance(keys, dict) and all(isinstance(v, str) for v in keys.values())
-    except (ValueError, AssertionError):
-        raise ValueError(f'{origin} must be a JSON object {{"kid": "secret", ...}}') from None
-    if not keys:
-        raise ValueError(f"{origin}: no key: it must hold at least one key id and its secret")
-    encoded = {k: v.encode() for k, v in keys.items()}
-    active = os.environ.get(ACTIVE_VAR) or sorted(keys)[-1]
-    check_keys(encoded, active, origin)
-    return encoded, active
 
 
 class LinkSigner:
