@@ -24,8 +24,9 @@ from music_feedback.defs.batch.checks import (MAX_REJECTED_SHARE, READ_BACK_STAT
 from music_feedback.defs.common import key
 from music_feedback.defs.partitions import batch_date
 from music_feedback.programs.model import Program
-from music_feedback.quality.checks import (materialization_metadata, row_count_expectation, run_row_count_suite,
-                                           run_stats_suite, run_suite, zero)
+from music_feedback.quality.checks import (StatsSuite, judge_stats_suites, materialization_metadata,
+                                           row_count_expectation, row_count_suite, run_row_count_suite,
+                                           run_stats_suite, run_suite, stats_suite, zero)
 from music_feedback.quality.expectations import Between
 from music_feedback.store.base import CandidateStore
 from music_feedback.warehouse.port import Warehouse, bind_batch_window
@@ -61,23 +62,26 @@ def extract_check(program: Program, partitions) -> AssetChecksDefinition:
         raw = _stored(context, raw_key)
         meta = _metadata(context, raw_key, day)
         extracted, rejected, valid = (int(meta[k]) for k in ("extracted_rows", "rejected_rows", "dagster/row_count"))
+        suites = []  # judged together: one GX validation for the step, not one per check
         if _selected(context, raw_key, "extract_fields_valid"):
-            yield run_stats_suite(raw_key, "extract_fields_valid", window_stats(raw, rejected, extracted, day),
-                                  zero(*WINDOW_STATS))
+            suites.append(stats_suite("extract_fields_valid", window_stats(raw, rejected, extracted, day),
+                                      zero(*WINDOW_STATS)))
         if _selected(context, raw_key, "row_count_vs_previous_day"):
             def day_before_in_warehouse() -> int:
                 sql = bind_batch_window(connector.config.query, day - timedelta(days=1))
                 with warehouse.session():
                     return int(warehouse.fetch(f"SELECT COUNT(*) AS n FROM ({sql}) q")["n"][0])
-            yield run_row_count_suite(raw_key, valid, *row_count_expectation(
+            suites.append(row_count_suite(valid, *row_count_expectation(
                 context.instance, raw_key, day, day_before_in_warehouse,
-                "the connector's rows for the day before, counted in the warehouse"))
+                "the connector's rows for the day before, counted in the warehouse")))
         if _selected(context, raw_key, "rejected_share_within_limit"):
             share = rejected / max(extracted, 1)
-            yield run_suite(raw_key, "rejected_share_within_limit", pl.DataFrame({"rejected_share": [share]}),
-                            [Between("rejected_share", 0.0, MAX_REJECTED_SHARE)],
-                            f"{share:.1%} of {extracted:,} extracted rows set aside (limit {MAX_REJECTED_SHARE:.0%})",
-                            rejected_rows=rejected, extracted_rows=extracted)
+            suites.append(StatsSuite(
+                "rejected_share_within_limit", {"rejected_share": share},
+                [Between("rejected_share", 0.0, MAX_REJECTED_SHARE)],
+                f"{share:.1%} of {extracted:,} extracted rows set aside (limit {MAX_REJECTED_SHARE:.0%})",
+                {"rejected_share": round(share, 6), "rejected_rows": rejected, "extracted_rows": extracted}))
+        yield from judge_stats_suites(raw_key, suites)
 
     return extract
 
