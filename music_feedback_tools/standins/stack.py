@@ -35,6 +35,10 @@ def aws_standins(home: Path, warehouse: Path) -> Iterator[dict[str, str]]:
             "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": moto_url, "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url,
             "AWS_ENDPOINT_URL_SESV2": ses_url, "MUSIC_FEEDBACK_S3_BUCKET": BUCKET,
             "MUSIC_FEEDBACK_SES_CONFIGURATION_SET": "feedback-events",
+            # a promotion deploys to the endpoint (moto's SageMaker: the create path) before the registry names it
+            "MUSIC_FEEDBACK_SAGEMAKER_IMAGE": f"000000000000.dkr.ecr.{REGION}.amazonaws.com/music-feedback-model:demo",
+            "MUSIC_FEEDBACK_SAGEMAKER_ROLE_ARN": "arn:aws:iam::000000000000:role/music-feedback-sagemaker-execution",
+            "MUSIC_FEEDBACK_SAGEMAKER_DEPLOY_POLL_S": "0.1",
             # moto's account; `aws provision` creates the topic and the link-keys secret
             "MUSIC_FEEDBACK_ALERTS_TOPIC_ARN": f"arn:aws:sns:{REGION}:123456789012:music-feedback-alerts",
             **postgres.redshift_env(pg),
