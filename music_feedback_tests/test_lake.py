@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from music_feedback.lake.local import LocalLake
-from music_feedback.lake.port import LakeError, split
+from music_feedback.lake.port import PART, LakeError, parquet_bytes, split
 from music_feedback.lake.s3 import S3Lake
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,8 @@ def test_local_day_is_replaced_whole(tmp_path):
     lake.replace_day("candidates", "2026-11-23", split(day(4)))  # a re-run with fewer marketplaces
     got = lake.read_day("candidates", "2026-11-23")
     assert got.height == 4 and set(got["marketplace"]) == {"US", "DE"}
-    assert not any((tmp_path / "candidates" / "_staging").iterdir())  # nothing left aside
+    assert not any((tmp_path / "_staging" / "candidates").iterdir())  # nothing left aside
+    assert not (tmp_path / "candidates" / "_staging").exists()  # staging is never inside a table
     # hive readers see the layout and the partition columns
     hive = pl.scan_parquet(str(tmp_path / "candidates" / "run_date=*" / "*" / "*.parquet"), hive_partitioning=True).collect()
     assert hive.height == 4 and {"run_date", "marketplace"} <= set(hive.columns)
@@ -70,15 +71,43 @@ def test_s3_day_replaced_and_glue_partitions_registered(moto_endpoint):
                               "SerdeInfo": {"SerializationLibrary":
                                             "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"}}})
     lake = S3Lake(bucket="lake-test", endpoint_url=moto_endpoint, glue_database="feedback")
-    lake.replace_day("candidates", "2026-11-23", split(day(9, ("US", "DE", "JP"))))
-    lake.replace_day("candidates", "2026-11-23", split(day(4)))  # again: JP goes, partitions already exist
+    first = lake.replace_day("candidates", "2026-11-23", split(day(9, ("US", "DE", "JP"))))
+    written = lake.replace_day("candidates", "2026-11-23", split(day(4)))  # again: JP goes
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="lake-test")["Contents"])
-    assert keys == ["lake/candidates/run_date=2026-11-23/marketplace=DE/part-0.parquet",
-                    "lake/candidates/run_date=2026-11-23/marketplace=US/part-0.parquet"]
+    generation = written[0].split("/generation=", 1)[1].split("/", 1)[0]
+    assert generation not in first[0]  # a fresh prefix per replace; the old one is deleted after the switch
+    assert keys == [f"lake/candidates/run_date=2026-11-23/generation={generation}/marketplace={m}/part-0.parquet"
+                    for m in ("DE", "US")]
     assert lake.read_day("candidates", "2026-11-23").height == 4
     parts = glue.get_partitions(DatabaseName="feedback", TableName="candidates")["Partitions"]
-    assert sorted(tuple(p["Values"]) for p in parts) == [("2026-11-23", "DE"), ("2026-11-23", "JP"), ("2026-11-23", "US")]
-    assert parts[0]["StorageDescriptor"]["Location"].startswith("s3://lake-test/lake/candidates/run_date=2026-11-23/")
+    assert sorted(tuple(p["Values"]) for p in parts) == [("2026-11-23", "DE"), ("2026-11-23", "US")]
+    for p in parts:
+        assert p["StorageDescriptor"]["Location"] == (
+            f"s3://lake-test/lake/candidates/run_date=2026-11-23/generation={generation}/marketplace={p['Values'][1]}/")
+
+
+def test_s3_day_of_the_layout_before_generations_is_replaced(moto_endpoint):
+    """A day written flat (`run_date=D/marketplace=M/`) with plain partitions reads, and its replace
+    switches the partitions and deletes the flat files."""
+    kw = {"region_name": "us-east-1", "endpoint_url": moto_endpoint}
+    s3, glue = boto3.client("s3", **kw), boto3.client("glue", **kw)
+    s3.create_bucket(Bucket="lake-flat")
+    glue.create_database(DatabaseInput={"Name": "flat"})
+    lake = S3Lake(bucket="lake-flat", endpoint_url=moto_endpoint, glue_database="flat")
+    lake.replace_day("c", "2026-11-22", split(day(2)))  # registers the table
+    storage = glue.get_table(DatabaseName="flat", Name="c")["Table"]["StorageDescriptor"]
+    old = split(day(6, ("US", "DE", "JP")))
+    for m, frame in old.items():
+        s3.put_object(Bucket="lake-flat", Key=f"lake/c/run_date=2026-11-23/marketplace={m}/{PART}",
+                      Body=parquet_bytes(frame))
+        glue.create_partition(DatabaseName="flat", TableName="c", PartitionInput={"Values": ["2026-11-23", m],
+                              "StorageDescriptor": {**storage, "Location":
+                                                    f"s3://lake-flat/lake/c/run_date=2026-11-23/marketplace={m}/"}})
+    assert lake.read_day("c", "2026-11-23").height == 6
+    lake.replace_day("c", "2026-11-23", split(day(4)))
+    assert lake.read_day("c", "2026-11-23").height == 4
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake-flat", Prefix="lake/c/run_date=2026-11-23/")["Contents"]]
+    assert len(keys) == 2 and all("/generation=" in k for k in keys)
 
 
 def test_s3_glue_batches_of_100(moto_endpoint):
@@ -93,7 +122,17 @@ def test_s3_glue_batches_of_100(moto_endpoint):
     S3Lake(bucket="lake-many", prefix="", endpoint_url=moto_endpoint, glue_database="many").replace_day(
         "t", "2026-11-23", split(day(260, markets)))
     paginator = glue.get_paginator("get_partitions")
-    assert sum(len(p["Partitions"]) for p in paginator.paginate(DatabaseName="many", TableName="t")) == 130
+
+    def partitions() -> list[dict]:
+        return [p for page in paginator.paginate(DatabaseName="many", TableName="t") for p in page["Partitions"]]
+
+    assert len(partitions()) == 130
+    lake = S3Lake(bucket="lake-many", prefix="", endpoint_url=moto_endpoint, glue_database="many")
+    lake.replace_day("t", "2026-11-23", split(day(390, markets)))  # 130 switched: update calls of 100 and 30
+    assert lake.read_day("t", "2026-11-23").height == 390
+    lake.replace_day("t", "2026-11-23", split(day(3, markets[:3])))  # 127 dropped: delete calls of 25
+    assert sorted(p["Values"][1] for p in partitions()) == list(markets[:3])
+    assert lake.read_day("t", "2026-11-23").height == 3
 
 
 def test_s3_first_export_registers_its_glue_table_from_the_frame(moto_endpoint):
