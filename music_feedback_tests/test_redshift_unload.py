@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import time
 
 import boto3
 import polars as pl
 import pytest
+from pydantic import PrivateAttr
 
 from music_feedback.programs.loader import load_programs
 from music_feedback_tools.standins.postgres import redshift_env
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 from music_feedback.warehouse.port import WarehouseError, bind_batch_window
 from music_feedback.warehouse.redshift_warehouse import RedshiftWarehouse
-from music_feedback.warehouse.unload import quote_literal, read_manifest, run_prefix, unload_statement
+from music_feedback.warehouse.unload import (DEFAULT_READERS, DEFAULT_ROWS, quote_literal, read_manifest, run_prefix,
+                                             unload_statement)
 from music_feedback_tests.conftest import BATCH_DAY
 
 pytestmark = pytest.mark.integration
@@ -123,3 +127,104 @@ def test_an_extract_over_the_threshold_goes_through_unload(postgres_server, monk
     assert wh.fetch("SELECT listener_id FROM track_plays WHERE listener_id <= 10").height == 10  # under: a cursor
     with pytest.raises(WarehouseError, match='syntax error at or near "UNLOAD"'):  # Postgres has no UNLOAD
         wh.fetch("SELECT listener_id FROM track_plays")
+
+
+class UnloadingPostgres(RedshiftWarehouse):
+    """The PostgreSQL stand-in with Redshift's UNLOAD: the statement's query runs on PostgreSQL and its rows
+    are written to S3 (moto's server) as Redshift writes them: one Parquet file per slice, in Parquet's own
+    physical types, and a manifest listing them. Every other statement and read is the real adapter's."""
+    slices: int = 4
+    _statements = PrivateAttr(default_factory=list)
+
+    def execute(self, sql: str) -> None:
+        found = re.fullmatch(r"UNLOAD \('(.*)'\) TO '(s3://[^']+)' IAM_ROLE '[^']+' FORMAT AS PARQUET MANIFEST "
+                             r"ALLOWOVERWRITE", sql, re.S)
+        if not found:
+            return super().execute(sql)
+        self._statements.append(sql)
+        query = found.group(1).replace("''", "'").replace("\\\\", "\\")
+        rows = self._stream(query)
+        bucket, prefix = found.group(2)[len("s3://"):].split("/", 1)
+        s3 = boto3.client("s3", region_name="us-east-1")
+        size = -(-rows.height // self.slices) or 1
+        entries = [put_parquet(s3, bucket, f"{prefix}{i:04d}_part_00.parquet",
+                               part.with_columns(pl.col(pl.Datetime).cast(pl.Datetime("ns")),
+                                                 pl.col(pl.Int32).cast(pl.Int64)))
+                   for i, part in enumerate(rows.iter_slices(size))]
+        s3.put_object(Bucket=bucket, Key=f"{prefix}manifest", Body=json.dumps({"entries": entries}))
+
+
+def observe_reads(client, latency_s: float) -> list[tuple[str, float, float]]:
+    """(key, start, end) of every data file GET on `client`, each given `latency_s` of network delay (a
+    botocore hook: loopback to moto answers faster than S3 does, which would hide whether reads overlap)."""
+    spans: list = []
+
+    def start(params, context, **_):
+        if not params["Key"].endswith("manifest"):
+            context["observed"] = (params["Key"], time.monotonic())
+            time.sleep(latency_s)
+
+    def end(context, **_):
+        if "observed" in context:
+            spans.append((*context["observed"], time.monotonic()))
+
+    client.meta.events.register("before-parameter-build.s3.GetObject", start)
+    client.meta.events.register("after-call.s3.GetObject", end)
+    return spans
+
+
+def test_unload_is_the_default_for_a_big_extract_when_a_location_is_set(postgres_server, moto_endpoint,
+                                                                        monkeypatch):
+    """Only the location and the role set: an extract above the default threshold goes through UNLOAD, its
+    files are read concurrently, and the rows equal the cursor's; MUSIC_FEEDBACK_REDSHIFT_UNLOAD=off turns it off."""
+    for k, v in redshift_env(postgres_server).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="unload-default")
+    conn = postgres_server.connect()
+    conn.cursor().execute(
+        "DROP TABLE IF EXISTS track_plays; CREATE TABLE track_plays AS SELECT g AS listener_id, "
+        "(g % 997)::int AS track_id, 'genre-' || (g % 13) AS genre, "
+        "TIMESTAMP '2026-11-23 00:00:00' + g * INTERVAL '1 second' AS played_at "
+        f"FROM generate_series(1, {DEFAULT_ROWS + 20_000}) g")
+    conn.close()
+    monkeypatch.setenv("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_S3_URI", "s3://unload-default/unload/")
+    monkeypatch.setenv("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_IAM_ROLE", ROLE)
+    sql = "SELECT listener_id, track_id, genre, played_at FROM track_plays WHERE genre <> 'it''s'"
+
+    wh = UnloadingPostgres.from_env()
+    assert wh.unload and wh.unload_threshold_rows == DEFAULT_ROWS and wh.unload_readers == DEFAULT_READERS
+    spans = observe_reads(wh.s3_client(), latency_s=0.3)
+    got = wh.fetch(sql)
+    assert len(wh._statements) == 1 and wh._statements[0].startswith("UNLOAD (")  # the UNLOAD path ran
+    by_cursor = wh._stream(sql)
+    assert got.height == DEFAULT_ROWS + 20_000
+    assert got.schema == by_cursor.schema and got.equals(by_cursor)  # the manifest's order is the slices' order
+    # the four files were read at once: every read started before any of them ended
+    assert len(spans) == 4
+    assert max(s for _, s, _ in spans) < min(e for _, _, e in spans), spans
+
+    monkeypatch.setenv("MUSIC_FEEDBACK_REDSHIFT_UNLOAD", "off")
+    off = UnloadingPostgres.from_env()
+    assert not off.unload and off.fetch(sql).equals(by_cursor) and off._statements == []
+    monkeypatch.delenv("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_S3_URI")
+    monkeypatch.delenv("MUSIC_FEEDBACK_REDSHIFT_UNLOAD")
+    assert not UnloadingPostgres.from_env().unloads(sql)  # no location: the cursor
+
+
+def test_the_day_extract_through_unload_equals_the_cursor(postgres_warehouse, moto_endpoint, monkeypatch):
+    """The shipped extract, every extract unloaded (threshold 0): the same frame as the cursor's."""
+    for k, v in redshift_env(postgres_warehouse).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="unload-day")
+    monkeypatch.setenv("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_S3_URI", "s3://unload-day/unload")
+    monkeypatch.setenv("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_IAM_ROLE", ROLE)
+    monkeypatch.setenv("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_ROWS", "0")
+    wh = UnloadingPostgres.from_env()
+    sql = bind_batch_window(load_programs()[0].connector.config.query, BATCH_DAY)
+    got = wh.fetch(sql)
+    by_cursor = wh._stream(sql)
+    assert len(wh._statements) == 1 and by_cursor.height > 10
+    cols = by_cursor.columns
+    assert got.schema == by_cursor.schema and got.sort(cols).equals(by_cursor.sort(cols))

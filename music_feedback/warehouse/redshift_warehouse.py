@@ -1,8 +1,10 @@
 """AWS adapter of the warehouse: Redshift through dagster-aws's RedshiftClientResource (psycopg2).
 
-Reads stream through a server-side cursor into polars frames typed as the DuckDB adapter types them.
-Above `unload_threshold_rows`, the extract goes through UNLOAD to S3 Parquet instead (see unload.py):
-Redshift writes the files in parallel from every slice, and the leader node is not a bottleneck.
+Small reads stream through a server-side cursor into polars frames typed as the DuckDB adapter types them.
+A cursor's result is materialised on Redshift's leader node, so when an UNLOAD location is configured, an
+extract above `unload_threshold_rows` goes through UNLOAD to S3 Parquet instead (see unload.py; on by
+default, MUSIC_FEEDBACK_REDSHIFT_UNLOAD=off turns it off): every slice writes its files in parallel, and
+the batch reads them concurrently, typed as the cursor types them.
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ from pydantic import Field, PrivateAttr
 
 from music_feedback.aws.settings import region_setting
 from music_feedback.warehouse.port import Warehouse, WarehouseError
-from music_feedback.warehouse.unload import check_settings, count_rows, unload_and_read
+from music_feedback.warehouse.unload import (DEFAULT_READERS, DEFAULT_ROWS, READERS_VAR, ROWS_VAR, S3_URI_VAR,
+                                             SWITCH_VAR, check_settings, count_rows, s3_client,
+                                             unload_and_read)
 
 TIMEOUT_VAR = "MUSIC_FEEDBACK_REDSHIFT_QUERY_TIMEOUT_S"
 CONNECT_TIMEOUT_VAR = "MUSIC_FEEDBACK_REDSHIFT_CONNECT_TIMEOUT_S"
@@ -44,11 +48,16 @@ class RedshiftWarehouse(Warehouse):
         'MUSIC_FEEDBACK_REDSHIFT_CONNECT_TIMEOUT_S (10).'))
     query_timeout_s: float = Field(default=600.0, description=(
         'Statement timeout of a read, in seconds (MUSIC_FEEDBACK_REDSHIFT_QUERY_TIMEOUT_S; > 0).'))
-    unload_threshold_rows: Optional[int] = Field(default=None, description=(
-        'Extracts of more rows go through UNLOAD to S3 Parquet; None never unloads '
-        '(MUSIC_FEEDBACK_REDSHIFT_UNLOAD_ROWS).'))
+    unload: bool = Field(default=True, description=(
+        'Big extracts go through UNLOAD when unload_s3_uri is set (MUSIC_FEEDBACK_REDSHIFT_UNLOAD: on, the '
+        'default, or off: every read takes the cursor).'))
+    unload_threshold_rows: int = Field(default=DEFAULT_ROWS, description=(
+        'Extracts of more rows go through UNLOAD to S3 Parquet; 0: every extract, without counting it '
+        f'first (MUSIC_FEEDBACK_REDSHIFT_UNLOAD_ROWS, {DEFAULT_ROWS}).'))
+    unload_readers: int = Field(default=DEFAULT_READERS, description=(
+        f'UNLOAD files read at once (MUSIC_FEEDBACK_REDSHIFT_UNLOAD_READERS, {DEFAULT_READERS}).'))
     unload_s3_uri: Optional[str] = Field(default=None, description=(
-        's3://bucket/prefix/ that UNLOAD writes to (MUSIC_FEEDBACK_REDSHIFT_UNLOAD_S3_URI).'))
+        's3://bucket/prefix/ that UNLOAD writes to; None: no UNLOAD (MUSIC_FEEDBACK_REDSHIFT_UNLOAD_S3_URI).'))
     unload_iam_role: Optional[str] = Field(default=None, description=(
         'ARN of the IAM role Redshift assumes to UNLOAD (MUSIC_FEEDBACK_REDSHIFT_UNLOAD_IAM_ROLE).'))
     region_name: str = Field(default="us-east-1", description=(
@@ -58,6 +67,7 @@ class RedshiftWarehouse(Warehouse):
     _idle = PrivateAttr(default=None)  # hold(): connections between reads
     _lock = PrivateAttr(default_factory=threading.Lock)
     _columns = PrivateAttr(default_factory=dict)  # hold(): table -> (read at, columns)
+    _s3 = PrivateAttr(default=None)
 
     @classmethod
     def from_env(cls, env_vars: bool = False) -> "RedshiftWarehouse":
@@ -78,14 +88,18 @@ class RedshiftWarehouse(Warehouse):
                                      f"{exc.strerror}") from None
         numbers = {}
         for var, default in ((TIMEOUT_VAR, "600"), ("MUSIC_FEEDBACK_REDSHIFT_PORT", "5439"),
-                             ("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_ROWS", ""), (CONNECT_TIMEOUT_VAR, "10")):
+                             (ROWS_VAR, str(DEFAULT_ROWS)), (CONNECT_TIMEOUT_VAR, "10"),
+                             (READERS_VAR, str(DEFAULT_READERS))):
             raw = env(var, default) or default
             try:
-                numbers[var] = float(raw) if raw else None
+                numbers[var] = float(raw)
             except ValueError:
                 raise WarehouseError(f"{var} must be a number, got {raw!r}") from None
-            if numbers[var] is not None and numbers[var] <= 0:
+            if numbers[var] < 0 or (numbers[var] == 0 and var != ROWS_VAR):
                 raise WarehouseError(f"{var} must be greater than 0, got {raw!r}")
+        switch = (env(SWITCH_VAR) or "").strip().lower()
+        if switch not in ("", "on", "off"):
+            raise WarehouseError(f"{SWITCH_VAR} must be on or off, got {env(SWITCH_VAR)!r}")
         host, user = env("MUSIC_FEEDBACK_REDSHIFT_HOST"), env("MUSIC_FEEDBACK_REDSHIFT_USER")
         region = env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1"))
         if env_vars:
@@ -99,12 +113,15 @@ class RedshiftWarehouse(Warehouse):
             database=env("MUSIC_FEEDBACK_REDSHIFT_DATABASE", "dev"),
             sslmode=env("MUSIC_FEEDBACK_REDSHIFT_SSLMODE", "require"), autocommit=True,
             connect_timeout=max(1, round(numbers[CONNECT_TIMEOUT_VAR])))
-        unload_rows = numbers["MUSIC_FEEDBACK_REDSHIFT_UNLOAD_ROWS"]
-        if unload_rows:
-            check_settings(env("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_S3_URI"), env("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_IAM_ROLE"))
-        return cls(redshift=client, query_timeout_s=numbers[TIMEOUT_VAR],
-                   unload_threshold_rows=int(unload_rows) if unload_rows else None,
-                   unload_s3_uri=env("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_S3_URI"),
+        uri = env(S3_URI_VAR)
+        if switch != "off":  # asked for by name, by a threshold, or by a location: it must be able to run
+            why = (f"{SWITCH_VAR}=on" if switch == "on" else f"{ROWS_VAR} is set" if env(ROWS_VAR)
+                   else f"{S3_URI_VAR} is set" if uri else None)
+            if why:
+                check_settings(uri, env("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_IAM_ROLE"), why)
+        return cls(redshift=client, query_timeout_s=numbers[TIMEOUT_VAR], unload=switch != "off",
+                   unload_threshold_rows=int(numbers[ROWS_VAR]), unload_readers=int(numbers[READERS_VAR]),
+                   unload_s3_uri=uri,
                    unload_iam_role=env("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_IAM_ROLE"),
                    region_name=region)
 
@@ -135,10 +152,21 @@ class RedshiftWarehouse(Warehouse):
         return conn
 
     def fetch(self, sql: str) -> pl.DataFrame:
-        if self.unload_threshold_rows and self._is_extract(sql):
-            if count_rows(self, sql) > self.unload_threshold_rows:
-                return unload_and_read(self, sql)
+        if self.unloads(sql):
+            return unload_and_read(self, sql)
         return self._stream(sql)
+
+    def unloads(self, sql: str) -> bool:
+        """Whether `sql` goes through UNLOAD: an extract, with a location, above the threshold."""
+        if not (self.unload and self.unload_s3_uri and self._is_extract(sql)):
+            return False
+        return self.unload_threshold_rows == 0 or count_rows(self, sql) > self.unload_threshold_rows
+
+    def s3_client(self):
+        """The S3 client that reads UNLOAD output (one per warehouse; boto3 clients are thread-safe)."""
+        if self._s3 is None:
+            self._s3 = s3_client(self.region_name, self.unload_readers)
+        return self._s3
 
     def _is_extract(self, sql: str) -> bool:
         """A read of a plays table (however the query is laid out or quoted): only those grow with traffic."""
