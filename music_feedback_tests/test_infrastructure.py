@@ -179,3 +179,8 @@ def test_the_webserver_and_daemon_have_what_the_instance_reads(committed, task):
     given = {e["Name"] for e in container["Environment"]} | {s["Name"] for s in container["Secrets"]}
     assert needed <= given, sorted(needed - given)
     assert {"DAGSTER_HOME", "MUSIC_FEEDBACK_CODE_HOST"} <= given
+
+
+def test_the_image_holds_the_instance_where_the_tasks_look():
+    from music_feedback.aws.stack_platform import DAGSTER_HOME
+    assert f"deploy/dagster.yaml {DAGSTER_HOME}/dagster.yaml" in (DEPLOY / "Dockerfile").read_text()

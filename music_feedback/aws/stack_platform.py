@@ -126,9 +126,9 @@ def _redshift_env() -> dict:
 
 def _instance_env() -> dict:
     """What deploy/dagster.yaml reads in the webserver and the daemon: the storage, the cluster, and the run
-    launcher's settings (the run role, execution role, log group, the secrets' ARNs, and the variables it
-    copies into each run's task definition)."""
-    return {"AWS_REGION": {"Ref": "AWS::Region"}, "MUSIC_FEEDBACK_S3_BUCKET": {"Ref": "BucketName"},
+    launcher's settings (the run role, execution role, log group, the secrets' ARNs), and every setting
+    its `env_vars` copies into each run's task definition."""
+    return {**_common_env(), **_redshift_env(),
             "DAGSTER_HOME": DAGSTER_HOME,
             "DAGSTER_PG_HOST": {"Fn::GetAtt": ["Database", "Endpoint.Address"]},
             "DAGSTER_PG_PORT": {"Fn::GetAtt": ["Database", "Endpoint.Port"]},
@@ -141,11 +141,6 @@ def _instance_env() -> dict:
             "DAGSTER_PG_PASSWORD_SECRET_ARN": {"Fn::Sub": "${DatabaseSecret}:password::"},
             "MUSIC_FEEDBACK_REDSHIFT_PASSWORD_SECRET_ARN": {"Ref": "RedshiftSecret"},
             "MUSIC_FEEDBACK_LINK_KEYS_SECRET_ARN": {"Ref": "LinkKeysSecret"},
-            "MUSIC_FEEDBACK_REDSHIFT_HOST": {"Ref": "RedshiftHost"},
-            "MUSIC_FEEDBACK_REDSHIFT_USER": {"Ref": "RedshiftUser"},
-            "MUSIC_FEEDBACK_PUBLIC_URL": {"Ref": "PublicUrl"},
-            "MUSIC_FEEDBACK_SES_EVENTS_QUEUE": {"Ref": "SesEventsQueue"},
-            "MUSIC_FEEDBACK_LINK_KEYS_SECRET": {"Ref": "LinkKeysSecret"},
             # the weekly retrain's model deployer
             "MUSIC_FEEDBACK_SAGEMAKER_IMAGE": {"Ref": "ModelImageUri"},
             "MUSIC_FEEDBACK_SAGEMAKER_ROLE_ARN": {"Fn::GetAtt": ["ModelRole", "Arn"]},
