@@ -36,7 +36,15 @@ DAEMON_ENV = {
     "DAGSTER_PG_HOST": "db.internal", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USER": "dagster", "DAGSTER_PG_DB": "dagster",
     "DAGSTER_ECS_CLUSTER": CLUSTER, "AWS_REGION": REGION, "MUSIC_FEEDBACK_S3_BUCKET": "music-feedback-data",
     "MUSIC_FEEDBACK_REDSHIFT_HOST": "warehouse.internal", "MUSIC_FEEDBACK_REDSHIFT_USER": "music_feedback",
-    "MUSIC_FEEDBACK_PUBLIC_URL": "https://feedback.example.com",
+    "MUSIC_FEEDBACK_PUBLIC_URL": "https://feedback.example.com", "MUSIC_FEEDBACK_REDSHIFT_PORT": "5439",
+    "MUSIC_FEEDBACK_REDSHIFT_DATABASE": "dev", "MUSIC_FEEDBACK_GLUE_DATABASE": "music_feedback",
+    "MUSIC_FEEDBACK_DYNAMODB_TABLE": "music-feedback-candidates", "MUSIC_FEEDBACK_SCORE_CACHE_TABLE": "music-feedback-score-cache",
+    "MUSIC_FEEDBACK_FEEDBACK_TABLE": "music-feedback-feedback", "MUSIC_FEEDBACK_PLAYLISTS_TABLE": "music-feedback-playlists",
+    "MUSIC_FEEDBACK_EVENT_BUS": "music-feedback", "MUSIC_FEEDBACK_SES_CONFIGURATION_SET": "music-feedback",
+    "MUSIC_FEEDBACK_SES_EVENTS_QUEUE": "music-feedback-ses-events", "MUSIC_FEEDBACK_LINK_KEYS_SECRET": "music-feedback/link-keys",
+    "MUSIC_FEEDBACK_SAGEMAKER_IMAGE": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/music-feedback-model:test-build",
+    "MUSIC_FEEDBACK_SAGEMAKER_INSTANCE_TYPE": "ml.m5.large",
+    "MUSIC_FEEDBACK_SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/music-feedback-model",
     "MUSIC_FEEDBACK_RUN_ROLE_ARN": RUN_ROLE, "MUSIC_FEEDBACK_EXECUTION_ROLE_ARN": EXECUTION_ROLE,
     "MUSIC_FEEDBACK_RUN_LOG_GROUP": RUN_LOG_GROUP,
     "DAGSTER_PG_PASSWORD_SECRET_ARN": SECRET + "pg", "MUSIC_FEEDBACK_REDSHIFT_PASSWORD_SECRET_ARN": SECRET + "redshift",
@@ -271,10 +279,12 @@ def test_a_daily_run_launches_as_its_own_task(launched):
     env = {e["name"]: e["value"] for e in container["environment"]}
     assert env["DAGSTER_PG_HOST"] == "db.internal" and env["MUSIC_FEEDBACK_S3_BUCKET"] == "music-feedback-data"
     assert env["DAGSTER_RUN_JOB_NAME"] == JOB
+    forwarded = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())["run_launcher"]["config"]["env_vars"]
+    assert {k: env[k] for k in forwarded} == {k: DAEMON_ENV[k] for k in forwarded}
     assert {s["name"]: s["valueFrom"] for s in container["secrets"]} == {
         "DAGSTER_PG_PASSWORD": SECRET + "pg", "MUSIC_FEEDBACK_REDSHIFT_PASSWORD": SECRET + "redshift",
         "MUSIC_FEEDBACK_LINK_KEYS": SECRET + "link-keys"}
-    assert not any("PASSWORD" in name or "KEYS" in name for name in env), "a secret landed in plain environment"
+    assert not {s["name"] for s in container["secrets"]} & set(env), "a secret landed in plain environment"
 
     # The task: in the daemon's cluster and network, Fargate, tagged with its run and partition.
     assert task["launchType"] == "FARGATE"
