@@ -87,8 +87,9 @@ def add_aws_commands(sub, pick_program: Callable, ensure_warehouse: Callable[[],
                                  "SageMaker endpoints and the warehouse; list every problem").set_defaults(func=cmd_check)
     aws.add_parser("provision", help="create the bucket, Glue database, DynamoDB tables and event bus if missing "
                                      "(a fresh account or stand-ins)").set_defaults(func=cmd_provision)
-    aws.add_parser("template", help="print the CloudFormation template of the bucket, Glue database, tables "
-                                    "and event bus (deploy/infrastructure/template.json)").set_defaults(func=cmd_template)
+    aws.add_parser("template", help="print the CloudFormation template of the whole deployment, from the code "
+                                    "and deploy/iam/ (deploy/infrastructure/template.json)").set_defaults(
+        func=cmd_template)
     demo = sub.add_parser("demo-aws", help="a whole day on the AWS adapter set against local stand-ins")
     demo.add_argument("--program")
     demo.add_argument("--date", type=date.fromisoformat, help="batch day D (default: the warehouse's last day)")
