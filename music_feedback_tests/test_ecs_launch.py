@@ -281,6 +281,8 @@ def test_a_daily_run_launches_as_its_own_task(launched):
     assert env["DAGSTER_RUN_JOB_NAME"] == JOB
     forwarded = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())["run_launcher"]["config"]["env_vars"]
     assert {k: env[k] for k in forwarded} == {k: DAEMON_ENV[k] for k in forwarded}
+    names = [e["name"] for e in container["environment"]]
+    assert len(names) == len(set(names)), sorted(n for n in set(names) if names.count(n) > 1)
     assert {s["name"]: s["valueFrom"] for s in container["secrets"]} == {
         "DAGSTER_PG_PASSWORD": SECRET + "pg", "MUSIC_FEEDBACK_REDSHIFT_PASSWORD": SECRET + "redshift",
         "MUSIC_FEEDBACK_LINK_KEYS": SECRET + "link-keys"}
