@@ -1,5 +1,5 @@
 """The job that relays the feedback outbox to the event publisher (EventBridge on AWS)."""
-from dagster import Nothing, OpExecutionContext, Out, job, op
+from dagster import Nothing, OpExecutionContext, Out, in_process_executor, job, op
 
 from music_feedback.feedback.events import EventPublisher, relay
 from music_feedback.feedback.port import FeedbackStore
@@ -13,6 +13,8 @@ def publish_feedback_events(context: OpExecutionContext, feedback_store: Feedbac
     context.log.info(f"published {published} event(s) to {event_publisher.describe()}")
 
 
-@job(description="Relay feedback events from the outbox table to the event bus (EventBridge on AWS).")
+# One op: a process of its own per step (Dagster's default executor) would only add a Python start.
+@job(description="Relay feedback events from the outbox table to the event bus (EventBridge on AWS).",
+     executor_def=in_process_executor)
 def feedback_events_relay():
     publish_feedback_events()
