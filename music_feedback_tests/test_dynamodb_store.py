@@ -197,3 +197,155 @@ def test_a_rerun_with_other_marketplaces_and_shards_leaves_exactly_its_rows(endp
     assert second.for_channel("prog", "email", marketplace="DE", now=NOW) == []
     items = second.client().scan(TableName=name)["Items"]
     assert len([i for i in items if "GSI1PK" in i]) == 30  # nothing of the first run is left behind
+
+
+# -- limits: 25-item batches, 100-item transactions, throttling, the registry's layout -------------------------
+class Calls:
+    """Records the size of every BatchWriteItem and TransactWriteItems the client sends."""
+
+    def __init__(self, client):
+        self.client, self.batches, self.transactions = client, [], []
+        client.meta.events.register("provide-client-params.dynamodb.BatchWriteItem", self.batch)
+        client.meta.events.register("provide-client-params.dynamodb.TransactWriteItems", self.transaction)
+
+    def batch(self, params, **kw):
+        self.batches.append(sum(len(v) for v in params["RequestItems"].values()))
+
+    def transaction(self, params, **kw):
+        self.transactions.append(len(params["TransactItems"]))
+
+    def remove(self):
+        self.client.meta.events.unregister("provide-client-params.dynamodb.BatchWriteItem", self.batch)
+        self.client.meta.events.unregister("provide-client-params.dynamodb.TransactWriteItems", self.transaction)
+
+
+def test_batches_hold_25_items_and_transactions_100(store):
+    calls = Calls(store.client())
+    try:
+        store.put_batch("prog", "2025-06-01", day(260))
+        assert store.set_status("prog", "2025-06-01", [(i, 10 + i % 7, "email") for i in range(260)], "sent") == 260
+    finally:
+        calls.remove()
+    assert max(calls.batches) == 25 and sum(calls.batches) >= 260
+    assert max(calls.transactions) == 100 and sum(calls.transactions) == 260
+
+
+class Throttler:
+    """A real HTTP endpoint in front of the DynamoDB server: the first `times` requests of `operation` get
+    DynamoDB's own throttling answer (HTTP 400, `ProvisionedThroughputExceededException`), the rest are
+    passed through. boto3 parses and retries them with its own retry handler, as it would on AWS."""
+
+    BODY = (b'{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",'
+            b'"message":"The level of configured provisioned throughput for the table was exceeded."}')
+
+    def __init__(self, upstream: str, operation: str, times: int):
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlparse
+
+        up, outer = urlparse(upstream), self
+        self.throttled, self.passed, self.lock = 0, 0, threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with outer.lock:
+                    hit = operation in self.headers.get("X-Amz-Target", "") and outer.throttled < times
+                    outer.throttled += hit
+                    outer.passed += not hit
+                if hit:
+                    self.send_response(400)
+                    self.send_header("Content-Type", "application/x-amz-json-1.0")
+                    self.send_header("Content-Length", str(len(outer.BODY)))
+                    self.end_headers()
+                    self.wfile.write(outer.BODY)
+                    return
+                conn = http.client.HTTPConnection(up.hostname, up.port, timeout=30)
+                conn.request("POST", self.path, body, {k: v for k, v in self.headers.items() if k.lower() != "host"})
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_throttled_writes_are_retried_by_botocore_and_past_its_attempts_fail_naming_the_table(store):
+    """Neither moto nor DynamoDB Local throttles (Local ignores provisioned capacity): a proxy answers
+    BatchWriteItem with DynamoDB's throttling error, and botocore's standard retry mode (5 attempts,
+    backoff) gets the writes through; throttled past its attempts, the day fails naming the table and a
+    re-run completes it."""
+    proxy = Throttler(store.endpoint_url, "BatchWriteItem", times=3)
+    try:
+        through = store.model_copy(update={"endpoint_url": proxy.url, "writers": 1})
+        assert through.put_batch("prog", "2025-06-01", day(60)) == 60
+        assert proxy.throttled == 3 and store.count("prog", now=NOW) == 60
+        proxy.throttled = -100  # throttled for good: 100 more refusals than botocore's 5 attempts
+        with pytest.raises(StoreWriteError, match=f"{store.table_name}.*ProvisionedThroughputExceeded"):
+            through.put_batch("prog", "2025-06-01", day(90))
+    finally:
+        proxy.close()
+    assert store.put_batch("prog", "2025-06-01", day(90)) == 90
+    assert store.count("prog", now=NOW) == len(store.for_channel("prog", "email", now=NOW)) == 90
+
+
+def test_registry_counts_switch_generation_whole_and_old_heads_still_read(store, monkeypatch):
+    """Count items are written before the head that names them, other generations after it are deleted; a
+    write that dies before the switch leaves the day as it was; a head of the earlier layout (counts inline)
+    is still read."""
+    import json
+
+    from music_feedback.store.base import ChannelQuery
+    from music_feedback.store.dynamodb import registry
+
+    monkeypatch.setattr(registry, "COUNTS_BYTES", 30)  # a handful of tracks already needs several items
+    client, table = store.client(), store.table_name
+
+    def count_items():
+        return [i for i in client.scan(TableName=table)["Items"] if i["PK"]["S"].endswith("#C")]
+
+    store.put_batch("prog", "2025-06-01", day(300))
+    first = count_items()
+    assert len(first) > 2 and len({i["SK"]["S"].split("#")[1] for i in first}) == 1
+    q = ChannelQuery("prog", "email", 0.0, None, 30, status=None)
+    cut = store.track_cutoffs(q, NOW)
+    assert sorted(cut) == list(range(10, 17))  # each of the 7 tracks has ~43 rows, over the cap of 30
+    fault = DropItems(client, drop=25, times=None)
+    try:
+        with pytest.raises(StoreWriteError):
+            store.put_batch("prog", "2025-06-01", day(100))  # dies writing the new generation's counts
+    finally:
+        fault.remove()
+    assert store.track_cutoffs(q, NOW) == cut  # the old counts, whole
+    store.put_batch("prog", "2025-06-01", day(100))
+    assert {i["SK"]["S"].split("#")[1] for i in count_items()} != {first[0]["SK"]["S"].split("#")[1]}
+    assert store.track_cutoffs(q, NOW) == {}  # ~14 rows a track now
+    # A head written before the counts moved out: the counts inline in meta, no count items.
+    head = client.get_item(TableName=table, Key=registry.head_key("prog", "2025-06-01"))["Item"]
+    meta = json.loads(head["meta"]["S"])
+    meta["track_counts"] = {"email": {str(t): 40 for t in range(10, 17)}}
+    for k in ("counts_gen", "counts_parts"):
+        meta.pop(k)
+    for i in count_items():
+        client.delete_item(TableName=table, Key={"PK": i["PK"], "SK": i["SK"]})
+    client.put_item(TableName=table, Item={**head, "meta": {"S": json.dumps(meta)}})
+    from music_feedback.store.dynamodb import reads
+    assert registry.track_counts(client, table, reads.registry(client, table, "prog")[0]) == meta["track_counts"]
+    assert store.track_cutoffs(q, NOW) == {}  # the inline counts name the tracks; their rows are under the cap
+    assert store.count("prog", now=NOW) == 100 and len(store.for_channel("prog", "email", now=NOW)) == 100

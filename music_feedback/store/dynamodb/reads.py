@@ -30,8 +30,9 @@ def _names(*attributes: str) -> tuple[str, dict]:
     return ", ".join(f"#a{i}" for i in range(len(attributes))), {f"#a{i}": a for i, a in enumerate(attributes)}
 
 
-# -- registry -----------------------------------------------------------------------------------------------
-def _registry_item(item: dict) -> dict:
+# -- registry (written by registry.py) ----------------------------------------------------------------------
+def registry_item(item: dict) -> dict:
+    """A registry head: its meta (an earlier head also holds "track_counts" inline), program and day."""
     meta = json.loads(item["meta"]["S"])
     meta["partitions"] = [tuple(p) for p in meta["partitions"]]
     return {**meta, "program_id": item["program_id"]["S"], "batch_date": item["batch_date"]["S"]}
@@ -41,27 +42,13 @@ def registry(client, table: str, program_id: str) -> list[dict]:
     items = _pages(client.query, TableName=table, KeyConditionExpression="PK = :pk AND begins_with(SK, :b)",
                    ExpressionAttributeValues={":pk": {"S": keys.registry_pk(program_id)}, ":b": {"S": "BATCH#"}},
                    ConsistentRead=True)
-    return [_registry_item(i) for i in items]
+    return [registry_item(i) for i in items]
 
 
 def all_registry(client, table: str) -> list[dict]:
     items = _pages(client.scan, TableName=table, FilterExpression="begins_with(SK, :b)",
                    ExpressionAttributeValues={":b": {"S": "BATCH#"}})
-    return [_registry_item(i) for i in items]
-
-
-def put_registry(client, table: str, program_id: str, batch_date: str, meta: dict) -> None:
-    client.put_item(TableName=table, Item={
-        "PK": {"S": keys.registry_pk(program_id)}, "SK": {"S": f"BATCH#{batch_date}"},
-        "program_id": {"S": program_id}, "batch_date": {"S": batch_date},
-        "meta": {"S": json.dumps(meta, separators=(",", ":"))},
-        # DynamoDB's TTL removes the registry entry with the day's last row (an empty day: at once).
-        "expires_at": {"N": str(meta["max_expires"])}, "ttl": {"N": str(meta["max_expires"])}})
-
-
-def delete_registry(client, table: str, program_id: str, batch_date: str) -> None:
-    client.delete_item(TableName=table, Key={"PK": {"S": keys.registry_pk(program_id)},
-                                             "SK": {"S": f"BATCH#{batch_date}"}})
+    return [registry_item(i) for i in items]
 
 
 def _gsi1_pks(batch: dict, channel: str | None = None, marketplace: str | None = None) -> list[str]:
@@ -90,7 +77,8 @@ def live_expiries(client, table: str, batch: dict, ts: float) -> list[int]:
 
 
 def scan_expired(client, table: str, ts: float) -> list[dict]:
-    """Candidate rows (not registry entries, which purge_expired handles) expired at `ts`."""
+    """Candidate rows and registry count items (not registry heads, which purge_expired handles) expired at
+    `ts`."""
     return [{"PK": i["PK"], "SK": i["SK"]} for i in _pages(
         client.scan, TableName=table, FilterExpression="expires_at <= :now AND NOT begins_with(SK, :b)",
         ProjectionExpression="PK, SK", ExpressionAttributeValues={":now": keys.number(ts), ":b": {"S": "BATCH#"}})]
@@ -203,8 +191,9 @@ def _track_keys(client, table: str, q: ChannelQuery, track: int, batch_date: str
 
 
 def cutoffs(client, table: str, batches: list[dict], q: ChannelQuery, ts: float) -> dict[int, PageKey]:
-    """The registry's per-track counts name the tracks that can exceed the cap; only those are read, each
-    live day's range of them in parallel (the client is thread-safe)."""
+    """The registry's per-track counts (each batch's "track_counts", reassembled from its count items by the
+    store) name the tracks that can exceed the cap; only those are read, each live day's range of them in
+    parallel (the client is thread-safe)."""
     if q.max_per_track is None:
         return {}
     totals: dict[int, int] = {}

@@ -20,7 +20,7 @@ from pydantic import Field, PrivateAttr
 from music_feedback.aws.settings import region_setting
 from music_feedback.store.base import (
     DEFAULT_STATUS, STATUSES, CandidateStore, ChannelQuery, PageKey, epoch_now, validate_candidates)
-from music_feedback.store.dynamodb import keys, reads
+from music_feedback.store.dynamodb import keys, reads, registry
 from music_feedback.store.dynamodb import status as status_updates
 from music_feedback.store.dynamodb.table import TTL_ATTRIBUTE, create_table
 from music_feedback.store.dynamodb.writer import Backoff, WriteStats, write_all
@@ -107,13 +107,19 @@ class DynamoDBCandidateStore(CandidateStore):
         for ch, t, n in df.group_by("channel", "track_id").len().iter_rows():
             counts.setdefault(ch, {})[str(t)] = n
         new_parts = sorted({(ch, m or "-") for ch, m in df.select("channel", "marketplace").unique().iter_rows()})
-        meta = {"partitions": new_parts, "track_counts": counts, "rows": df.height, "shards": self.shards,
+        meta = {"partitions": new_parts, "rows": df.height, "shards": self.shards,
                 "min_expires": int(df["expires_at"].min()) if df.height else 0,
                 "max_expires": int(df["expires_at"].max()) if df.height else 0}
+        backoff = Backoff(self.max_retries, self.backoff_base_s, self.backoff_cap_s)
+
+        def send(requests: list[dict]) -> None:
+            write_all(client, table, requests, self.writers, backoff)
+
         # First, and covering what any earlier run wrote: a run that fails is found again by the next.
-        reads.put_registry(client, table, program_id, batch_date, {
+        known = registry.put(client, table, program_id, batch_date, {
             **meta, "partitions": sorted(set(new_parts) | {tuple(p) for p in (old or {}).get("partitions", [])}),
-            "shards": max(self.shards, (old or {}).get("shards", 0))})
+            "shards": max(self.shards, (old or {}).get("shards", 0)),
+            "max_expires": max(meta["max_expires"], (old or {}).get("max_expires", 0))}, counts, send, old)
         new_keys: set[tuple[str, str]] = set()
 
         def requests():
@@ -125,13 +131,12 @@ class DynamoDBCandidateStore(CandidateStore):
                 if (p, s) not in new_keys:
                     yield {"DeleteRequest": {"Key": {"PK": {"S": p}, "SK": {"S": s}}}}
 
-        self._last_write = write_all(client, table, requests(), self.writers,
-                                     Backoff(self.max_retries, self.backoff_base_s, self.backoff_cap_s))
+        self._last_write = write_all(client, table, requests(), self.writers, backoff)
         self._last_write.read_old_s = read_old_s
-        if df.height:  # now exactly the new rows' partitions
-            reads.put_registry(client, table, program_id, batch_date, meta)
+        if df.height:  # now exactly the new rows' partitions (the counts are already the day's)
+            registry.put(client, table, program_id, batch_date, meta, counts, send, known)
         else:
-            reads.delete_registry(client, table, program_id, batch_date)
+            registry.delete(client, table, program_id, batch_date, send)
         return df.height
 
     def set_status(self, program_id: str, batch_date: str, keys_: Iterable[tuple[int, int, str]], status: str,
@@ -167,7 +172,11 @@ class DynamoDBCandidateStore(CandidateStore):
 
     def track_cutoffs(self, query: ChannelQuery, now: datetime | None = None) -> dict[int, PageKey]:
         ts = epoch_now(now)
-        return reads.cutoffs(self.client(), self.table_name, self._live(query.program_id, ts, query.batch_date), query, ts)
+        client, batches = self.client(), self._live(query.program_id, ts, query.batch_date)
+        if query.max_per_track is None:
+            return {}
+        batches = [{**b, "track_counts": registry.track_counts(client, self.table_name, b)} for b in batches]
+        return reads.cutoffs(client, self.table_name, batches, query, ts)
 
     def channel_page(self, query: ChannelQuery, after: PageKey | None, size: int, cutoffs: dict[int, PageKey],
                      now: datetime | None = None, full: bool = False) -> list[dict]:
@@ -188,16 +197,22 @@ class DynamoDBCandidateStore(CandidateStore):
         """DynamoDB's TTL deletes expired items on its own, up to two days late; this does it now."""
         ts = epoch_now(now)
         client, table = self.client(), self.table_name
+        backoff = Backoff(self.max_retries, self.backoff_base_s, self.backoff_cap_s)
+
+        def send(requests: list[dict]) -> None:
+            write_all(client, table, requests, self.writers, backoff)
+
         expired = reads.scan_expired(client, table, ts)
-        write_all(client, table, [{"DeleteRequest": {"Key": k}} for k in expired], self.writers,
-                  Backoff(self.max_retries, self.backoff_base_s, self.backoff_cap_s))
+        send([{"DeleteRequest": {"Key": k}} for k in expired])
         for b in reads.all_registry(client, table):
             if b["max_expires"] <= ts:
-                reads.delete_registry(client, table, b["program_id"], b["batch_date"])
+                registry.delete(client, table, b["program_id"], b["batch_date"], send)
             elif b["min_expires"] <= ts:  # partly expired: the registry's count must follow
                 left = reads.live_expiries(client, table, b, ts)
-                meta = {k: v for k, v in b.items() if k not in ("program_id", "batch_date")}
-                reads.put_registry(client, table, b["program_id"], b["batch_date"],
-                                   {**meta, "rows": len(left), "min_expires": min(left)})
+                meta = {k: v for k, v in b.items() if k not in ("program_id", "batch_date", "track_counts")}
+                counts = b.get("track_counts")  # a head of the earlier layout moves its counts out now
+                registry.put(client, table, b["program_id"], b["batch_date"],
+                             {**meta, "rows": len(left), "min_expires": min(left)}, counts, send,
+                             None if counts is not None else b)
         return len(expired)
 
