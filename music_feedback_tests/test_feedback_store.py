@@ -24,7 +24,8 @@ def store(request, tmp_path):
     endpoint = request.getfixturevalue("moto_endpoint" if request.param == "dynamodb-moto"
                                        else "dynamodb_local_endpoint")
     fresh = DynamoDBFeedbackStore(table_name=f"feedback-{uuid.uuid4().hex[:12]}", endpoint_url=endpoint)
-    assert fresh.create_tables() == [fresh.table_name]
+    # The suite's clock is 1970: with TTL on, DynamoDB Local would delete its events as they are written.
+    assert fresh.create_tables(ttl=False) == [fresh.table_name]
     fresh.check()
     return fresh
 
@@ -309,3 +310,93 @@ def test_a_dynamodb_submission_made_before_ids_were_scoped_is_still_a_retry(moto
         store.submit(sub(rating=-1))
     assert store.submit(sub(listener=2, sid=first.submission_id)).outcome == "created"
     assert store.feedback(P, 1, 10)["revisions"] == 1
+
+
+def test_answering_a_pending_request_answers_it_and_cancels_the_pair_elsewhere(store):
+    """A request still pending (the listener answered through the page before the mail was claimed, or by
+    voice) is answered and cancelled in one step, and so is the pair's pending request on another channel
+    (on DynamoDB this was one transaction naming the item twice: refused)."""
+    store.plan(P, ledger([(1, 10, "pending")]))
+    store.plan(P, ledger([(1, 10, "pending")], channel="voice-assistant"))
+    assert store.submit(sub(at=150.0)).outcome == "created"
+    email = store.ledger_row(P, DAY, 1, 10, "email")
+    assert (email["state"], email["reason"], email["answered_at"]) == ("cancelled", "answered on email", 150.0)
+    voice = store.ledger_row(P, DAY, 1, 10, "voice-assistant")
+    assert (voice["state"], voice["reason"], voice["answered_at"]) == ("cancelled", "answered on email", None)
+    assert store.claim(P, DAY, "email", [(1, 10)], 160.0) == []  # never sent after the answer
+    assert store.submit(sub(at=150.0)).outcome == "unchanged"
+    assert store.submit(sub(rating=-1, sid="sub-00002", at=170.0)).outcome == "updated"
+    assert store.track_metrics(P, 10) == {"thumbs_up": 0, "thumbs_down": 1, "responses": 1}
+    assert [e["kind"] for e in store.events(P)] == ["feedback.submitted", "feedback.updated"]
+
+
+def test_events_since_a_time_and_tallies_of_many_listeners(store):
+    """events(since=) returns what was made from then on (the funnel's bounded read); a track's tally sums
+    the answers of many listeners (sharded counters on DynamoDB)."""
+    day = 86_400.0
+    for i, at in enumerate((1 * day + 5, 2 * day + 5, 3 * day + 5, 3 * day + 6)):
+        store.record_event(P, "open", {"listener_id": i, "batch_date": DAY}, at)
+    store.record_event(P, "click", {"listener_id": 9}, 3 * day + 7)
+    assert [e["detail"]["listener_id"] for e in store.events(P, "open", since=2 * day + 5)] == [1, 2, 3]
+    assert [e["kind"] for e in store.events(P, since=3 * day)] == ["open", "open", "click"]
+    assert len(store.events(P, "open")) == 4
+    count, newest = store.events_since(P, "op", store.events(P, "open", since=2 * day)[0]["id"])
+    assert count == 2 and newest == store.events(P, "open")[-1]["id"]
+    listeners = range(1, 41)
+    store.plan(P, ledger([(lid, 10, "pending") for lid in listeners]))
+    store.claim(P, DAY, "email", [(lid, 10) for lid in listeners], 120.0)
+    store.settle(P, DAY, "email", [((lid, 10), "sent", "", None) for lid in listeners], 121.0)
+    for lid in listeners:
+        store.submit(sub(listener=lid, rating=1 if lid % 4 else -1, sid=f"s-{lid}", at=150.0 + lid))
+    assert store.track_metrics(P, 10) == {"thumbs_up": 30, "thumbs_down": 10, "responses": 40}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("server", ["moto_endpoint", "dynamodb_local_endpoint"])
+def test_dynamodb_events_expire_are_sharded_by_day_and_read_by_day(server, request):
+    """create_tables enables TTL on `ttl`; each event carries ttl = created_at + the retention, is indexed
+    under EV#<program>#<day>#<shard>; a read since a time queries only the days from then on (never a Scan,
+    never the program's whole history); events of the earlier layout are moved by the migration command."""
+    from music_feedback.feedback.dynamodb import DynamoDBFeedbackStore
+    from music_feedback.feedback.dynamodb.migrate import migrate_events
+    store = DynamoDBFeedbackStore(table_name=f"feedback-{uuid.uuid4().hex[:12]}",
+                                  endpoint_url=request.getfixturevalue(server), event_retention_days=30)
+    store.create_tables()
+    client = store.client()
+    ttl = client.describe_time_to_live(TableName=store.table_name)["TimeToLiveDescription"]
+    assert ttl["TimeToLiveStatus"] in ("ENABLED", "ENABLING") and ttl["AttributeName"] == "ttl"
+    now = 2_000_000_000.0  # 2033: not expired on DynamoDB Local
+    for d in range(5):
+        for lid in range(20):
+            store.record_event(P, "open", {"listener_id": lid, "batch_date": DAY}, now + d * 86_400 + lid)
+    items = [i for i in client.scan(TableName=store.table_name)["Items"] if i["PK"]["S"].startswith("EVENT#")]
+    assert len(items) == 100
+    assert all(int(i["ttl"]["N"]) == int(float(i["created_at"]["N"])) + 30 * 86_400 for i in items)
+    parts = {i["G2PK"]["S"] for i in items}
+    assert len({p.split("#")[2] for p in parts}) == 5 and len(parts) > 5 * 4  # 5 days, spread over shards
+    queried, scans = [], []
+
+    def on_query(params, **kw):
+        queried.append(params["ExpressionAttributeValues"])
+
+    def on_scan(params, **kw):
+        scans.append(params)
+    client.meta.events.register("provide-client-params.dynamodb.Query", on_query)
+    client.meta.events.register("provide-client-params.dynamodb.Scan", on_scan)
+    try:
+        got = store.events(P, "open", since=now + 3 * 86_400)
+        count, newest = store.events_since(P, "open", got[0]["id"])
+    finally:
+        client.meta.events.unregister("provide-client-params.dynamodb.Query", on_query)
+        client.meta.events.unregister("provide-client-params.dynamodb.Scan", on_scan)
+    assert len(got) == 40 and count == 39 and newest == got[-1]["id"] and scans == []
+    days = {v[":pk"]["S"].split("#")[2] for v in queried if ":pk" in v and v[":pk"]["S"].startswith("EV#")}
+    assert len(days) == 2  # the last two days only
+    # An event of the earlier layout: unsharded program partition, no ttl; the migration moves it.
+    old = {**items[0], "PK": {"S": "EVENT#7"}, "id": {"N": "7"}, "G2PK": {"S": f"EVP#{P}"}, "G2SK": {"N": "7"},
+           "created_at": {"N": str(now)}}
+    old.pop("ttl")
+    client.put_item(TableName=store.table_name, Item=old)
+    assert len(store.events(P)) == 100
+    assert migrate_events(store) == 1 and migrate_events(store) == 0
+    assert len(store.events(P)) == 101 and store.events(P)[0]["id"] == 7

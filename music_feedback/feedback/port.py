@@ -213,5 +213,6 @@ class FeedbackStore(ConfigurableResource):
         """(how many events of kinds starting with `kind_prefix` came after `after_id`, the newest id)."""
 
     @abc.abstractmethod
-    def events(self, program_id: str, kind: str | None = None) -> list[dict]:
-        """Every event of a program (optionally of one kind), oldest first."""
+    def events(self, program_id: str, kind: str | None = None, since: float | None = None) -> list[dict]:
+        """The events of a program (optionally of one kind) made at or after `since` (epoch seconds; None:
+        all it keeps), oldest first. Give `since`: on DynamoDB it bounds the days read."""

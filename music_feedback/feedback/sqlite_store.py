@@ -415,11 +415,14 @@ class SQLiteFeedbackStore(FeedbackStore):
             (program_id, after_id, kind_prefix)).fetchone()
         return n, newest or after_id
 
-    def events(self, program_id: str, kind: str | None = None) -> list[dict]:
+    def events(self, program_id: str, kind: str | None = None, since: float | None = None) -> list[dict]:
         sql, params = "SELECT id, program_id, kind, detail, created_at FROM event_outbox WHERE program_id = ?", [program_id]
         if kind is not None:
             sql += " AND kind = ?"
             params.append(kind)
+        if since is not None:
+            sql += " AND created_at >= ?"
+            params.append(since)
         return [{**r, "detail": json.loads(r["detail"])} for r in self._rows(sql + " ORDER BY id", tuple(params))]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
@@ -114,8 +114,11 @@ def funnel(program: Program, feedback: FeedbackStore, day: str) -> pl.DataFrame:
     ledger = feedback.ledger_frame(program.program_id, day)
     sent = ledger.filter(pl.col("state") == "sent").select("listener_id", "track_id", "channel", "marketplace")
     events = []
+    # A day's opens and clicks come after its batch: read from the day before it on (a margin for time
+    # zones), never every event the program ever had.
+    since = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp() - 86_400
     for kind in ("open", "click"):
-        rows = [{**e["detail"], "kind": kind} for e in feedback.events(program.program_id, kind)
+        rows = [{**e["detail"], "kind": kind} for e in feedback.events(program.program_id, kind, since=since)
                 if e["detail"].get("batch_date") == day]
         if rows:
             events.append(pl.DataFrame(rows).select("listener_id", "track_id", "channel", "kind",

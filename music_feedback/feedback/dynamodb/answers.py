@@ -6,18 +6,44 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import threading
+from datetime import datetime, timezone
 from typing import Iterable
 
 import polars as pl
 
 from music_feedback.feedback.dynamodb import codec
 from music_feedback.feedback.dynamodb.client import conditional, parallel, query
-from music_feedback.feedback.dynamodb.table import OUTBOX_SHARDS, SHARDS, ledger_key, shard
+from music_feedback.feedback.dynamodb.table import (
+    OUTBOX_SHARDS, SHARDS, TTL_ATTRIBUTE, event_index_pk, ledger_key, shard)
 from music_feedback.feedback.port import OptedOutError, Submission, SubmissionConflict, SubmitResult
 
 FEEDBACK_COLS = ("program_id", "listener_id", "track_id", "rating", "comment", "tags", "channel", "batch_date",
                  "submission_id", "delivered_at", "first_submitted_at", "submitted_at", "revisions")
 ATTEMPTS = 6
+ID_SHIFT, SHARD_SHIFT = 20, 16  # an event id: ms << 20 | shard << 16 | 16 random bits
+_noted: set[tuple] = set()  # (table, program, day) whose event day is recorded, in this process
+_noted_lock = threading.Lock()
+
+
+def event_day(ts: float) -> str:
+    return datetime.fromtimestamp(max(0.0, ts), timezone.utc).strftime("%Y-%m-%d")
+
+
+def new_event_id(now: float, s: int) -> int:
+    return (int(round(max(0.0, now) * 1000)) << ID_SHIFT) | (s << SHARD_SHIFT) | random.getrandbits(SHARD_SHIFT)
+
+
+def id_time(event_id: int) -> float:
+    """The time an event id was made at (an id of the earlier counter: 1970)."""
+    return (int(event_id) >> ID_SHIFT) / 1000
+
+
+def event_shard(detail: dict) -> int:
+    """The listener's shard when the event names one, else any: spreads a program's events over SHARDS."""
+    lid = detail.get("listener_id") if isinstance(detail, dict) else None
+    return shard(lid) if isinstance(lid, int) else random.randrange(SHARDS)
 
 
 def fingerprint(sub: Submission) -> str:
@@ -48,6 +74,12 @@ def _suppression_key(listener_id: int) -> dict:
     return {"PK": {"S": f"SUPPRESSED#{shard(listener_id)}"}, "SK": {"S": str(int(listener_id))}}
 
 
+def _tally_key(program_id: str, track_id: int, s: int | None) -> dict:
+    """A track's tally: one shard per listener shard (None: the unsharded item of earlier answers)."""
+    suffix = "" if s is None else f"#{s}"
+    return {"PK": {"S": f"TM#{program_id}#{track_id}{suffix}"}, "SK": {"S": "M"}}
+
+
 def _event_key(event_id: int) -> dict:
     return {"PK": {"S": f"EVENT#{event_id}"}, "SK": {"S": "E"}}
 
@@ -59,18 +91,35 @@ class Answers:
         got = self.client().get_item(TableName=self.table_name, Key=key, ConsistentRead=True)
         return codec.plain(got["Item"]) if "Item" in got else None
 
-    def _next_ids(self, n: int = 1) -> list[int]:
-        got = self.client().update_item(
-            TableName=self.table_name, Key={"PK": {"S": "COUNTER"}, "SK": {"S": "EVENT"}},
-            UpdateExpression="ADD n :n", ExpressionAttributeValues={":n": {"N": str(n)}}, ReturnValues="UPDATED_NEW")
-        last = int(got["Attributes"]["n"]["N"])
-        return list(range(last - n + 1, last + 1))
+    def _note_event_day(self, program_id: str, day: str) -> None:
+        """Record that `day` holds events of the program: one write per process and day, not per event."""
+        k = (self.table_name, program_id, day)
+        if k in _noted:
+            return
+        self.client().update_item(
+            TableName=self.table_name, Key={"PK": {"S": f"EVDAYS#{program_id}"}, "SK": {"S": "D"}},
+            UpdateExpression="ADD days :d", ExpressionAttributeValues={":d": {"SS": [day]}})
+        with _noted_lock:
+            _noted.add(k)
 
-    def _event_item(self, event_id: int, program_id: str, kind: str, detail: dict, now: float) -> dict:
+    def _event_days(self, program_id: str, since: float | None) -> list[str]:
+        got = self.client().get_item(TableName=self.table_name, ConsistentRead=True,
+                                     Key={"PK": {"S": f"EVDAYS#{program_id}"}, "SK": {"S": "D"}})
+        days = sorted(got.get("Item", {}).get("days", {}).get("SS", []))
+        first = event_day(since) if since is not None else ""
+        return [d for d in days if d >= first]
+
+    def _event_item(self, program_id: str, kind: str, detail: dict, now: float) -> dict:
+        """A new event (its id drawn from its time and shard), indexed under its UTC day and shard, with its
+        expiry; the caller writes it only where no item has its id."""
+        s, day = event_shard(detail), event_day(now)
+        event_id = new_event_id(now, s)
+        self._note_event_day(program_id, day)
         return {**_event_key(event_id), **codec.item({
             "id": event_id, "program_id": program_id, "kind": kind, "detail": json.dumps(detail), "created_at": now,
-            "G2PK": f"EVP#{program_id}", "G2SK": event_id, "G3PK": f"UNPUB#{event_id % OUTBOX_SHARDS}",
-            "G3SK": event_id})}
+            TTL_ATTRIBUTE: int(now + self.event_retention_days * 86_400),
+            "G2PK": event_index_pk(program_id, day, s), "G2SK": event_id,
+            "G3PK": f"UNPUB#{event_id % OUTBOX_SHARDS}", "G3SK": event_id})}
 
     # --- answers -------------------------------------------------------------------------------
     def submit(self, sub: Submission) -> SubmitResult:
@@ -103,7 +152,7 @@ class Answers:
     @staticmethod
     def _answer(sub: Submission, old: dict | None, request: dict | None, joined: dict | None) -> dict:
         first = old["first_submitted_at"] if old else sub.submitted_at
-        delivered = old["delivered_at"] if old else (request or {}).get("contacted_at")
+        delivered = old.get("delivered_at") if old else (request or {}).get("contacted_at")  # None: not stored
         return {"program_id": sub.program_id, "listener_id": sub.listener_id, "track_id": sub.track_id,
                 "rating": sub.rating, "comment": sub.comment, "tags": sorted(sub.tags), "channel": sub.channel,
                 "batch_date": old["batch_date"] if old else sub.batch_date, "submission_id": sub.submission_id,
@@ -120,7 +169,6 @@ class Answers:
                  if old else {"ConditionExpression": "attribute_not_exists(PK)"})
         up = (sub.rating > 0) - (old is not None and old["rating"] > 0)
         down = (sub.rating < 0) - (old is not None and old["rating"] < 0)
-        event_id = self._next_ids()[0]
         items = [
             {"ConditionCheck": {"TableName": t, "Key": _suppression_key(sub.listener_id),
                                 "ConditionExpression": "attribute_not_exists(PK)"}},
@@ -128,22 +176,31 @@ class Answers:
                      "ConditionExpression": "attribute_not_exists(PK)"}},
             {"Put": {"TableName": t, "Item": {**_fb_key(sub.program_id, sub.listener_id, sub.track_id),
                                                **codec.item(answer)}, **guard}},
-            {"Update": {"TableName": t, "Key": {"PK": {"S": f"TM#{sub.program_id}#{sub.track_id}"}, "SK": {"S": "M"}},
+            {"Update": {"TableName": t, "Key": _tally_key(sub.program_id, sub.track_id, shard(sub.listener_id)),
                         "UpdateExpression": "ADD thumbs_up :u, thumbs_down :d, responses :n SET updated_at = :t",
                         "ExpressionAttributeValues": {":u": {"N": str(up)}, ":d": {"N": str(down)},
                                                       ":n": {"N": str(int(old is None))},
                                                       ":t": codec.value(sub.submitted_at)}}},
             {"Put": {"TableName": t, "Item": self._event_item(
-                event_id, sub.program_id, "feedback.updated" if old else "feedback.submitted",
-                {k: new[k] for k in FEEDBACK_COLS}, sub.submitted_at)}},
+                sub.program_id, "feedback.updated" if old else "feedback.submitted",
+                {k: new[k] for k in FEEDBACK_COLS}, sub.submitted_at),
+                "ConditionExpression": "attribute_not_exists(PK)"}},
         ]
+        answered = ledger_key(sub.program_id, sub.batch_date, sub.channel, sub.listener_id, sub.track_id)
         if request is not None:
-            items.append({"Update": {
-                "TableName": t, "Key": ledger_key(sub.program_id, sub.batch_date, sub.channel, sub.listener_id,
-                                                  sub.track_id),
-                "UpdateExpression": "SET answered_at = if_not_exists(answered_at, :t), updated_at = :t",
-                "ExpressionAttributeValues": {":t": codec.value(sub.submitted_at)}}})
-        for row in self._pending_of_pair(sub):  # the pair's requests still pending anywhere are cancelled
+            # One update of the answered request (a transaction names an item once): answered, and cancelled
+            # as well if it was still pending; its state as read is the condition, or the answer is evaluated again.
+            values = {":t": codec.value(sub.submitted_at), ":p": {"S": "pending"}}
+            update = {"UpdateExpression": "SET answered_at = if_not_exists(answered_at, :t), updated_at = :t",
+                      "ConditionExpression": "#s <> :p", "ExpressionAttributeNames": {"#s": "state"}}
+            if request.get("state") == "pending":
+                update = {"UpdateExpression": update["UpdateExpression"] + ", #s = :c, reason = :r",
+                          "ConditionExpression": "#s = :p", "ExpressionAttributeNames": {"#s": "state"}}
+                values.update({":c": {"S": "cancelled"}, ":r": {"S": f"answered on {sub.channel}"}})
+            items.append({"Update": {"TableName": t, "Key": answered, "ExpressionAttributeValues": values, **update}})
+        for row in self._pending_of_pair(sub):  # the pair's other requests still pending anywhere are cancelled
+            if ledger_key(sub.program_id, row["batch_date"], row["channel"], sub.listener_id, sub.track_id) == answered:
+                continue
             items.append({"Update": {
                 "TableName": t, "Key": ledger_key(sub.program_id, row["batch_date"], row["channel"], sub.listener_id,
                                                   sub.track_id),
@@ -195,8 +252,18 @@ class Answers:
         return pl.DataFrame([{c: r.get(c) for c in schema} for r in rows], schema=schema, orient="row")
 
     def track_metrics(self, program_id: str, track_id: int) -> dict:
-        row = self._get({"PK": {"S": f"TM#{program_id}#{track_id}"}, "SK": {"S": "M"}}) or {}
-        return {k: int(row.get(k, 0)) for k in ("thumbs_up", "thumbs_down", "responses")}
+        """The sum of the track's tally shards (and of its unsharded item from before), one BatchGetItem."""
+        request = {self.table_name: {"Keys": [_tally_key(program_id, track_id, s) for s in (*range(SHARDS), None)],
+                                     "ConsistentRead": True}}
+        out = {k: 0 for k in ("thumbs_up", "thumbs_down", "responses")}
+        while request:
+            got = self.client().batch_get_item(RequestItems=request)
+            for item in got["Responses"].get(self.table_name, []):
+                row = codec.plain(item)
+                for k in out:
+                    out[k] += int(row.get(k, 0))
+            request = got.get("UnprocessedKeys") or None
+        return out
 
     # --- opt-out and suppression ---------------------------------------------------------------
     def opt_out(self, listener_id: int, reason: str, now: float) -> bool:
@@ -234,8 +301,11 @@ class Answers:
 
     # --- events --------------------------------------------------------------------------------
     def record_event(self, program_id: str, kind: str, detail: dict, now: float) -> None:
-        self.client().put_item(TableName=self.table_name,
-                               Item=self._event_item(self._next_ids()[0], program_id, kind, detail, now))
+        for _ in range(ATTEMPTS):  # an id clash (same ms, shard and 16 random bits) draws again
+            if conditional(self.client(), TableName=self.table_name, ConditionExpression="attribute_not_exists(PK)",
+                           Item=self._event_item(program_id, kind, detail, now)):
+                return
+        raise RuntimeError(f"no free event id at {now} in {self.table_name}")
 
     @staticmethod
     def _event(row: dict) -> dict:
@@ -258,16 +328,34 @@ class Answers:
                                ExpressionAttributeValues={":t": codec.value(now)})
         return sum(parallel(one, list(ids), self.writers))
 
-    def _program_events(self, program_id: str, after_id: int = 0) -> Iterable[dict]:
-        return (codec.plain(i) for i in query(
-            self.client(), TableName=self.table_name, IndexName="ByProgram",
-            KeyConditionExpression="G2PK = :pk AND G2SK > :after",
-            ExpressionAttributeValues={":pk": {"S": f"EVP#{program_id}"}, ":after": {"N": str(int(after_id))}}))
+    def _program_events(self, program_id: str, since: float | None, after_id: int = 0,
+                        kind: str | None = None, kind_prefix: str | None = None) -> list[dict]:
+        """A program's events from the UTC day of `since` on: one Query per (day, shard) of the days that hold
+        events, in parallel; never the program's whole history. Oldest first."""
+        names, values, flt = {}, {":after": {"N": str(int(after_id))}}, None
+        if kind is not None or kind_prefix is not None:
+            names["#k"] = "kind"
+            values[":k"] = {"S": kind if kind is not None else kind_prefix}
+            flt = "#k = :k" if kind is not None else "begins_with(#k, :k)"
+
+        def one(part: tuple[str, int]) -> list[dict]:
+            kw = dict(TableName=self.table_name, IndexName="ByProgram",
+                      KeyConditionExpression="G2PK = :pk AND G2SK > :after",
+                      ExpressionAttributeValues={**values, ":pk": {"S": event_index_pk(program_id, *part)}})
+            if flt:
+                kw.update(FilterExpression=flt, ExpressionAttributeNames=names)
+            return [codec.plain(i) for i in query(self.client(), **kw)]
+
+        parts = [(d, s) for d in self._event_days(program_id, since) for s in range(SHARDS)]
+        rows = [r for got in parallel(one, parts, self.writers) for r in got]
+        return sorted(rows, key=lambda r: r["id"])
 
     def events_since(self, program_id: str, kind_prefix: str, after_id: int) -> tuple[int, int]:
-        ids = [r["id"] for r in self._program_events(program_id, after_id) if r["kind"].startswith(kind_prefix)]
+        """Reads the days from the cursor's own (an id carries its time) to the last."""
+        ids = [r["id"] for r in self._program_events(program_id, id_time(after_id), after_id,
+                                                     kind_prefix=kind_prefix)]
         return len(ids), max(ids, default=after_id)
 
-    def events(self, program_id: str, kind: str | None = None) -> list[dict]:
-        return [self._event(r) for r in self._program_events(program_id)
-                if kind is None or r["kind"] == kind]
+    def events(self, program_id: str, kind: str | None = None, since: float | None = None) -> list[dict]:
+        return [self._event(r) for r in self._program_events(program_id, since, kind=kind)
+                if since is None or r["created_at"] >= since]

@@ -30,6 +30,9 @@ class DynamoDBFeedbackStore(Ledger, Answers, FeedbackStore):
     region: str = Field(default="us-east-1", description=(
         'DynamoDB region (AWS_REGION, else AWS_DEFAULT_REGION).'))
     writers: int = Field(default=8, description='Parallel conditional writes (claims, settles, plans).')
+    event_retention_days: float = Field(default=90.0, description=(
+        "Days an event is kept: its `ttl` is created_at plus this, and DynamoDB's TTL deletes it (up to two "
+        "days late) (MUSIC_FEEDBACK_FEEDBACK_EVENT_RETENTION_DAYS)."))
 
     @classmethod
     def from_env(cls, env_vars: bool = False) -> "DynamoDBFeedbackStore":
@@ -39,13 +42,15 @@ class DynamoDBFeedbackStore(Ledger, Answers, FeedbackStore):
         if env_vars:
             region = region_setting()
         return cls(table_name=env("MUSIC_FEEDBACK_FEEDBACK_TABLE", "music-feedback-feedback"),
-                   endpoint_url=env("MUSIC_FEEDBACK_DYNAMODB_ENDPOINT") or None, region=region)
+                   endpoint_url=env("MUSIC_FEEDBACK_DYNAMODB_ENDPOINT") or None, region=region,
+                   event_retention_days=float(env("MUSIC_FEEDBACK_FEEDBACK_EVENT_RETENTION_DAYS", "90")))
 
     def client(self):
         return client_for(self.endpoint_url, self.region, self.writers)
 
-    def create_tables(self) -> list[str]:
-        return [self.table_name] if table.create_table(self.client(), self.table_name) else []
+    def create_tables(self, ttl: bool = True) -> list[str]:
+        """The table (if missing) with its indexes, and TTL enabled on `ttl` (events expire)."""
+        return [self.table_name] if table.create_table(self.client(), self.table_name, ttl) else []
 
     def check(self) -> None:
         problem = table.missing(self.client(), self.table_name)

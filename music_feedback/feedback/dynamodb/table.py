@@ -10,12 +10,19 @@
                G2 FBT#{program}#{shard} / submitted_at                (a program's answers)
   submission   PK SUB#{program}#{listener}#{submission id}  SK S  (a client's ids are its listener's; items
                of the earlier SUB#{submission id} are no longer read)
-  track tally  PK TM#{program}#{track}  SK M
+  track tally  PK TM#{program}#{track}#{shard}  SK M   (a sharded counter: an answer adds to its listener's
+               shard, a read sums the shards; the unsharded TM#{program}#{track} of earlier answers is summed too)
   suppression  PK SUPPRESSED#{shard}  SK {listener}
-  event        PK EVENT#{id}  SK E
-               G2 EVP#{program} / id                                  (a program's events, in order)
+  event        PK EVENT#{id}  SK E   ttl: created_at + the retention (DynamoDB's TTL deletes it)
+               G2 EV#{program}#{day}#{shard} / id                     (a program's events of a UTC day, by
+                                                                      the day they were made: reads name days)
                G3 UNPUB#{shard} / id                                  (the outbox; removed when published)
-  event ids    PK COUNTER  SK EVENT  (an atomic counter)
+  event days   PK EVDAYS#{program}  SK D  (the set of days holding events; written once a process a day)
+
+An event id is its time: (created_at in ms) << 20 | shard << 16 | 16 random bits, written only where no
+item has it (a clash is drawn again), so no counter item takes every event's write. Ids order events by
+time; two in one millisecond are in no set order. (Events of the earlier layout, G2 EVP#{program} and ids
+from the COUNTER item, are not read: `python -m music_feedback.feedback.dynamodb.migrate` re-indexes them.)
 
 The indexes are G1 = ByListener, G2 = ByProgram (numeric sort key), G3 = Outbox (sparse).
 
@@ -28,6 +35,7 @@ import zlib
 
 SHARDS = 8
 OUTBOX_SHARDS = 4
+TTL_ATTRIBUTE = "ttl"  # epoch seconds; only event items carry it
 # Index name -> the prefix of its key attributes (G1PK/G1SK ...).
 INDEXES = {"ByListener": "G1", "ByProgram": "G2", "Outbox": "G3"}
 
@@ -57,14 +65,24 @@ def definition(table_name: str) -> dict:
             "GlobalSecondaryIndexes": [gsi(name) for name in INDEXES]}
 
 
-def create_table(client, table_name: str) -> bool:
-    """Create the table if missing and wait until it is active; True if it was created."""
+def event_index_pk(program: str, day: str, s: int) -> str:
+    return f"EV#{program}#{day}#{s}"
+
+
+def create_table(client, table_name: str, ttl: bool = True) -> bool:
+    """Create the table if missing, wait until it is active, and enable TTL on `ttl` (events expire after the
+    retention); True if it was created. (ttl=False is for tests whose clock is not the wall clock: DynamoDB
+    Local deletes expired items.)"""
     try:
         client.create_table(**definition(table_name))
         created = True
     except client.exceptions.ResourceInUseException:
         created = False
     client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    state = client.describe_time_to_live(TableName=table_name).get("TimeToLiveDescription", {})
+    if ttl and state.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        client.update_time_to_live(TableName=table_name, TimeToLiveSpecification={
+            "Enabled": True, "AttributeName": TTL_ATTRIBUTE})
     return created
 
 
