@@ -77,11 +77,11 @@ def live_expiries(client, table: str, batch: dict, ts: float) -> list[int]:
 
 
 def scan_expired(client, table: str, ts: float) -> list[dict]:
-    """Candidate rows and registry count items (not registry heads, which purge_expired handles) expired at
-    `ts`."""
+    """Candidate rows (SK `B#...`; not the registry's heads and count items, which purge_expired deletes with
+    their day) expired at `ts`."""
     return [{"PK": i["PK"], "SK": i["SK"]} for i in _pages(
-        client.scan, TableName=table, FilterExpression="expires_at <= :now AND NOT begins_with(SK, :b)",
-        ProjectionExpression="PK, SK", ExpressionAttributeValues={":now": keys.number(ts), ":b": {"S": "BATCH#"}})]
+        client.scan, TableName=table, FilterExpression="expires_at <= :now AND begins_with(SK, :b)",
+        ProjectionExpression="PK, SK", ExpressionAttributeValues={":now": keys.number(ts), ":b": {"S": "B#"}})]
 
 
 # -- one listener, one track ------------------------------------------------------------------------------
