@@ -399,3 +399,19 @@ def test_resources_are_least_privilege(policy):
             if arn.startswith("arn:aws:s3:::") and "/" in arn and "s3:ListBucket" in actions:
                 problems.append(f"{sid}: s3:ListBucket applies to the bucket ARN, not to {arn}")
     assert not problems, f"deploy/iam/{policy}.json:\n" + "\n".join(problems)
+
+
+def test_the_sagemaker_documents_cover_every_programs_endpoint():
+    """The scorer invokes, and the deployer moves, the endpoints the shipped programs name: each must match a
+    resource of both documents (a new program's endpoint needs its prefix added there)."""
+    from fnmatch import fnmatchcase
+
+    from music_feedback.programs.loader import BUILTIN_DIR, load_program
+    uncovered = []
+    for path in sorted(BUILTIN_DIR.glob("*.yaml")):  # the shipped programs, never a developer's folder
+        for model in load_program(path).scoring_models:
+            arn = f"arn:aws:sagemaker:${{Region}}:${{AccountId}}:endpoint/{model.endpoint_name.lower()}"
+            for policy in (SCORER, DEPLOYER):
+                if not any(fnmatchcase(arn, r) for st in _statements(policy) for r in _list(st["Resource"])):
+                    uncovered.append(f"{path.name}: endpoint {model.endpoint_name} is in no resource of {policy}.json")
+    assert not uncovered, "\n".join(uncovered)
