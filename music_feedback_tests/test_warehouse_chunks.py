@@ -178,3 +178,17 @@ def test_chunked_output_is_deterministic_and_big_specs_chunk_by_default(tmp_path
     monkeypatch.setattr(generator, "ONE_PIECE_LISTENERS", 3_000)
     generate(tmp_path / "d.duckdb", spec, progress=False)
     assert chunked == [generator.CHUNK_LISTENERS]  # at most ONE_PIECE_LISTENERS: today's one-piece path
+
+
+@pytest.mark.unit
+def test_an_error_while_drawing_a_chunk_leaves_no_warehouse(tmp_path, monkeypatch):
+    """A chunk is drawn in a thread: its error reaches the caller, and nothing is left half written."""
+    def broken(self):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(generator._Chunk, "requests", broken)
+    spec = WarehouseSpec(listeners=2_000, tracks=200, plays_per_day=4_000, outcomes=2_000, days=2,
+                         end_date=date(2026, 11, 23))
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        generate(tmp_path / "wh.duckdb", spec, progress=False, chunk_listeners=500)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

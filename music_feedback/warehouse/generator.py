@@ -350,14 +350,15 @@ def generate(path: Path, spec: WarehouseSpec, progress: bool = True,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    spill = path.with_name(path.name + ".tmp.spill")
+    spill, wal = path.with_name(path.name + ".tmp.spill"), path.with_name(path.name + ".tmp.wal")
     tmp.unlink(missing_ok=True)
+    wal.unlink(missing_ok=True)  # a killed run's log would be replayed into the new file
     if chunk_listeners is None and spec.listeners > ONE_PIECE_LISTENERS:
         chunk_listeners = CHUNK_LISTENERS
     try:
         with duckdb.connect(str(tmp)) as con:
             con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
-            con.execute(f"SET temp_directory = '{spill}'")
+            con.execute("SET temp_directory = '" + str(spill).replace("'", "''") + "'")
             if chunk_listeners is None:
                 gen = _Generator(spec)
                 with tqdm(total=5 + 2 * spec.days, desc="warehouse", unit="step", disable=not progress) as steps:
@@ -368,6 +369,7 @@ def generate(path: Path, spec: WarehouseSpec, progress: bool = True,
             counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
     except BaseException:
         tmp.unlink(missing_ok=True)  # never leave half a warehouse behind
+        wal.unlink(missing_ok=True)
         raise
     finally:
         shutil.rmtree(spill, ignore_errors=True)
