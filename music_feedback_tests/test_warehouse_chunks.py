@@ -13,7 +13,7 @@ import pytest
 from music_feedback.warehouse import generator
 from music_feedback.warehouse.generator import WarehouseSpec, generate
 
-pytestmark = pytest.mark.integration  # two small warehouses and two passes of the filter chain: ~15 s
+pytestmark = pytest.mark.integration  # three small warehouses and two passes of the filter chain
 
 SPEC = WarehouseSpec(listeners=16_000, tracks=800, plays_per_day=32_000, outcomes=6_000, days=2,
                      end_date=date(2026, 11, 23))  # 0.02x, with 0.02x of the outcomes
