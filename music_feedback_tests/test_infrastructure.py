@@ -31,8 +31,7 @@ EXPECTED_ROLES = {
     "ServiceRole": {"dynamodb-tables", "link-keys-secretsmanager"},
     "RunRole": {"warehouse-redshift", "io-manager-and-lake-s3", "compute-logs-s3", "lake-glue", "scorer-sagemaker",
                 "model-deployer-sagemaker", "dynamodb-tables", "email-ses", "link-keys-secretsmanager",
-                "events-eventbridge",
-                "metrics-cloudwatch"},
+                "events-eventbridge", "metrics-cloudwatch", "alerts-sns"},
     "RedshiftUnloadRole": {"redshift-unload-role"},
 }
 # Roles no adapter's code runs under, whose policies the template owns.

@@ -30,11 +30,12 @@ ROLE_DOCUMENTS: dict[str, tuple[str, str, str, list[str]]] = {
     # and verifies the links with the keys it reads from Secrets Manager.
     "ServiceRole": ("music-feedback-service", "ecs-tasks", "the HTTP feedback service",
                     ["dynamodb-tables", "link-keys-secretsmanager"]),
-    # A run materializes the assets and writes its step logs: every adapter but the launcher and the alerts.
+    # A run materializes the assets and writes its step logs: every adapter but the launcher. The alerts'
+    # document too: `music-feedback aws check` runs as a task under this role and checks the alert topic.
     "RunRole": ("music-feedback-run", "ecs-tasks", "each run's ECS task",
                 ["warehouse-redshift", "io-manager-and-lake-s3", "compute-logs-s3", "lake-glue",
                  "scorer-sagemaker", "model-deployer-sagemaker", "dynamodb-tables", "email-ses",
-                 "link-keys-secretsmanager", "events-eventbridge", "metrics-cloudwatch"]),
+                 "link-keys-secretsmanager", "events-eventbridge", "metrics-cloudwatch", "alerts-sns"]),
     # Redshift assumes it to write UNLOAD output (MUSIC_FEEDBACK_REDSHIFT_UNLOAD_IAM_ROLE); associate it with
     # the cluster (aws redshift modify-cluster-iam-roles).
     "RedshiftUnloadRole": ("music-feedback-redshift-unload", "redshift", "Redshift's UNLOAD to the bucket",
