@@ -9,6 +9,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import boto3
+
 REGION = "us-east-1"
 BUCKET = "music-feedback-demo"
 
@@ -61,9 +63,12 @@ def sagemaker_endpoints(program, registry, day, folder: Path) -> Iterator[str]:
 
 @contextmanager
 def environ(values: dict[str, str]) -> Iterator[None]:
-    """Set variables for the block (child processes inherit them), then restore what was there."""
+    """Set variables for the block (child processes inherit them), then restore what was there. boto3's
+    default session is made anew on both sides: it keeps the credentials it first resolved, and DynamoDB
+    Local keeps a database per access key, so a client made with earlier credentials sees no tables."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
+    boto3.setup_default_session()
     try:
         yield
     finally:
@@ -72,3 +77,4 @@ def environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        boto3.setup_default_session()
