@@ -123,7 +123,8 @@ def ensure_models(defs, program: Program, inst: DagsterInstance, *, day: date, f
 
 
 def _first_error(events) -> str:
-    for event in events:
+    """The user's error of a run's first failed step; `events` is the run's events or a result holding them."""
+    for event in getattr(events, "all_events", events):
         if event.is_failure and event.event_specific_data is not None:
             err = getattr(event.event_specific_data, "error", None)
             while err is not None and err.cause is not None:  # the user's error, not Dagster's wrapper

@@ -63,7 +63,10 @@ def scores_with(url, model, frame, endpoint):
 # ---------------------------------------------------------------- moto's server: the create path
 
 def test_first_promotion_creates_the_endpoint_on_moto(registry, moto_url, program, outcomes):
+    # an endpoint of its own: every moto server in the process shares one SageMaker backend, and the AWS
+    # day's retrain may already have created the program's endpoint for the same version
     spec = program.model("affinity")
+    spec = spec.model_copy(update={"endpoint": f"sagemaker://{spec.endpoint_name}-{uuid.uuid4().hex[:8]}"})
     d = retrain(spec, outcomes, registry, W1, 0.005, {}, deployer=deployer(moto_url))
     version, name = d["challenger_version"], resource_name(spec.endpoint_name, d["challenger_version"])
     assert d["promoted"] and registry.champion_version(spec.model_id, W1) == version
