@@ -58,19 +58,3 @@ def test_make_runs_runs_are_launched_from_the_code_location(data_home):
     finally:
         instance.dispose()
 
-
-def test_run_in_process_keeps_the_old_path(data_home):
-    """`--in-process` executes in the calling process (no webserver): the runs have no code location."""
-    home = data_home / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    done = subprocess.run([sys.executable, "-m", "music_feedback.cli", "run", "--no-email", "--in-process",
-                           "--date", BATCH_DAY.isoformat()], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr + done.stdout
-    instance = DagsterInstance.from_config(str(home))
-    try:
-        runs = [r.dagster_run for r in instance.get_run_records(RunsFilter(job_name="music_feedback_daily_batch"))]
-        assert len(runs) == 1 and runs[0].remote_job_origin is None
-    finally:
-        instance.dispose()
