@@ -93,14 +93,7 @@ class _Generator:
         self.is_bot = rng.random(n) < 0.02
         self.activity = rng.lognormal(0.0, 0.9, n) * np.where(self.is_bot, 3.0, 1.0)
         self.engagement = np.clip(rng.beta(3.5, 2.3, n), 0, 1)
-        bot_score = np.where(self.is_bot, rng.beta(8, 2, n), rng.beta(1, 18, n))
-        authentic = ~(rng.random(n) < 0.015)
-        markets = np.array(list(MARKETPLACE_SHARE))
-        market = markets[_weighted_pick(rng, np.array(list(MARKETPLACE_SHARE.values())), n)]
-        tz = np.empty(n, dtype=object)
-        for m, zones in MARKETPLACE_TIMEZONES.items():
-            idx = np.flatnonzero(market == m)
-            tz[idx] = np.array(zones, dtype=object)[rng.integers(0, len(zones), len(idx))]
+        bot_score, authentic, market, tz = _listener_traits(rng, self.is_bot, n)
         self.frequency = np.round(self.activity * 9.0 * (0.5 + self.engagement), 2)
         keys = np.log(GENRE_PRIOR)[None, :] + rng.gumbel(size=(n, len(GENRES)))
         self.top_genres = np.argsort(-keys, axis=1)[:, :3]
@@ -295,14 +288,7 @@ class _Chunk(_Generator):
 
     def listeners(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         s, rng, n = self.spec, self.rng, self.n_listeners
-        bot_score = np.where(self.is_bot, rng.beta(8, 2, n), rng.beta(1, 18, n))
-        authentic = ~(rng.random(n) < 0.015)
-        markets = np.array(list(MARKETPLACE_SHARE))
-        market = markets[_weighted_pick(rng, np.array(list(MARKETPLACE_SHARE.values())), n)]
-        tz = np.empty(n, dtype=object)
-        for m, zones in MARKETPLACE_TIMEZONES.items():
-            idx = np.flatnonzero(market == m)
-            tz[idx] = np.array(zones, dtype=object)[rng.integers(0, len(zones), len(idx))]
+        bot_score, authentic, market, tz = _listener_traits(rng, self.is_bot, n)
         ids = np.arange(self.offset + 1, self.offset + n + 1)
         listeners = pl.DataFrame({
             "listener_id": ids, "marketplace": market, "time_zone": tz.astype(str),
@@ -517,3 +503,17 @@ def _prefetched(items, depth: int):
     finally:
         stop.set()
         thread.join()
+
+
+def _listener_traits(rng, is_bot, n: int):
+    """Bot score, authenticity, marketplace and time zone of n listeners, drawn in this order (one order for
+    the one-piece and the chunked paths, so a seed gives the same rows)."""
+    bot_score = np.where(is_bot, rng.beta(8, 2, n), rng.beta(1, 18, n))
+    authentic = ~(rng.random(n) < 0.015)
+    markets = np.array(list(MARKETPLACE_SHARE))
+    market = markets[_weighted_pick(rng, np.array(list(MARKETPLACE_SHARE.values())), n)]
+    tz = np.empty(n, dtype=object)
+    for m, zones in MARKETPLACE_TIMEZONES.items():
+        idx = np.flatnonzero(market == m)
+        tz[idx] = np.array(zones, dtype=object)[rng.integers(0, len(zones), len(idx))]
+    return bot_score, authentic, market, tz
