@@ -9,12 +9,16 @@ import joblib
 import polars as pl
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
+from music_feedback.io.chunks import FrameChunks
+
 SUFFIXES = ("parquet", "joblib")
 
 
 def _write(obj, target) -> None:
     if isinstance(obj, pl.DataFrame):
         obj.write_parquet(target, compression="lz4", statistics=False)
+    elif isinstance(obj, FrameChunks):
+        obj.write(target)
     else:
         joblib.dump(obj, target)
 
@@ -56,7 +60,7 @@ class ParquetIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj) -> None:
         if obj is None:
             return
-        suffix = "parquet" if isinstance(obj, pl.DataFrame) else "joblib"
+        suffix = "parquet" if isinstance(obj, (pl.DataFrame, FrameChunks)) else "joblib"
         key = self._key(context, suffix)
         self._store(key, lambda target: _write(obj, target))
         other = self._key(context, "joblib" if suffix == "parquet" else "parquet")
