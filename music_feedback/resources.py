@@ -35,7 +35,7 @@ def warehouse():
         # lazy: redshift_warehouse imports psycopg2, boto3 (~0.9 s); `why` loads this module locally
         from music_feedback.warehouse.redshift_warehouse import RedshiftWarehouse
         return RedshiftWarehouse.from_env()
-    return DuckDBWarehouse(path=str(settings.warehouse_path()))
+    return DuckDBWarehouse(path=str(settings.warehouse_path()), **settings.duckdb_stage_settings())
 
 
 def local_resources() -> dict:

@@ -34,6 +34,16 @@ def warehouse_configured() -> bool:
     return bool(os.environ.get(WAREHOUSE_VAR))
 
 
+def duckdb_stage_settings() -> dict:
+    """The embedded warehouse's memory limit and spill folder for the batch's stages, when set."""
+    out = {}
+    if os.environ.get("MUSIC_FEEDBACK_DUCKDB_MEMORY_LIMIT"):
+        out["memory_limit"] = os.environ["MUSIC_FEEDBACK_DUCKDB_MEMORY_LIMIT"]
+    if os.environ.get("MUSIC_FEEDBACK_DUCKDB_SPILL_DIR"):
+        out["spill_dir"] = os.environ["MUSIC_FEEDBACK_DUCKDB_SPILL_DIR"]
+    return out
+
+
 def io_root() -> Path:
     return data_home() / "assets"
 
@@ -61,3 +71,21 @@ def feedback_store_path() -> Path:
 def outbox_dir() -> Path:
     """The local Maildir the email channel writes to when no SMTP server is configured."""
     return data_home() / "outbox"
+
+
+BATCH_CHUNK_ROWS_VAR = "MUSIC_FEEDBACK_BATCH_CHUNK_ROWS"
+DEFAULT_BATCH_CHUNK_ROWS = 500_000
+
+
+def batch_chunk_rows() -> int:
+    """Rows the batch's later stages (features, scoring, the store) hold at a time: candidates per chunk, and
+    ids per chunk (and id span per warehouse read) in the feature hydration. Memory grows with it, not with
+    the day; a day within one chunk runs as one piece. MUSIC_FEEDBACK_BATCH_CHUNK_ROWS, default 500000."""
+    raw = os.environ.get(BATCH_CHUNK_ROWS_VAR, "").strip()
+    try:
+        rows = int(raw) if raw else DEFAULT_BATCH_CHUNK_ROWS
+    except ValueError:
+        raise ValueError(f"{BATCH_CHUNK_ROWS_VAR}={raw!r} is not a whole number of rows") from None
+    if rows < 1:
+        raise ValueError(f"{BATCH_CHUNK_ROWS_VAR}={raw!r}: a chunk holds at least one row")
+    return rows

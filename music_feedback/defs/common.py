@@ -6,30 +6,19 @@ import warnings
 from contextlib import contextmanager
 
 import polars as pl
-from dagster import AssetKey, MetadataValue, PreviewWarning, TableColumn, TableSchema
+from dagster import AssetKey, PreviewWarning
 
+from music_feedback.io.metadata import PREVIEW_ROWS, column_schema, preview  # noqa: F401 (used by the stages)
 from music_feedback.programs.model import Program
 
 # Per-partition check results are what an operator needs ("which day failed?"); the API is in preview.
 warnings.filterwarnings("ignore", category=PreviewWarning, message="Specifying a partitions_def on an AssetCheckSpec")
 
 OWNER = "team:data-engineering"
-PREVIEW_ROWS = 5
 
 
 def key(program: Program, name: str) -> AssetKey:
     return AssetKey([program.slug, name])
-
-
-def preview(frame: pl.DataFrame, columns: list[str] | None = None) -> MetadataValue:
-    head = frame.select(columns or frame.columns[:10]).head(PREVIEW_ROWS)
-    header = "| " + " | ".join(head.columns) + " |\n|" + "---|" * len(head.columns) + "\n"
-    rows = "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in head.iter_rows())
-    return MetadataValue.md(header + rows)
-
-
-def column_schema(frame: pl.DataFrame) -> TableSchema:
-    return TableSchema(columns=[TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()])
 
 
 def frame_metadata(frame: pl.DataFrame, seconds: float, **extra) -> dict:

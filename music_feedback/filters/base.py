@@ -48,6 +48,7 @@ class CandidateFilter:
     defaults: ClassVar[dict[str, Any]] = {}
     reads: ClassVar[tuple[str, ...]] = ()  # candidate columns used besides listener_id and track_id
     codes: ClassVar[tuple[str, ...]] = ()
+    ranks: ClassVar[bool] = False  # True: `sql` reads the pair's rank among its listener's survivors
 
     def __init__(self, name: str, enabled: bool = True, parameters: dict[str, Any] | None = None):
         self.name, self.enabled = name, enabled
@@ -65,6 +66,19 @@ class CandidateFilter:
     def reasons(self, candidates: pl.DataFrame, ctx: FilterContext) -> pl.DataFrame:
         """The candidates with a `reason` column: null to keep, a code to remove."""
         raise NotImplementedError
+
+    def sql(self, chain, rank: str | None = None) -> str:
+        """The same reasons as `reasons`, as a SQL expression over the joined candidates (filters/sql.py):
+        null to keep, a code to remove. `rank`: the column numbering the listener's surviving pairs in
+        `rank_order`, for a filter that `ranks`."""
+        raise NotImplementedError
+
+    def rank_order(self) -> str:
+        raise NotImplementedError
+
+    def sql_code(self, reason: str) -> str:
+        assert reason in self.codes, reason
+        return f"'{reason}'"
 
     def code(self, reason: str) -> pl.Expr:
         """A reason code as a literal of the filter's Enum of `codes`: a when/then chain of text literals

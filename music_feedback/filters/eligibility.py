@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from music_feedback.filters.base import CandidateFilter, FilterContext
+from music_feedback.filters.sql import literal
 from music_feedback.transforms.unify import packable, pair_key
 
 
@@ -28,6 +29,15 @@ class EligibilityFilter(CandidateFilter):
             .when(pl.col("_answered").fill_null(False)).then(self.code("already_gave_feedback"))
         )
         return joined.with_columns(reason.alias("reason")).drop("_answered")
+
+    def sql(self, chain, rank=None) -> str:
+        market = ""
+        if chain.marketplaces:
+            listed = ", ".join(literal(m, "marketplaces") for m in chain.marketplaces)
+            market = f"WHEN COALESCE(marketplace NOT IN ({listed}), FALSE) THEN {self.sql_code('marketplace_not_in_program')} "
+        return (f"CASE WHEN COALESCE(opted_out, TRUE) THEN {self.sql_code('opted_out')} {market}"
+                f"WHEN NOT COALESCE(feedback_eligible, FALSE) THEN {self.sql_code('track_not_eligible')} "
+                f"WHEN answered THEN {self.sql_code('already_gave_feedback')} END")
 
 
 def _with_answered(candidates: pl.DataFrame, answered: pl.DataFrame) -> pl.DataFrame:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import polars as pl
 
 from music_feedback.filters.base import CandidateFilter, FilterContext
+from music_feedback.filters.sql import literal
 
 
 class EngagementFilter(CandidateFilter):
@@ -21,3 +22,7 @@ class EngagementFilter(CandidateFilter):
         low = pl.col("_listener_engagement").fill_null(-1.0) < self.params["minEngagementScore"]  # unknown: removed
         return joined.with_columns(pl.when(low).then(self.code("low_engagement")).alias("reason")).drop(
             "_listener_engagement")
+
+    def sql(self, chain, rank=None) -> str:
+        least = literal(self.params["minEngagementScore"], "minEngagementScore")
+        return f"CASE WHEN COALESCE(listener_engagement, -1.0) < {least} THEN {self.sql_code('low_engagement')} END"

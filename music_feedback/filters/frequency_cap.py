@@ -8,6 +8,7 @@ from __future__ import annotations
 import polars as pl
 
 from music_feedback.filters.base import CandidateFilter, FilterContext
+from music_feedback.filters.sql import literal
 
 
 class FrequencyCapFilter(CandidateFilter):
@@ -33,6 +34,17 @@ class FrequencyCapFilter(CandidateFilter):
             .when(pl.col("requests_this_week") > cap).then(self.code("over_weekly_cap"))
         )
         return ranked.with_columns(reason.alias("reason"))
+
+    ranks = True
+
+    def rank_order(self) -> str:  # as the sort above: polars puts nulls first
+        return ("play_count DESC NULLS FIRST, completion_rate DESC NULLS FIRST, last_played_at DESC NULLS FIRST, "
+                "track_id ASC NULLS FIRST")
+
+    def sql(self, chain, rank=None) -> str:
+        cap = literal(self.params["maxRequestsPerWeek"], "maxRequestsPerWeek")
+        return (f"CASE WHEN prior_requests >= {cap} THEN {self.sql_code('weekly_cap_reached')} "
+                f"WHEN prior_requests + {rank} > {cap} THEN {self.sql_code('over_weekly_cap')} END")
 
 
 def _position_in_run(column: str) -> pl.Expr:

@@ -14,3 +14,6 @@ class OptOutFilter(CandidateFilter):
         joined = ctx.attach(candidates, "listeners", ["opted_out"])
         return joined.with_columns(
             pl.when(pl.col("opted_out").fill_null(True)).then(self.code("opted_out")).alias("reason"))
+
+    def sql(self, chain, rank=None) -> str:
+        return f"CASE WHEN COALESCE(opted_out, TRUE) THEN {self.sql_code('opted_out')} END"

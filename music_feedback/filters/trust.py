@@ -4,6 +4,7 @@ from __future__ import annotations
 import polars as pl
 
 from music_feedback.filters.base import CandidateFilter, FilterContext
+from music_feedback.filters.sql import literal
 
 
 class TrustFilter(CandidateFilter):
@@ -22,3 +23,9 @@ class TrustFilter(CandidateFilter):
             .when(~pl.col("is_authentic").fill_null(False)).then(self.code("not_authentic"))
         )
         return joined.with_columns(reason.alias("reason"))
+
+    def sql(self, chain, rank=None) -> str:
+        return (f"CASE WHEN bot_score IS NULL THEN {self.sql_code('unknown_listener')} "
+                f"WHEN bot_score >= {literal(self.params['maxBotScore'], 'maxBotScore')} "
+                f"THEN {self.sql_code('bot_activity')} "
+                f"WHEN NOT COALESCE(is_authentic, FALSE) THEN {self.sql_code('not_authentic')} END")

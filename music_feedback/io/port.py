@@ -66,7 +66,8 @@ class ParquetIOManager(ConfigurableIOManager):
         other = self._key(context, "joblib" if suffix == "parquet" else "parquet")
         if self._exists(other):
             self._delete(other)  # an older object of the other kind must not shadow this one
-        context.add_output_metadata({"path": self.where(key)})
+        extra = obj.metadata() if isinstance(obj, FrameChunks) else {}
+        context.add_output_metadata({"path": self.where(key), **extra})
 
     def load_input(self, context: InputContext):
         # An input annotated pl.LazyFrame gets a scan: the asset reads only the columns and rows it needs.

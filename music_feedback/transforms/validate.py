@@ -18,6 +18,24 @@ def _problems() -> list[tuple[pl.Expr, str]]:
             (pl.col("track_release_date") > pl.col("played_at").cast(pl.Date), "released_after_play")]
 
 
+def problems_sql() -> list[tuple[str, str]]:
+    """`_problems` in SQL, in the same order: the warehouse sets rows aside with the same reasons."""
+    return [*((f"{c} IS NULL", f"null_{c}") for c in REQUIRED),
+            ("NOT (completion_rate BETWEEN 0.0 AND 1.0)", "completion_rate_out_of_range"),
+            ("NOT (engagement_score BETWEEN 0.0 AND 1.0)", "engagement_score_out_of_range"),
+            ("play_count < 1", "play_count_out_of_range"),
+            ("track_release_date > CAST(played_at AS DATE)", "released_after_play")]
+
+
+def malformed_sql() -> str:
+    """True for a row to set aside (a problem, or a null that hides whether there is one)."""
+    return "COALESCE(" + " OR ".join(f"({c})" for c, _ in problems_sql()) + ", TRUE)"
+
+
+def reason_sql() -> str:
+    return "CASE " + " ".join(f"WHEN {c} THEN '{code}'" for c, code in problems_sql()) + " END"
+
+
 def _reason() -> pl.Expr:
     expr = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.String))
     for condition, code in _problems():

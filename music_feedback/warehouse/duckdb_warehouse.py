@@ -11,6 +11,7 @@ import duckdb
 import polars as pl
 from pydantic import Field, PrivateAttr
 
+from music_feedback.warehouse.duckdb_stage import DuckDBStageSession
 from music_feedback.warehouse.port import Warehouse, WarehouseError
 
 
@@ -32,6 +33,13 @@ class DuckDBWarehouse(Warehouse):
     path: str = Field(description=(
         'Path of the DuckDB warehouse file (MUSIC_FEEDBACK_WAREHOUSE; default '
         'MUSIC_FEEDBACK_HOME/warehouse.duckdb).'))
+    memory_limit: str = Field(default="512MB", description=(
+        "What the batch's stage work in DuckDB may hold in memory before it spills to `spill_dir` "
+        "(MUSIC_FEEDBACK_DUCKDB_MEMORY_LIMIT): the batch's memory stays flat however large the day."))
+    spill_dir: str = Field(default="", description=(
+        "Folder DuckDB spills to past `memory_limit` (MUSIC_FEEDBACK_DUCKDB_SPILL_DIR; default "
+        "MUSIC_FEEDBACK_HOME/duckdb_spill): it needs room for a few times the day's plays."))
+    threads: int = Field(default=0, description="DuckDB's threads for the stage work; 0: one per core.")
     _tables = PrivateAttr(default=None)  # table -> column names, for the run (see setup_for_execution)
     _local = PrivateAttr(default_factory=threading.local)  # this thread's session connection, if any
     _held = PrivateAttr(default=None)  # hold(): [inode, connection] shared by the process's threads
@@ -98,6 +106,16 @@ class DuckDBWarehouse(Warehouse):
 
     def describe(self) -> str:
         return f"DuckDB warehouse {self.path}"
+
+    @contextmanager
+    def stage_session(self) -> Iterator[DuckDBStageSession]:
+        self._connect().close()  # the file's own message when it is missing or unreadable
+        spill = self.spill_dir or str(Path(self.path).parent / "duckdb_spill")
+        session = DuckDBStageSession(self.path, self.memory_limit, spill, self.threads or None, self.describe())
+        try:
+            yield session
+        finally:
+            session.close()
 
     @contextmanager
     def session(self) -> Iterator[None]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import polars as pl
 from dagster import ConfigurableResource
 
 from music_feedback.warehouse.schema import TABLES
+
+if TYPE_CHECKING:
+    from music_feedback.warehouse.stage import StageSession
 
 RELEASE_WINDOW_DAYS = 7
 
@@ -21,6 +24,11 @@ class WarehouseError(RuntimeError):
 def date_literal(d: date) -> str:
     """An ANSI DATE literal: portable across DuckDB, Postgres and Redshift."""
     return f"DATE '{d.isoformat()}'"
+
+
+def text_literal(value: str) -> str:
+    """A SQL text literal, quotes doubled."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def timestamp_literal(epoch: float) -> str:
@@ -65,6 +73,12 @@ class Warehouse(ConfigurableResource):
     def hold(self) -> None:
         """For a long-lived process (the service, which reads per request): keep connections and the
         tables' columns between reads instead of opening them per read. No-op by default."""
+
+    @contextmanager
+    def stage_session(self) -> Iterator["StageSession"]:
+        """A session for the batch's warehouse-side stages (warehouse/stage.py)."""
+        raise WarehouseError(f"{self.describe()} cannot run the batch's stages")
+        yield
 
     def meta(self) -> dict[str, str]:
         """What the generator recorded (seed, dates); empty for a warehouse it did not write."""

@@ -5,7 +5,8 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from music_feedback.warehouse.port import Warehouse, date_literal, release_window_start, timestamp_literal
+from music_feedback.warehouse.port import (Warehouse, date_literal, release_window_start, text_literal,
+                                            timestamp_literal)
 
 FEEDBACK_HISTORY_DAYS = 90
 
@@ -32,30 +33,41 @@ def track_context(wh: Warehouse, cols: list[str] | None = None) -> pl.DataFrame:
     return _fetch(wh, "tracks", cols, f"SELECT {', '.join(cols)} FROM tracks")
 
 
-def prior_feedback_pairs(wh: Warehouse, program_id: str, batch_date: date) -> pl.DataFrame:
+def prior_feedback_pairs_sql(program_id: str, batch_date: date) -> str:
     """(listener, track) pairs already answered before the batch day ends, on tracks new in the window."""
     start = release_window_start(batch_date)
-    wh.require("tracks", ["track_id", "release_date"])
-    return _fetch(wh, "feedback_history", ["program_id", "listener_id", "track_id", "submitted_at"], f"""
+    return f"""
         SELECT DISTINCT f.listener_id, f.track_id
         FROM feedback_history f JOIN tracks t ON t.track_id = f.track_id
-        WHERE f.program_id = '{program_id}'
+        WHERE f.program_id = {text_literal(program_id)}
           AND t.release_date >= {date_literal(start)}
-          AND f.submitted_at < {date_literal(batch_date + timedelta(days=1))}""")
+          AND f.submitted_at < {date_literal(batch_date + timedelta(days=1))}"""
+
+
+def prior_feedback_pairs(wh: Warehouse, program_id: str, batch_date: date) -> pl.DataFrame:
+    wh.require("tracks", ["track_id", "release_date"])
+    return _fetch(wh, "feedback_history", ["program_id", "listener_id", "track_id", "submitted_at"],
+                  prior_feedback_pairs_sql(program_id, batch_date))
+
+
+def recent_request_counts_sql(program_id: str, since: float, until: float,
+                              listener_ids: list[int] | None = None) -> str:
+    """Requests each listener received in the open interval (since, until), epoch seconds: the contact
+    policy's cap window (policy.contact.cap_window)."""
+    who = f"AND listener_id IN ({', '.join(str(int(i)) for i in listener_ids)})" if listener_ids else ""
+    return f"""
+        SELECT listener_id, COUNT(*) AS prior_requests
+        FROM feedback_requests
+        WHERE program_id = {text_literal(program_id)}
+          AND requested_at > {timestamp_literal(since)}
+          AND requested_at < {timestamp_literal(until)} {who}
+        GROUP BY listener_id"""
 
 
 def recent_request_counts(wh: Warehouse, program_id: str, since: float, until: float,
                           listener_ids: list[int] | None = None) -> pl.DataFrame:
-    """Requests each listener received in the open interval (since, until), epoch seconds: the contact
-    policy's cap window (policy.contact.cap_window)."""
-    who = f"AND listener_id IN ({', '.join(str(int(i)) for i in listener_ids)})" if listener_ids else ""
-    return _fetch(wh, "feedback_requests", ["program_id", "listener_id", "requested_at"], f"""
-        SELECT listener_id, COUNT(*) AS prior_requests
-        FROM feedback_requests
-        WHERE program_id = '{program_id.replace("'", "''")}'
-          AND requested_at > {timestamp_literal(since)}
-          AND requested_at < {timestamp_literal(until)} {who}
-        GROUP BY listener_id""")
+    return _fetch(wh, "feedback_requests", ["program_id", "listener_id", "requested_at"],
+                  recent_request_counts_sql(program_id, since, until, listener_ids))
 
 
 def feedback_counts(wh: Warehouse, program_id: str, batch_date: date) -> pl.DataFrame:

@@ -10,13 +10,13 @@ import polars as pl
 from dagster import AssetCheckSpec, FreshnessPolicy
 
 from music_feedback.policy import ContactPolicy
-from music_feedback.policy.contact import policy_frame
+from music_feedback.policy.contact import batch_window
 from music_feedback.programs.model import Program
-from music_feedback.quality.expectations import Between, InSet, NotNull, Unique
+from music_feedback.quality.expectations import Between, NotNull, Unique
 from music_feedback.store.base import CandidateStore
-from music_feedback.transforms.unify import packable, pair_key
 from music_feedback.transforms.validate import REQUIRED as EXTRACT_REQUIRED
-from music_feedback.warehouse.port import release_window_start
+from music_feedback.warehouse.port import date_literal, release_window_start
+from music_feedback.warehouse.queries import recent_request_counts_sql
 
 
 def _spec(name: str, asset_key, partitions, description: str, reads=()) -> AssetCheckSpec:
@@ -43,28 +43,26 @@ def extract_checks(raw_key, partitions) -> list[AssetCheckSpec]:
     ]
 
 
-def window_stats(valid: pl.DataFrame | pl.LazyFrame, rejected: pl.DataFrame | int, extracted: int, day) -> dict:
-    """What a wrong connector query or binding would break: rows of another day or release window,
-    incomplete plays, rows lost between the query and the split. `valid` may be the stored frame's scan,
-    `rejected` the rejected rows' count."""
-    start = release_window_start(day)
-    rejected_rows = rejected if isinstance(rejected, int) else rejected.height
-    stats = valid.lazy().select(
-        pl.len().alias("valid_rows"),
-        pl.sum_horizontal(pl.col(c).is_null() for c in EXTRACT_REQUIRED).sum().alias("null_required_fields"),
-        (pl.col("played_at").cast(pl.Date) != day).sum().alias("played_outside_day"),
-        (~pl.col("track_release_date").is_between(start, day)).sum().alias("released_outside_window"),
-        (pl.col("completion_rate") < 0.95).sum().alias("completion_below_95"),
-        (pl.col("play_count") < 1).sum().alias("play_count_below_1"),
-    ).collect().row(0, named=True)
-    return {"rows_unaccounted": extracted - stats.pop("valid_rows") - rejected_rows,
-            **{k: int(v or 0) for k, v in stats.items()}}
+def window_stats_sql(raw: str, day: date) -> str:
+    """What a wrong connector query or binding would break, over the stored plays (`raw`, a relation): rows
+    of another day or release window, incomplete plays, required fields missing; and valid_rows, which
+    with the set-aside rows must add up to what the warehouse gives for the day."""
+    start, nulls = release_window_start(day), " + ".join(
+        f"CASE WHEN {c} IS NULL THEN 1 ELSE 0 END" for c in EXTRACT_REQUIRED)
+    return f"""
+        SELECT COUNT(*) AS valid_rows, COALESCE(SUM({nulls}), 0) AS null_required_fields,
+               COALESCE(SUM(CASE WHEN CAST(played_at AS DATE) <> {date_literal(day)} THEN 1 ELSE 0 END), 0)
+                   AS played_outside_day,
+               COALESCE(SUM(CASE WHEN track_release_date BETWEEN {date_literal(start)} AND {date_literal(day)}
+                            THEN 0 ELSE 1 END), 0) AS released_outside_window,
+               COALESCE(SUM(CASE WHEN completion_rate < 0.95 THEN 1 ELSE 0 END), 0) AS completion_below_95,
+               COALESCE(SUM(CASE WHEN play_count < 1 THEN 1 ELSE 0 END), 0) AS play_count_below_1
+        FROM {raw} r"""
 
 
 # --- unify: unified_candidates ------------------------------------------------------------------------------
 UNIFIED_REQUIRED = ("listener_id", "track_id", "play_count", "completion_rate", "engagement_score",
                     "first_played_at", "track_release_date")
-UNIFY_COLUMNS = ("listener_id", "track_id", *UNIFIED_REQUIRED[2:], "genre")  # what unify_stats reads
 UNIFY_STATS = ("rows_minus_raw_pairs", "duplicate_pairs", "plays_lost", "null_required_fields",
                "missing_context")
 
@@ -75,34 +73,21 @@ def unify_checks(asset_key, partitions, raw_key) -> list[AssetCheckSpec]:
                   "plays conserved, required fields and context present.", [raw_key])]
 
 
-def distinct_pairs(frame: pl.DataFrame | pl.LazyFrame) -> int:
-    """Distinct listener+track pairs: one int64 key hashed when the ids fit one, else counted on the
-    sorted keys (a third of the memory of hashing two columns)."""
-    frame = frame.lazy()
-    if packable(frame):
-        keys = frame.select(pair_key()).collect().to_series()
-        if keys.len() < 2 or (keys.diff().slice(1) > 0).all():  # strictly increasing, as the unify sorts it:
-            return keys.len()  # all distinct, without hashing 1.5M keys
-        return keys.n_unique()
-    keys = frame.select("listener_id", "track_id").sort("listener_id", "track_id").collect()
-    new_pair = (pl.col("listener_id") != pl.col("listener_id").shift()) | \
-        (pl.col("track_id") != pl.col("track_id").shift())
-    return int(keys.select(new_pair.fill_null(True).sum()).item() or 0)
-
-
-def unify_stats(raw, out) -> dict:
+def unify_stats_sql(raw: str, unified: str) -> str:
     """Compared with the raw plays, not with the output's own shape: a join that multiplies rows, a
-    group-by on the wrong keys, or a lost context lookup shows here."""
-    return {
-        "rows_minus_raw_pairs": out.height - distinct_pairs(raw),
-        "duplicate_pairs": out.height - distinct_pairs(out),
-        "plays_lost": int((raw.lazy().select(pl.col("play_count").sum()).collect().item() or 0)
-                          - (out["play_count"].sum() or 0)),
-        "null_required_fields": int(out.select(
-            pl.sum_horizontal(pl.col(c).is_null() for c in UNIFIED_REQUIRED).sum()).item() or 0),
-        # Unknown listeners have no marketplace yet (trust removes them next); every play has a genre.
-        "missing_context": int(out["genre"].null_count()),
-    }
+    group-by on the wrong keys, or a lost context lookup shows here. Unknown listeners have no marketplace
+    yet (trust removes them next); every play has a genre."""
+    nulls = " + ".join(f"CASE WHEN {c} IS NULL THEN 1 ELSE 0 END" for c in UNIFIED_REQUIRED)
+    return f"""
+        SELECT u.n - (SELECT COUNT(*) FROM (SELECT DISTINCT listener_id, track_id FROM {raw} r) p)
+                   AS rows_minus_raw_pairs,
+               u.n - (SELECT COUNT(*) FROM (SELECT DISTINCT listener_id, track_id FROM {unified} v) d)
+                   AS duplicate_pairs,
+               COALESCE((SELECT SUM(play_count) FROM {raw} r), 0) - u.plays AS plays_lost,
+               u.nulls AS null_required_fields, u.no_genre AS missing_context
+        FROM (SELECT COUNT(*) AS n, COALESCE(SUM(play_count), 0) AS plays, COALESCE(SUM({nulls}), 0) AS nulls,
+                     COALESCE(SUM(CASE WHEN genre IS NULL THEN 1 ELSE 0 END), 0) AS no_genre
+              FROM {unified} w) u"""
 
 
 # --- filter: filtered_candidates ----------------------------------------------------------------------------
@@ -117,19 +102,32 @@ def filter_row_count_check(kept_key, partitions, unified_key) -> AssetCheckSpec:
                  "Eligible candidates within 0.5x-2x of the previous partition's.", [unified_key])
 
 
-def guard_frame(kept: pl.DataFrame, signals: pl.DataFrame, contacts: pl.DataFrame | None = None) -> pl.DataFrame:
-    """The kept candidates joined to contact signals read afresh from the warehouse (and the program's own
-    ledger), so the check does not trust the frames the filters loaded."""
-    return policy_frame(kept, signals, contacts)
+GUARD_STATS = ("null_keys", "unknown_or_untrusted", "opted_out", "over_weekly_cap")
 
 
-def guard_expectations(policy: ContactPolicy) -> list:
-    """Always all of contact policy, whatever the chain enables: no program can configure it away."""
-    return [NotNull("listener_id"), NotNull("track_id"),
-            NotNull("bot_score"), Between("bot_score", 0.0, policy.max_bot_score - 1e-9),
-            NotNull("is_authentic"), InSet("is_authentic", [True]),
-            NotNull("opted_out"), InSet("opted_out", [False]),
-            Between("requests_in_week", 0, policy.max_requests_per_week)]
+def guard_sql(kept: str, policy: ContactPolicy, program_id: str, day: date) -> str:
+    """The kept pairs (`kept`: listener_id, track_id) joined to contact signals read afresh from the warehouse
+    and the program's own ledger (the session's own_* tables), counted by what contact policy forbids:
+    always all of it, whatever the chain enables, so no program can configure it away. A listener's
+    requests in the week are the prior ones plus each of the day's kept pairs."""
+    since, until = batch_window(day)
+    return f"""
+        SELECT SUM(CASE WHEN listener_id IS NULL OR track_id IS NULL THEN 1 ELSE 0 END) AS null_keys,
+               SUM(CASE WHEN bot_score IS NULL OR bot_score >= {policy.max_bot_score!r}
+                         OR NOT COALESCE(is_authentic, FALSE) THEN 1 ELSE 0 END) AS unknown_or_untrusted,
+               SUM(CASE WHEN COALESCE(opted_out, TRUE) OR suppressed THEN 1 ELSE 0 END) AS opted_out,
+               SUM(CASE WHEN prior + position > {int(policy.max_requests_per_week)} THEN 1 ELSE 0 END)
+                   AS over_weekly_cap
+        FROM (SELECT k.listener_id, k.track_id, l.bot_score, l.is_authentic, l.opted_out,
+                     s.listener_id IS NOT NULL AS suppressed, COALESCE(r.prior, 0) AS prior,
+                     ROW_NUMBER() OVER (PARTITION BY k.listener_id ORDER BY k.track_id) AS position
+              FROM {kept} k
+              LEFT JOIN listeners l ON l.listener_id = k.listener_id
+              LEFT JOIN (SELECT DISTINCT listener_id FROM own_suppressed) s ON s.listener_id = k.listener_id
+              LEFT JOIN (SELECT listener_id, SUM(prior_requests) AS prior FROM (
+                             {recent_request_counts_sql(program_id, since, until)}
+                             UNION ALL SELECT listener_id, requests AS prior_requests FROM own_contacts) w
+                         GROUP BY listener_id) r ON r.listener_id = k.listener_id) g"""
 
 
 # --- features: listener_features, track_features ------------------------------------------------------------

@@ -17,10 +17,11 @@ from dagster import (AssetCheckExecutionContext, AssetCheckKey, AssetChecksDefin
 from music_feedback.defs.batch.assets.features import KINDS
 from music_feedback.defs.batch.assets.filter import SEED_PASS_RATE
 from music_feedback.defs.batch.assets.store import channel_rows
+from music_feedback.defs.batch.assets.unify import stored
 from music_feedback.defs.batch.checks import (MAX_REJECTED_SHARE, READ_BACK_STATS, SCORE_STATS, UNIFY_STATS,
                                               WINDOW_STATS, extract_checks, feature_check, filter_row_count_check,
                                               read_back_stats, score_checks, score_stats, store_checks,
-                                              UNIFY_COLUMNS, unify_checks, unify_stats, window_stats)
+                                              unify_checks, unify_stats_sql, window_stats_sql)
 from music_feedback.defs.common import key
 from music_feedback.defs.partitions import batch_date
 from music_feedback.programs.model import Program
@@ -29,7 +30,8 @@ from music_feedback.quality.checks import (StatsSuite, judge_stats_suites, mater
                                            run_stats_suite, run_suite, stats_suite, zero)
 from music_feedback.quality.expectations import Between
 from music_feedback.store.base import CandidateStore
-from music_feedback.warehouse.port import Warehouse, bind_batch_window
+from music_feedback.transforms.validate import malformed_rows_query
+from music_feedback.warehouse.port import Warehouse, bind_batch_window, text_literal
 
 
 def _stored(context: AssetCheckExecutionContext, asset_key) -> pl.LazyFrame:
@@ -50,6 +52,20 @@ def _metadata(context, asset_key, day) -> dict:
     return meta
 
 
+def _stats(context, queries: dict) -> dict:
+    """Each query's one row of statistics, computed where the stage's data lives (the warehouse's session
+    over the stored outputs): nothing of the day's rows is pulled into this process."""
+    warehouse: Warehouse = context.resources.warehouse
+    out = {}
+    with warehouse.stage_session() as stage:
+        relations = {name: stored(stage, context.resources.io_manager, asset_key, context.partition_key)
+                     for name, asset_key in queries.pop("_relations").items()}
+        for name, build in queries.items():
+            out[name] = {k: (int(v) if v is not None else 0) for k, v in
+                         stage.fetch(build(**relations)).row(0, named=True).items()}
+    return out
+
+
 def extract_check(program: Program, partitions) -> AssetChecksDefinition:
     raw_key = key(program, "raw_streams")
     connector = program.connector
@@ -59,12 +75,20 @@ def extract_check(program: Program, partitions) -> AssetChecksDefinition:
     def extract(context: AssetCheckExecutionContext):
         day = batch_date(context)
         warehouse: Warehouse = context.resources.warehouse
-        raw = _stored(context, raw_key)
         meta = _metadata(context, raw_key, day)
-        extracted, rejected, valid = (int(meta[k]) for k in ("extracted_rows", "rejected_rows", "dagster/row_count"))
+        rejected, valid = (int(meta[k]) for k in ("rejected_rows", "dagster/row_count"))
+        query = bind_batch_window(connector.config.query, day)
+        malformed = bind_batch_window(malformed_rows_query(connector.config.table), day)
         suites = []  # judged together: one GX validation for the step, not one per check
         if _selected(context, raw_key, "extract_fields_valid"):
-            suites.append(stats_suite("extract_fields_valid", window_stats(raw, rejected, extracted, day),
+            stats = _stats(context, {"_relations": {"raw": raw_key},
+                                     "window": lambda raw: window_stats_sql(raw, day),
+                                     # what the warehouse gives for the day, counted afresh
+                                     "extracted": lambda raw: f"SELECT (SELECT COUNT(*) FROM ({query}) q) + "
+                                                              f"(SELECT COUNT(*) FROM ({malformed}) m) AS n"})
+            window = stats["window"]
+            window["rows_unaccounted"] = stats["extracted"]["n"] - window.pop("valid_rows") - rejected
+            suites.append(stats_suite("extract_fields_valid", {k: window[k] for k in WINDOW_STATS},
                                       zero(*WINDOW_STATS)))
         if _selected(context, raw_key, "row_count_vs_previous_day"):
             def day_before_in_warehouse() -> int:
@@ -75,6 +99,7 @@ def extract_check(program: Program, partitions) -> AssetChecksDefinition:
                 context.instance, raw_key, day, day_before_in_warehouse,
                 "the connector's rows for the day before, counted in the warehouse")))
         if _selected(context, raw_key, "rejected_share_within_limit"):
+            extracted = valid + rejected
             share = rejected / max(extracted, 1)
             suites.append(StatsSuite(
                 "rejected_share_within_limit", {"rejected_share": share},
@@ -90,12 +115,11 @@ def unify_check(program: Program, partitions) -> AssetChecksDefinition:
     raw_key, unified_key = key(program, "raw_streams"), key(program, "unified_candidates")
 
     @multi_asset_check(name=f"{program.slug}__unify_checks", specs=unify_checks(unified_key, partitions, raw_key),
-                       required_resource_keys={"io_manager"})
+                       required_resource_keys={"io_manager", "warehouse"})
     def unify(context: AssetCheckExecutionContext):
-        raw = _stored(context, raw_key).select("listener_id", "track_id", "play_count").collect()  # read once
-        unified = _stored(context, unified_key)
-        out = unified.select(c for c in UNIFY_COLUMNS if c in unified.collect_schema().names()).collect()
-        yield run_stats_suite(unified_key, "unique_and_complete", unify_stats(raw, out), zero(*UNIFY_STATS))
+        stats = _stats(context, {"_relations": {"raw": raw_key, "unified": unified_key},
+                                 "unify": unify_stats_sql})["unify"]
+        yield run_stats_suite(unified_key, "unique_and_complete", stats, zero(*UNIFY_STATS))
 
     return unify
 
@@ -105,16 +129,17 @@ def filter_check(program: Program, partitions) -> AssetChecksDefinition:
 
     @multi_asset_check(name=f"{program.slug}__filter_checks",
                        specs=[filter_row_count_check(kept_key, partitions, unified_key)],
-                       required_resource_keys={"io_manager"})
+                       required_resource_keys={"io_manager", "warehouse"})
     def filtered(context: AssetCheckExecutionContext):
         day = batch_date(context)
-        unified = _stored(context, unified_key)
         rows = int(_metadata(context, kept_key, day)["dagster/row_count"])
 
-        def seed_pass_rate() -> int:  # a scan: only the first partition's baseline reads it
-            in_program = unified.filter(pl.col("marketplace").is_in(list(program.marketplaces))) \
-                if program.marketplaces else unified
-            return int(in_program.select(pl.len()).collect().item() * SEED_PASS_RATE)
+        def seed_pass_rate() -> int:  # counted in the warehouse: only the first partition's baseline reads it
+            markets = ", ".join(text_literal(m) for m in program.marketplaces)
+            where = f" WHERE marketplace IN ({markets})" if program.marketplaces else ""
+            n = _stats(context, {"_relations": {"unified": unified_key},
+                                 "n": lambda unified: f"SELECT COUNT(*) AS n FROM {unified} u{where}"})["n"]["n"]
+            return int(n * SEED_PASS_RATE)
         yield run_row_count_suite(kept_key, rows, *row_count_expectation(
             context.instance, kept_key, day, seed_pass_rate,
             "the seed's filter pass rate (13.3%) of today's candidates in the program's marketplaces"))

@@ -1,37 +1,44 @@
-"""unified_candidates: one row per listener+track with marketplace, genre and event metadata."""
+"""unified_candidates: one row per listener+track with marketplace, genre and event metadata, made by the
+warehouse from the stored raw plays."""
 
-import polars as pl
-from dagster import AssetExecutionContext, AssetIn, Output, asset
+from dagster import AssetExecutionContext, Output, asset
 
-from music_feedback.defs.common import OWNER, Stopwatch, frame_metadata, key
+from music_feedback.defs.common import OWNER, Stopwatch, key
 from music_feedback.defs.partitions import batch_date
 from music_feedback.defs.warehouse_tables.assets import reads
 from music_feedback.programs.model import Program
-from music_feedback.transforms.unify import unify
-from music_feedback.warehouse import queries as q
+from music_feedback.transforms.stage_sql import unify_sql
 from music_feedback.warehouse.port import Warehouse
+from music_feedback.warehouse.stage import StageSession
+
+
+def stored(stage: StageSession, io_manager, asset_key, partition: str) -> str:
+    """A relation over a stage's stored output, wherever the IO manager keeps it."""
+    path = list(asset_key.path)
+    return stage.stored(path, partition, io_manager.where(io_manager.key_of(path, partition, "parquet")))
 
 
 def build_unify(program: Program, partitions):
-    asset_key = key(program, "unified_candidates")
+    asset_key, raw_key = key(program, "unified_candidates"), key(program, "raw_streams")
 
     @asset(
-        key=asset_key, group_name=program.slug, owners=[OWNER], kinds={"polars"},
-        partitions_def=partitions, ins={"raw": AssetIn(key(program, "raw_streams"))}, deps=reads("unify"),
+        key=asset_key, group_name=program.slug, owners=[OWNER], kinds={"sql", "duckdb"},
+        partitions_def=partitions, deps=[raw_key, *reads("unify")], required_resource_keys={"io_manager", "warehouse"},
         description="The unified candidate model: raw plays deduplicated by listener+track, with "
-                    "marketplace, time zone and genre context and event metadata.",
+                    "marketplace, time zone and genre context and event metadata, made in the warehouse.",
     )
-    def unified_candidates(context: AssetExecutionContext, warehouse: Warehouse, raw: pl.LazyFrame):
+    def unified_candidates(context: AssetExecutionContext):
         watch = Stopwatch()
-        with watch.stage("context"), warehouse.session():
-            listeners = q.listener_context(warehouse, ["listener_id", "marketplace", "time_zone", "voice_enabled"])
-            tracks = q.track_context(warehouse, ["track_id", "track_name"])
-        with watch.stage("unify"):
-            out = unify(raw, listeners, tracks, program.program_id, batch_date(context),
-                        program.connector.connector_id)
-        unknown = int(out["marketplace"].is_null().sum())
-        raw_rows = raw.select(pl.len()).collect().item()  # from the Parquet footer
-        return Output(out, metadata=frame_metadata(out, watch.total, duplicates_merged=raw_rows - out.height,
-                                                   unknown_listeners=unknown, stage_seconds=watch.stages))
+        warehouse: Warehouse = context.resources.warehouse
+        partition = context.partition_key
+        with warehouse.stage_session() as stage:
+            raw = stored(stage, context.resources.io_manager, raw_key, partition)
+            sql = unify_sql(raw, program.program_id, batch_date(context), program.connector.connector_id)
+            stage.create("unified", sql)
+            counts = stage.fetch(f"SELECT (SELECT COUNT(*) FROM {raw}) AS raw_rows, COUNT(*) AS pairs, "
+                                 "SUM(CASE WHEN marketplace IS NULL THEN 1 ELSE 0 END) AS unknown FROM unified").row(0)
+            yield Output(stage.output("SELECT * FROM unified", asset_key.path, partition), metadata={
+                "duplicates_merged": int(counts[0] - counts[1]), "unknown_listeners": int(counts[2] or 0),
+                "stage_seconds": watch.stages, "duration_s": round(watch.total, 3)})
 
     return unified_candidates
