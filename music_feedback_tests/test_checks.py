@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import duckdb
 import polars as pl
 import pytest
 from dagster import AssetKey
 
-from music_feedback.defs.batch.checks import UNIFY_STATS, WINDOW_STATS, unify_stats, window_stats
+from music_feedback.defs.batch.checks import UNIFY_STATS, WINDOW_STATS, unify_stats_sql, window_stats_sql
 from music_feedback.quality.checks import run_stats_suite, run_suite, zero
 from music_feedback.quality.expectations import Between
 
@@ -24,22 +25,34 @@ def plays(**overrides) -> pl.DataFrame:
     return pl.DataFrame([{**row, **overrides}])
 
 
+def sql_stats(sql_of, **frames) -> dict:
+    """The SQL statistics over in-memory frames, as the warehouse computes them over the stored stages."""
+    con = duckdb.connect()
+    for name, frame in frames.items():
+        con.register(name, frame)
+    return {k: int(v or 0) for k, v in con.sql(sql_of(**frames and {n: n for n in frames})).pl()
+            .row(0, named=True).items()}
+
+
 def test_window_stats_catch_a_query_bound_to_the_wrong_day():
-    good = window_stats(plays(), plays().clear(), 1, DAY)
-    assert set(good) == set(WINDOW_STATS) and not any(good.values())
-    wrong_day = plays(played_at=datetime(2026, 11, 22, 12), track_release_date=date(2026, 11, 10))
-    stats = window_stats(wrong_day, wrong_day.clear(), 2, DAY)
+    good = sql_stats(lambda raw: window_stats_sql(raw, DAY), raw=plays())
+    assert good["valid_rows"] == 1 and not any(v for k, v in good.items() if k != "valid_rows")
+    wrong_day = plays(played_at=datetime(2026, 11, 22, 12), track_release_date=date(2026, 11, 10),
+                      completion_rate=0.5, genre=None)
+    stats = sql_stats(lambda raw: window_stats_sql(raw, DAY), raw=wrong_day)
+    assert set(stats) == {"valid_rows", *WINDOW_STATS} - {"rows_unaccounted"}
     assert stats["played_outside_day"] == 1 and stats["released_outside_window"] == 1
-    assert stats["rows_unaccounted"] == 1  # two extracted, one kept, none set aside
+    assert stats["completion_below_95"] == 1 and stats["null_required_fields"] == 1
 
 
 def test_unify_stats_catch_a_join_that_doubles_rows():
     raw = pl.concat([plays(), plays(track_id=11)])
-    doubled = pl.concat([raw, raw.head(1)])
-    stats = unify_stats(raw, doubled.with_columns(pl.lit("pop").alias("genre"),
-                                                  pl.col("played_at").alias("first_played_at")))
+    doubled = pl.concat([raw, raw.head(1)]).with_columns(pl.col("played_at").alias("first_played_at"))
+    stats = sql_stats(unify_stats_sql, raw=raw, unified=doubled)
     assert set(stats) == set(UNIFY_STATS)
     assert stats["rows_minus_raw_pairs"] == 1 and stats["duplicate_pairs"] == 1 and stats["plays_lost"] == -2
+    right = sql_stats(unify_stats_sql, raw=raw, unified=raw.with_columns(pl.col("played_at").alias("first_played_at")))
+    assert not any(right.values())
 
 
 def test_failure_says_what_was_observed():

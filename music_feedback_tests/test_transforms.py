@@ -132,17 +132,16 @@ def test_unify_dedupes_by_listener_and_track():
 
 def test_unify_packed_and_two_key_paths_agree(monkeypatch):
     """Ids that fit one int64 key group on it; others (here a listener id past 2**31) group on both
-    columns: the same rows either way, and distinct_pairs counts alike."""
+    columns: the same rows either way."""
     import music_feedback.transforms.unify as u
-    from music_feedback.defs.batch.checks import distinct_pairs
     big = SAMPLE.with_columns(pl.when(pl.col("listener_id") == 7).then(2**40).otherwise(pl.col("listener_id"))
                               .alias("listener_id"))
     assert u.packable(SAMPLE.lazy()) and not u.packable(big.lazy())
     packed = unified(SAMPLE)
-    assert distinct_pairs(SAMPLE) == packed.height == 5
+    assert packed.height == 5
     monkeypatch.setattr(u, "packable", lambda plays: False)
     assert unified(SAMPLE).equals(packed)
-    assert unified(big).height == distinct_pairs(big) == 5
+    assert unified(big).height == 5
 
 
 def test_unify_keeps_pairs_with_a_null_id_apart():
@@ -154,17 +153,6 @@ def test_unify_keeps_pairs_with_a_null_id_apart():
     assert not u.packable(nulls.lazy())
     out = unified(nulls)
     assert out.filter(pl.col("listener_id").is_null())["track_id"].sort().to_list() == [10, 11]
-
-
-@pytest.mark.parametrize("pairs, distinct", [([(1, 1), (1, 2), (2, 1)], 3), ([(1, 1), (1, 1), (2, 1)], 2),
-                                             ([(2, 1), (1, 1), (1, 2)], 3), ([(2, 1), (1, 1), (2, 1)], 2),
-                                             ([(1, 1)], 1), ([], 0)],
-                         ids=["sorted", "sorted-duplicate", "unsorted", "unsorted-duplicate", "one", "none"])
-def test_distinct_pairs_counts_sorted_and_unsorted_keys(pairs, distinct):
-    """Strictly increasing keys (the unify's sorted output) are counted without hashing; others are hashed."""
-    from music_feedback.defs.batch.checks import distinct_pairs
-    frame = pl.DataFrame(pairs, schema={"listener_id": pl.Int64, "track_id": pl.Int64}, orient="row")
-    assert distinct_pairs(frame) == distinct
 
 
 def test_unify_joins_context():
