@@ -5,6 +5,9 @@ A cursor's result is materialised on Redshift's leader node, so when an UNLOAD l
 extract above `unload_threshold_rows` goes through UNLOAD to S3 Parquet instead (see unload.py; on by
 default, MUSIC_FEEDBACK_REDSHIFT_UNLOAD=off turns it off): every slice writes its files in parallel, and
 the batch reads them concurrently, typed as the cursor types them.
+
+The batch's extract, unify and filter chain run in the cluster through `stage_session()` (redshift_stage.py):
+their outputs are kept as tables in `stage_schema` and streamed to the IO manager.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from pydantic import Field, PrivateAttr
 
 from music_feedback.aws.settings import region_setting
 from music_feedback.warehouse.port import Warehouse, WarehouseError
+from music_feedback.warehouse.redshift_stage import STAGE_SCHEMA_VAR, RedshiftStageSession, check_schema
 from music_feedback.warehouse.unload import (DEFAULT_READERS, DEFAULT_ROWS, READERS_VAR, ROWS_VAR, S3_URI_VAR,
                                              SWITCH_VAR, check_settings, count_rows, s3_client,
                                              unload_and_read)
@@ -62,6 +66,10 @@ class RedshiftWarehouse(Warehouse):
         'ARN of the IAM role Redshift assumes to UNLOAD (MUSIC_FEEDBACK_REDSHIFT_UNLOAD_IAM_ROLE).'))
     region_name: str = Field(default="us-east-1", description=(
         'AWS region of the UNLOAD bucket (AWS_REGION, else AWS_DEFAULT_REGION).'))
+    stage_schema: Optional[str] = Field(default=None, description=(
+        'Schema the batch\'s stage outputs are kept in as tables (stage__<asset>__<partition>), which later '
+        'stages read; None: the connection\'s default schema (MUSIC_FEEDBACK_REDSHIFT_STAGE_SCHEMA). The '
+        'batch\'s user needs CREATE on it.'))
     extract_tables: list[str] = Field(default_factory=lambda: ["track_plays"], description=(
         'Warehouse tables whose extract may go through UNLOAD.'))
     _idle = PrivateAttr(default=None)  # hold(): connections between reads
@@ -114,6 +122,7 @@ class RedshiftWarehouse(Warehouse):
             sslmode=env("MUSIC_FEEDBACK_REDSHIFT_SSLMODE", "require"), autocommit=True,
             connect_timeout=max(1, round(numbers[CONNECT_TIMEOUT_VAR])))
         uri = env(S3_URI_VAR)
+        stage_schema = check_schema((env(STAGE_SCHEMA_VAR) or "").strip() or None)
         if switch != "off":  # asked for by name, by a threshold, or by a location: it must be able to run
             why = (f"{SWITCH_VAR}=on" if switch == "on" else f"{ROWS_VAR} is set" if env(ROWS_VAR)
                    else f"{S3_URI_VAR} is set" if uri else None)
@@ -123,7 +132,7 @@ class RedshiftWarehouse(Warehouse):
                    unload_threshold_rows=int(numbers[ROWS_VAR]), unload_readers=int(numbers[READERS_VAR]),
                    unload_s3_uri=uri,
                    unload_iam_role=env("MUSIC_FEEDBACK_REDSHIFT_UNLOAD_IAM_ROLE"),
-                   region_name=region)
+                   region_name=region, stage_schema=stage_schema)
 
     def describe(self) -> str:
         r = self.redshift
@@ -174,6 +183,16 @@ class RedshiftWarehouse(Warehouse):
 
     def hold(self) -> None:
         self._idle = []
+
+    @contextmanager
+    def stage_session(self) -> Iterator["RedshiftStageSession"]:
+        """The batch's stages run in the cluster on one connection (redshift_stage.py); its TEMP tables go
+        with it, the stage outputs stay as tables in `stage_schema`."""
+        session = RedshiftStageSession(self)
+        try:
+            yield session
+        finally:
+            session.close()
 
     @contextmanager
     def _connection(self) -> Iterator:
