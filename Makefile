@@ -37,9 +37,12 @@ test-fast: install
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
+# SCALE=20 (or 50) adds the day at that scale, its growth over 1x and its funnel (`scale20_*`); its warehouse
+# is drawn once into data/bench/scale20/. BENCH_SECTIONS=batch,scale runs those sections only.
 SCALE ?= 1
+BENCH_SECTIONS ?=
 bench: install dynamodb-local postgresql hey wrk $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/music-feedback bench --scale $(SCALE)
+	MUSIC_FEEDBACK_BENCH_SECTIONS=$(BENCH_SECTIONS) $(BIN)/music-feedback bench --scale $(SCALE)
 
 warehouse: install
 	$(BIN)/music-feedback warehouse seed
