@@ -36,11 +36,9 @@ def warehouse_configured() -> bool:
 
 def duckdb_stage_settings() -> dict:
     """The embedded warehouse's memory limit and spill folder for the batch's stages, when set."""
-    out = {}
+    out = {"spill_dir": os.environ.get("MUSIC_FEEDBACK_DUCKDB_SPILL_DIR") or str(data_home() / "duckdb_spill")}
     if os.environ.get("MUSIC_FEEDBACK_DUCKDB_MEMORY_LIMIT"):
         out["memory_limit"] = os.environ["MUSIC_FEEDBACK_DUCKDB_MEMORY_LIMIT"]
-    if os.environ.get("MUSIC_FEEDBACK_DUCKDB_SPILL_DIR"):
-        out["spill_dir"] = os.environ["MUSIC_FEEDBACK_DUCKDB_SPILL_DIR"]
     return out
 
 

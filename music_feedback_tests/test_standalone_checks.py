@@ -105,3 +105,18 @@ def test_store_check_alone_reads_the_candidate_store(materialized_day, program):
                                                 "store_returns_what_was_scored"))
     assert result.passed
     assert result.metadata["stored_minus_written"].value == 0 and result.metadata["sample_rows_missing"].value == 0
+
+
+def test_unify_check_alone_counts_in_the_warehouse_what_was_stored(materialized_day, program, data_home):
+    """The statistics are SQL over the stored stages: a pair written twice shows as one duplicate and its
+    plays as counted twice."""
+    instance, defs = materialized_day
+    check = AssetCheckKey(AssetKey([program.slug, "unified_candidates"]), "unique_and_complete")
+    assert only(defs, instance, check).passed
+    path = data_home / "assets" / program.slug / "unified_candidates" / f"{BATCH_DAY}.parquet"
+    unified = pl.read_parquet(path)
+    pl.concat([unified, unified.head(1)]).write_parquet(path)
+    failed = only(defs, instance, check)
+    assert not failed.passed
+    assert failed.metadata["duplicate_pairs"].value == 1 and failed.metadata["rows_minus_raw_pairs"].value == 1
+    assert failed.metadata["plays_lost"].value == -unified["play_count"][0]

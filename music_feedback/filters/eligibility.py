@@ -33,7 +33,7 @@ class EligibilityFilter(CandidateFilter):
     def sql(self, chain, rank=None) -> str:
         market = ""
         if chain.marketplaces:
-            listed = ", ".join(literal(m, "marketplaces") for m in chain.marketplaces)
+            listed = ", ".join(literal(m, f"filter '{self.name}': marketplace") for m in chain.marketplaces)
             market = f"WHEN COALESCE(marketplace NOT IN ({listed}), FALSE) THEN {self.sql_code('marketplace_not_in_program')} "
         return (f"CASE WHEN COALESCE(opted_out, TRUE) THEN {self.sql_code('opted_out')} {market}"
                 f"WHEN NOT COALESCE(feedback_eligible, FALSE) THEN {self.sql_code('track_not_eligible')} "

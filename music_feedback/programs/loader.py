@@ -9,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from music_feedback.filters.chain import build_chain, policy_warnings
+from music_feedback.filters.sql import SqlChain, require_sql
 from music_feedback.programs.model import Program
 from music_feedback.settings import PROGRAM_VAR, PROGRAMS_DIR_VAR
 
@@ -65,7 +66,8 @@ def load_program(path: Path | str) -> Program:
     except ValidationError as exc:
         raise _config_error(path, exc) from None
     try:
-        build_chain(program.filter_chain)
+        for flt in build_chain(program.filter_chain):  # the chain runs in the warehouse: refuse what SQL cannot say
+            require_sql(flt, SqlChain(tuple(program.marketplaces)))
     except ValueError as exc:
         raise ProgramConfigError(f"{path}: invalid program configuration:\n  {exc}") from None
     for message in policy_warnings(program.filter_chain):
