@@ -10,11 +10,14 @@ from dagster import AssetKey, PreviewWarning
 
 from music_feedback.io.metadata import PREVIEW_ROWS, column_schema, preview  # noqa: F401 (used by the stages)
 from music_feedback.programs.model import Program
+from music_feedback.settings import get_env
 
 # Per-partition check results are what an operator needs ("which day failed?"); the API is in preview.
 warnings.filterwarnings("ignore", category=PreviewWarning, message="Specifying a partitions_def on an AssetCheckSpec")
 
 OWNER = "team:data-engineering"
+# The warehouse that runs the batch's SQL stages, for the assets' kind tags in the UI.
+WAREHOUSE_KIND = "redshift" if get_env() == "aws" else "duckdb"
 
 
 def key(program: Program, name: str) -> AssetKey:

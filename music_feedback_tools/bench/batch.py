@@ -200,7 +200,7 @@ def _figures(report: dict, day, process_s: float, peak_mb: float, train_s: float
 
     figures = {
         "batch_date": day.isoformat(),
-        "raw_records": m("raw_streams", "extracted_rows"),
+        "raw_records": (m("raw_streams", "dagster/row_count") or 0) + (m("raw_streams", "rejected_rows") or 0),
         "rejected_records": m("rejected_streams", "dagster/row_count"),
         "unique_candidates": m("unified_candidates", "dagster/row_count"),
         "eligible_candidates": m("filtered_candidates", "dagster/row_count"),

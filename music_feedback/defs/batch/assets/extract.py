@@ -4,7 +4,7 @@ Its checks are standalone (defs/batch/assets/checks.py)."""
 
 from dagster import AssetExecutionContext, AssetOut, Output, multi_asset
 
-from music_feedback.defs.common import OWNER, Stopwatch, key
+from music_feedback.defs.common import OWNER, WAREHOUSE_KIND, Stopwatch, key
 from music_feedback.defs.partitions import batch_date
 from music_feedback.defs.warehouse_tables.assets import table_key
 from music_feedback.programs.model import Program
@@ -22,11 +22,11 @@ def build_extract(program: Program, partitions):
         name=f"{program.slug}__extract", deps=[table_key(connector.config.table)],
         outs={
             "raw_streams": AssetOut(
-                key=raw_key, group_name=program.slug, owners=[OWNER], kinds={"sql", "duckdb"},
+                key=raw_key, group_name=program.slug, owners=[OWNER], kinds={"sql", WAREHOUSE_KIND},
                 description=f"Completed plays (>= 95%) on day D of tracks released in the 7 days before, "
                             f"extracted by connector '{connector.connector_id}' ({connector.type}) in the warehouse."),
             "rejected_streams": AssetOut(
-                key=rejected_key, group_name=program.slug, owners=[OWNER], kinds={"sql", "duckdb"},
+                key=rejected_key, group_name=program.slug, owners=[OWNER], kinds={"sql", WAREHOUSE_KIND},
                 description="Extracted rows set aside because a field was null or out of range, with a reason."),
         },
         partitions_def=partitions,

@@ -6,7 +6,7 @@ from dagster import AssetExecutionContext, AssetOut, MetadataValue, Output, mult
 
 from music_feedback.defs.batch.assets.unify import stored
 from music_feedback.defs.batch.checks import filter_checks, guard_sql, GUARD_STATS
-from music_feedback.defs.common import OWNER, Stopwatch, key
+from music_feedback.defs.common import OWNER, WAREHOUSE_KIND, Stopwatch, key
 from music_feedback.defs.partitions import batch_date
 from music_feedback.defs.warehouse_tables.assets import reads
 from music_feedback.feedback.port import FeedbackStore
@@ -50,10 +50,10 @@ def build_filter(program: Program, partitions):
         required_resource_keys={"io_manager", "warehouse", "feedback_store"},
         outs={
             "filtered_candidates": AssetOut(
-                key=kept_key, group_name=program.slug, owners=[OWNER], kinds={"sql", "duckdb"},
+                key=kept_key, group_name=program.slug, owners=[OWNER], kinds={"sql", WAREHOUSE_KIND},
                 description=f"Candidates that passed the filter chain ({order}), run in the warehouse."),
             "candidate_decisions": AssetOut(
-                key=decisions_key, group_name=program.slug, owners=[OWNER], kinds={"sql", "duckdb"},
+                key=decisions_key, group_name=program.slug, owners=[OWNER], kinds={"sql", WAREHOUSE_KIND},
                 description="Every candidate a filter removed, with the filter and reason code, written by the "
                             "warehouse: answers 'why was listener L not asked about track T on day D'."),
         },

@@ -3,7 +3,7 @@ warehouse from the stored raw plays."""
 
 from dagster import AssetExecutionContext, Output, asset
 
-from music_feedback.defs.common import OWNER, Stopwatch, key
+from music_feedback.defs.common import OWNER, WAREHOUSE_KIND, Stopwatch, key
 from music_feedback.defs.partitions import batch_date
 from music_feedback.defs.warehouse_tables.assets import reads
 from music_feedback.programs.model import Program
@@ -22,7 +22,7 @@ def build_unify(program: Program, partitions):
     asset_key, raw_key = key(program, "unified_candidates"), key(program, "raw_streams")
 
     @asset(
-        key=asset_key, group_name=program.slug, owners=[OWNER], kinds={"sql", "duckdb"},
+        key=asset_key, group_name=program.slug, owners=[OWNER], kinds={"sql", WAREHOUSE_KIND},
         partitions_def=partitions, deps=[raw_key, *reads("unify")], required_resource_keys={"io_manager", "warehouse"},
         description="The unified candidate model: raw plays deduplicated by listener+track, with "
                     "marketplace, time zone and genre context and event metadata, made in the warehouse.",
