@@ -21,12 +21,21 @@ def band_labels(bands: ScoreBands) -> dict[str, str]:
             "low": f"low (< {bands.medium:.2f})"}
 
 
+def band_counts(scores: pl.Series, bands: ScoreBands = ScoreBands()) -> dict[str, int]:
+    """Candidates per band (high >= bands.high, medium from bands.medium, low below it); counts of chunks
+    add up to the day's."""
+    return {"high": int((scores >= bands.high).sum()),
+            "medium": int(((scores >= bands.medium) & (scores < bands.high)).sum()),
+            "low": int((scores < bands.medium).sum())}
+
+
+def distribution_of(counts: dict[str, int], n: int) -> dict[str, float]:
+    """band_counts as shares of `n` candidates."""
+    n = max(n, 1)
+    return {band: round(counts[band] / n, 4) for band in ("high", "medium", "low")}
+
+
 def score_distribution(scores: pl.Series, bands: ScoreBands = ScoreBands()) -> dict[str, float]:
     """Share of candidates per band: high >= bands.high, medium from bands.medium, low below it. The batch's
     printout and the daily report both count with this, so they agree."""
-    n = max(scores.len(), 1)
-    return {
-        "high": round(int((scores >= bands.high).sum()) / n, 4),
-        "medium": round(int(((scores >= bands.medium) & (scores < bands.high)).sum()) / n, 4),
-        "low": round(int((scores < bands.medium).sum()) / n, 4),
-    }
+    return distribution_of(band_counts(scores, bands), scores.len())

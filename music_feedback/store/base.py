@@ -8,7 +8,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable
+from typing import Callable, Iterable
 
 import orjson
 import polars as pl
@@ -117,6 +117,16 @@ class CandidateStore(ConfigurableResource):
     def put_batch(self, program_id: str, batch_date: str, candidates: pl.DataFrame) -> int:
         """Atomically replace all rows of (program_id, batch_date) with `candidates`; idempotent.
         Returns rows written. Raises ValueError (writing nothing) on bad input."""
+
+    def put_batch_chunks(self, program_id: str, batch_date: str,
+                         chunks: Callable[[], Iterable[pl.DataFrame]]) -> int:
+        """put_batch of the rows of every frame `chunks()` yields, one after another, so an adapter can write
+        a day larger than memory a chunk at a time; as atomic and idempotent as put_batch (bad input in any
+        chunk writes nothing). An adapter may call `chunks` more than once (each call yields the same rows).
+        This default concatenates them (memory: the whole day) and calls put_batch."""
+        frames = list(chunks())
+        whole = (pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame(schema=CANDIDATE_SCHEMA))
+        return self.put_batch(program_id, batch_date, whole)
 
     @abc.abstractmethod
     def for_listener(self, program_id: str, listener_id: int, now: datetime | None = None) -> list[dict]:

@@ -2,9 +2,13 @@
 
 One step makes both (each may be materialized alone): they read the same candidates, and on two threads
 the track features' queries run while the listener features' are computed, instead of a second step
-loading the candidates and opening the warehouse again (~0.1 s of a batch)."""
+loading the candidates and opening the warehouse again (~0.1 s of a batch).
+
+Both are hydrated and written a chunk of ids at a time (settings.batch_chunk_rows), each chunk reading only
+its id range of the warehouse, so the step's memory follows the chunk, not the day nor the listener table."""
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
 from dataclasses import dataclass
 from typing import Callable
 
@@ -12,11 +16,13 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetIn, AssetOut, Output, multi_asset
 
 from music_feedback.defs.batch.checks import FRESHNESS, LISTENER_CHECKS, TRACK_CHECKS
-from music_feedback.defs.common import OWNER, Stopwatch, frame_metadata, key
+from music_feedback import settings
+from music_feedback.defs.common import OWNER, PREVIEW_ROWS, Stopwatch, frame_metadata, key
 from music_feedback.defs.partitions import batch_date
 from music_feedback.defs.warehouse_tables.assets import reads
 from music_feedback.programs.model import Program
 from music_feedback.scoring import features as f
+from music_feedback.io.chunks import FrameChunks
 from music_feedback.warehouse.port import Warehouse
 
 
@@ -24,7 +30,7 @@ from music_feedback.warehouse.port import Warehouse
 class _Features:
     kind: str  # listener or track
     checks: list  # the expectations of its standalone check (assets/checks.py)
-    build: Callable  # scoring.features.listener_features or track_features
+    build: Callable  # scoring.features.listener_feature_chunks or track_feature_chunks
     column: str  # the candidates' id column it reads
     features: tuple[str, ...]
 
@@ -33,8 +39,8 @@ class _Features:
         return f"{self.kind}_features"
 
 
-KINDS = (_Features("listener", LISTENER_CHECKS, f.listener_features, "listener_id", f.LISTENER_FEATURES),
-         _Features("track", TRACK_CHECKS, f.track_features, "track_id", f.TRACK_FEATURES))
+KINDS = (_Features("listener", LISTENER_CHECKS, f.listener_feature_chunks, "listener_id", f.LISTENER_FEATURES),
+         _Features("track", TRACK_CHECKS, f.track_feature_chunks, "track_id", f.TRACK_FEATURES))
 
 
 def build_features(program: Program, partitions):
@@ -49,18 +55,36 @@ def build_features(program: Program, partitions):
             description=f"{k.kind.capitalize()} features for the day's candidates: "
                         + ", ".join(k.features) + ".") for k in KINDS},
     )
-    def features(context: AssetExecutionContext, warehouse: Warehouse, candidates: pl.DataFrame):
+    def features(context: AssetExecutionContext, warehouse: Warehouse, candidates: pl.LazyFrame):
         day = batch_date(context)
-
-        def hydrate(kind: _Features) -> tuple[pl.DataFrame, float]:
-            watch = Stopwatch()
-            with warehouse.session():  # per thread: each has its own connection
-                return kind.build(warehouse, program.program_id, day, candidates[kind.column]), watch.total
-
+        chunk_rows = settings.batch_chunk_rows()
         selected = [k for k in KINDS if k.name in context.selected_output_names]
-        with ThreadPoolExecutor(len(selected)) as pool:
-            frames = list(zip(selected, pool.map(hydrate, selected)))
-        for kind, (out, seconds) in frames:
-            yield Output(out, kind.name, metadata=frame_metadata(out, seconds))
+        # the day's ids only, one column at a time: 8 bytes a candidate, not the candidates' rows
+        ids = {k.kind: candidates.select(k.column).collect().to_series() for k in selected}
+
+        def hydrate(kind: _Features) -> Iterator[pl.DataFrame]:
+            """The kind's chunks, its metadata added once the last is written (asset metadata, which the
+            materialization takes after the IO manager has consumed the chunks)."""
+            watch, rows, first = Stopwatch(), 0, None
+            with warehouse.session():  # per thread: each has its own connection
+                for chunk in kind.build(warehouse, program.program_id, day, ids[kind.kind], chunk_rows):
+                    rows += chunk.height
+                    first = chunk.head(PREVIEW_ROWS) if first is None else first
+                    yield chunk
+            meta = frame_metadata(first, watch.total)
+            meta["dagster/row_count"] = rows
+            context.add_asset_metadata(meta, asset_key=asset_keys[kind.kind])
+
+        def prefetch(kind: _Features) -> list[pl.DataFrame]:
+            return list(hydrate(kind))
+
+        # The track features (a few thousand rows a day) are read on a thread while the listener features
+        # are written chunk by chunk; the listeners' chunks are made as the IO manager writes them.
+        later = [k for k in selected if k.kind == "track"]
+        with ThreadPoolExecutor(1) as pool:
+            ahead = {k.kind: pool.submit(prefetch, k) for k in later}
+            for kind in selected:
+                chunks = iter(ahead[kind.kind].result()) if kind.kind in ahead else hydrate(kind)
+                yield Output(FrameChunks(chunks), kind.name)
 
     return [features]

@@ -1,11 +1,13 @@
-"""stored_candidates: the day's scored candidates written to the candidate store, one row per channel."""
+"""stored_candidates: the day's scored candidates written to the candidate store, one row per channel,
+a chunk of scored candidates at a time (settings.batch_chunk_rows), so memory follows the chunk."""
 
 from datetime import date, datetime, time, timedelta, timezone
 
 import polars as pl
 from dagster import AssetExecutionContext, AssetIn, MaterializeResult, MetadataValue, asset
 
-from music_feedback.defs.common import OWNER, Stopwatch, key, preview
+from music_feedback import settings
+from music_feedback.defs.common import OWNER, PREVIEW_ROWS, Stopwatch, key, preview
 from music_feedback.defs.partitions import batch_date
 from music_feedback.programs.model import Program
 from music_feedback.store.base import CANDIDATE_COLUMNS, CandidateStore
@@ -47,13 +49,26 @@ def build_store(program: Program, partitions):
                           scored: pl.LazyFrame) -> MaterializeResult:
         day = batch_date(context)
         watch = Stopwatch()
-        rows = channel_rows(program, scored, day)
-        written = candidate_store.put_batch(program.program_id, day.isoformat(), rows)
-        by_channel = dict(rows.group_by("channel").len().sort("channel").iter_rows())
+        chunk_rows = settings.batch_chunk_rows()
+        total = scored.select(pl.len()).collect().item()  # the Parquet footer
+        seen: dict = {}
+
+        def chunks():
+            """The store rows a chunk of scored candidates at a time (the store may ask twice)."""
+            seen.update(by_channel={}, first=None)
+            for offset in range(0, max(total, 1), chunk_rows):
+                rows = channel_rows(program, scored if total <= chunk_rows else scored.slice(offset, chunk_rows), day)
+                for channel, n in rows.group_by("channel").len().iter_rows():
+                    seen["by_channel"][channel] = seen["by_channel"].get(channel, 0) + n
+                seen["first"] = rows.head(PREVIEW_ROWS) if seen["first"] is None else seen["first"]
+                yield rows
+
+        written = candidate_store.put_batch_chunks(program.program_id, day.isoformat(), chunks)
+        by_channel = dict(sorted(seen["by_channel"].items()))
         return MaterializeResult(metadata={
-            "dagster/row_count": written, "candidates": scored.select(pl.len()).collect().item(), "rows_by_channel": by_channel,
-            "duration_s": round(watch.total, 3), "preview": preview(rows, ["listener_id", "track_id", "channel",
-                                                                           "score", "marketplace"]),
+            "dagster/row_count": written, "candidates": total, "rows_by_channel": by_channel,
+            "duration_s": round(watch.total, 3), "preview": preview(seen["first"], ["listener_id", "track_id", "channel",
+                                                                                   "score", "marketplace"]),
             "expires_at": MetadataValue.timestamp(float(expires_at(day, program.candidate_ttl_days)))})
 
     return stored_candidates
