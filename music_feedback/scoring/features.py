@@ -22,7 +22,7 @@ def id_chunks(ids: pl.Series, chunk_rows: int | None = None) -> list[pl.Series]:
     are dense, and at most that many of the day's ids otherwise. None: one run. At least one run (an empty
     one for no ids), so the output still has its columns."""
     ids = ids.drop_nulls().unique().sort()
-    if chunk_rows is None or ids.len() <= 1 or (ids.len() <= chunk_rows and ids[-1] - ids[0] < chunk_rows):
+    if one_chunk(ids, chunk_rows):
         return [ids]
     values = ids.to_numpy()
     starts, i = [], 0
@@ -31,6 +31,13 @@ def id_chunks(ids: pl.Series, chunk_rows: int | None = None) -> list[pl.Series]:
         # the first id past the span, within the next chunk_rows ids
         i = min(i + chunk_rows, int(np.searchsorted(values, values[i] + chunk_rows, side="left")))
     return [ids.slice(a, b - a) for a, b in zip(starts, starts[1:] + [len(values)])]
+
+
+def one_chunk(ids: pl.Series, chunk_rows: int | None) -> bool:
+    """True if id_chunks makes one chunk of these ids (distinct and sorted, or not)."""
+    if chunk_rows is None or ids.len() <= 1:
+        return True
+    return ids.n_unique() <= chunk_rows and ids.max() - ids.min() < chunk_rows
 
 
 def _range(column: str, ids: pl.Series) -> str:

@@ -84,7 +84,10 @@ def build_features(program: Program, partitions):
         with ThreadPoolExecutor(1) as pool:
             ahead = {k.kind: pool.submit(prefetch, k) for k in later}
             for kind in selected:
-                chunks = iter(ahead[kind.kind].result()) if kind.kind in ahead else hydrate(kind)
-                yield Output(FrameChunks(chunks), kind.name)
+                chunks = ahead[kind.kind].result() if kind.kind in ahead else hydrate(kind)
+                if f.one_chunk(ids[kind.kind], chunk_rows):  # a frame: polars writes one ~0.1 s faster
+                    yield Output(pl.concat(list(chunks)), kind.name)
+                else:
+                    yield Output(FrameChunks(iter(chunks)), kind.name)
 
     return [features]
