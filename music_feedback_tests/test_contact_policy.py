@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import yaml
 
-from music_feedback.defs.batch.checks import GUARD_STATS, guard_sql
+from music_feedback.policy.guard import GUARD_STATS, guard_sql
 from music_feedback.filters import build_chain
 from music_feedback.filters.opt_out import OptOutFilter
 from music_feedback.policy import ContactPolicy, policy_violations

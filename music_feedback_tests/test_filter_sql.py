@@ -59,6 +59,7 @@ def test_a_parameter_is_checked_with_its_name():
 
 def test_the_cap_ranks_only_the_survivors_of_the_filters_before_it():
     sql = chain_query(chain_module.build_chain([]), "c0", SqlChain(("US",)))
-    # policy adds trust and opt-out first and the cap last: the cap's window partitions by survival
-    assert "ROW_NUMBER() OVER (PARTITION BY listener_id, CASE WHEN COALESCE(reason_0, reason_1) IS NULL" in sql
+    # policy adds trust and opt-out first and the cap last: the cap numbers only the pairs neither removed
+    assert "ROW_NUMBER() OVER (PARTITION BY listener_id ORDER BY play_count DESC" in sql
+    assert "WHERE COALESCE(reason_0, reason_1) IS NULL" in sql
     assert sql.count("ROW_NUMBER()") == 1

@@ -16,7 +16,8 @@ from music_feedback.policy.contact import batch_window
 from music_feedback.policy.history import add_contacts, with_suppressions
 from music_feedback.programs.loader import load_programs
 from music_feedback.programs.model import FilterSpec
-from music_feedback.transforms.stage_sql import candidates_sql, extract_sql, rejected_sql, unify_sql
+from music_feedback.transforms.stage_sql import (CONTEXT, candidates_sql, extract_sql, kept_sql, rejected_sql,
+                                                 unify_sql)
 from music_feedback.transforms.unify import unify
 from music_feedback.transforms.validate import EXTRACT_COLUMNS, malformed_rows_query, split_invalid
 from music_feedback.warehouse import queries as q
@@ -100,9 +101,10 @@ def sql_day(wh: DuckDBWarehouse, chain, marketplaces, own):
                         "UNION ALL SELECT listener_id, track_id FROM own_answered")
         prior_sql = (f"{q.recent_request_counts_sql(PROGRAM.program_id, *batch_window(BATCH_DAY))} "
                      "UNION ALL SELECT listener_id, requests AS prior_requests FROM own_contacts")
-        decided = stage.fetch(chain_query(chain, f"({candidates_sql('unified', answered_sql, prior_sql)})",
-                                          SqlChain(tuple(marketplaces))))
-        return stage.fetch("SELECT * FROM raw"), rejected, stage.fetch("SELECT * FROM unified"), decided
+        stage.create("decided", chain_query(chain, f"({candidates_sql('unified', answered_sql, prior_sql)})",
+                                            SqlChain(tuple(marketplaces))))
+        return (stage.fetch("SELECT * FROM raw"), rejected, stage.fetch("SELECT * FROM unified"),
+                stage.fetch("SELECT * FROM decided"), stage.fetch(kept_sql("decided", "unified", ["prior_requests"])))
 
 
 def sorted_rows(frame: pl.DataFrame, columns) -> list[tuple]:
@@ -117,15 +119,20 @@ def test_sql_and_polars_agree_pair_by_pair(day, chain_name):
     first = polars_day(wh, chain, marketplaces, None)
     own = own_ledger(first[2], seed)
     valid, rejected, unified, result = polars_day(wh, chain, marketplaces, own)
-    s_valid, s_rejected, s_unified, decided = sql_day(wh, chain, marketplaces, own)
+    s_valid, s_rejected, s_unified, decided, s_kept = sql_day(wh, chain, marketplaces, own)
 
     assert sorted_rows(s_valid, EXTRACT_COLUMNS) == sorted_rows(valid, EXTRACT_COLUMNS)
     assert sorted_rows(s_rejected, [*EXTRACT_COLUMNS, "reason"]) == sorted_rows(rejected, [*EXTRACT_COLUMNS, "reason"])
-    columns = [c for c in unified.columns if c not in ("program_id", "event_type", "source_connector")]
+    columns = [c for c in s_unified.columns if c in unified.columns]  # the context joins the kept pairs
+    assert len(columns) >= 11
     assert sorted_rows(s_unified, columns) == sorted_rows(unified, columns)
 
     kept = decided.filter(pl.col("reason").is_null())
     assert sorted_rows(kept, KEYS) == sorted_rows(result.kept, KEYS)
+    assert s_kept.select(KEYS).equals(s_kept.select(KEYS).sort(KEYS))  # in listener and track order
+    whole = [c for c in result.kept.columns if c in s_kept.columns]  # every column, context included
+    assert set(CONTEXT) | {"prior_requests", "play_count", "genre"} <= set(whole)
+    assert sorted_rows(s_kept, whole) == sorted_rows(result.kept, whole)
     removed = decided.filter(pl.col("reason").is_not_null()).rename({"removed_by": "filter"})
     decision_columns = [*KEYS, "filter", "reason"]
     assert sorted_rows(removed, decision_columns) == sorted_rows(result.decisions, decision_columns)

@@ -5,6 +5,7 @@ the same generated day; stage outputs are kept as tables (replaced whole, never 
 to the IO manager's file; errors say what to change."""
 from __future__ import annotations
 
+import io
 from datetime import date
 from pathlib import Path
 
@@ -12,15 +13,11 @@ import polars as pl
 import psycopg2
 import pytest
 
-from music_feedback.defs.batch.checks import guard_sql, unify_stats_sql, window_stats_sql
+from music_feedback.defs.batch.checks import unify_stats_sql, window_stats_sql
 from music_feedback.filters import build_chain
-from music_feedback.filters.sql import SqlChain, chain_query
-from music_feedback.policy import ContactPolicy
-from music_feedback.policy.contact import batch_window
 from music_feedback.programs.loader import load_programs
-from music_feedback.transforms.stage_sql import candidates_sql, extract_sql, rejected_sql, unify_sql
+from music_feedback.transforms import warehouse_stages
 from music_feedback.transforms.validate import malformed_rows_query
-from music_feedback.warehouse import queries as q
 from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
 from music_feedback.warehouse.port import WarehouseError, bind_batch_window
 from music_feedback.warehouse.redshift_stage import (STAGE_SCHEMA_VAR, RedshiftStageSession, check_schema,
@@ -33,8 +30,6 @@ pytestmark = pytest.mark.integration
 
 SCHEMA = "stage_test"
 PARTITION = BATCH_DAY.isoformat()
-# What the kept rows carry besides the unified columns (defs/batch/assets/filter.py's KEPT_SIGNALS).
-KEPT_SIGNALS = ("bot_score", "is_authentic", "opted_out", "feedback_eligible", "prior_requests")
 
 
 @pytest.fixture(scope="module")
@@ -86,43 +81,27 @@ def run_day(warehouse, program, day: date, folder: Path, ledger=None) -> dict:
 
     query = bind_batch_window(connector.config.query, day)
     malformed = bind_batch_window(malformed_rows_query(connector.config.table), day)
-    with warehouse.stage_session() as stage:  # extract
-        stage.create("rejected", rejected_sql(query, malformed))
-        out["reasons"] = dict(stage.fetch("SELECT reason, COUNT(*) AS n FROM rejected GROUP BY reason "
-                                          "ORDER BY reason").iter_rows())
-        write(stage.output(extract_sql(query), path["raw_streams"], PARTITION), "raw_streams")
-        write(stage.output("SELECT * FROM rejected", path["rejected_streams"], PARTITION), "rejected_streams")
+    with warehouse.stage_session() as stage:  # extract, as the asset runs it
+        got = warehouse_stages.extract(stage, program, day, path["raw_streams"], path["rejected_streams"], PARTITION)
+        out["reasons"] = got.rejected_by_reason
+        write(got.raw, "raw_streams")
+        write(got.rejected, "rejected_streams")
     with warehouse.stage_session() as stage:  # unify
         raw = stage.stored(path["raw_streams"], PARTITION, files["raw_streams"])
-        stage.create("unified", unify_sql(raw, program.program_id, day, connector.connector_id))
-        out["unify_counts"] = stage.fetch(
-            f"SELECT (SELECT COUNT(*) FROM {raw}) AS raw_rows, COUNT(*) AS pairs, "
-            "SUM(CASE WHEN marketplace IS NULL THEN 1 ELSE 0 END) AS unknown FROM unified").row(0)
-        write(stage.output("SELECT * FROM unified", path["unified_candidates"], PARTITION), "unified_candidates")
+        out["raw_rows"], unified = warehouse_stages.unify(stage, raw, program, day, path["unified_candidates"], PARTITION)
+        write(unified, "unified_candidates")
     chain = build_chain(program.filter_chain)
     ledger = ledger if ledger is not None else own_history(pl.read_parquet(files["raw_streams"]))
     with warehouse.stage_session() as stage:  # filter
         for name, frame in ledger.items():
             stage.upload(name, frame)
         unified = stage.stored(path["unified_candidates"], PARTITION, files["unified_candidates"])
-        answered = (f"{q.prior_feedback_pairs_sql(program.program_id, day)} "
-                    "UNION ALL SELECT listener_id, track_id FROM own_answered")
-        prior = (f"{q.recent_request_counts_sql(program.program_id, *batch_window(day))} "
-                 "UNION ALL SELECT listener_id, requests AS prior_requests FROM own_contacts")
-        columns = list(stage.fetch(f"SELECT * FROM {unified} LIMIT 0").columns)
-        candidates = f"({candidates_sql(unified, answered, prior)})"
-        stage.create("decided", chain_query(chain, candidates, SqlChain(tuple(program.marketplaces))))
-        out["decision_counts"] = {(r, s): n for r, s, n in stage.fetch(
-            "SELECT removed_by, reason, COUNT(*) AS n FROM decided GROUP BY removed_by, reason").iter_rows()}
-        kept = "(SELECT listener_id, track_id FROM decided WHERE reason IS NULL)"
-        out["guard"] = {k: int(v or 0) for k, v in stage.fetch(guard_sql(
-            kept, ContactPolicy.of_chain(chain), program.program_id, day)).row(0, named=True).items()}
-        keep = ", ".join([*columns, *KEPT_SIGNALS])
-        write(stage.output(f"SELECT {keep} FROM decided WHERE reason IS NULL ORDER BY listener_id, track_id",
-                           path["filtered_candidates"], PARTITION), "filtered_candidates")
-        decisions = ("SELECT listener_id, track_id, 'filter' AS stage, removed_by AS filter, reason, "
-                     "batch_date FROM decided WHERE reason IS NOT NULL")
-        write(stage.output(decisions, path["candidate_decisions"], PARTITION), "candidate_decisions")
+        decided = warehouse_stages.filter_chain(stage, unified, chain, program, day, path["filtered_candidates"],
+                                                path["candidate_decisions"], PARTITION)
+        out["decision_counts"] = {(r, s): n for r, s, n in decided.counts.iter_rows()}
+        out["guard"] = decided.guard
+        write(decided.kept, "filtered_candidates")
+        write(decided.decisions, "candidate_decisions")
     with warehouse.stage_session() as stage:  # the standalone checks' statistics, over the stored outputs
         raw = stage.stored(path["raw_streams"], PARTITION, files["raw_streams"])
         unified = stage.stored(path["unified_candidates"], PARTITION, files["unified_candidates"])
@@ -159,7 +138,7 @@ def test_the_chain_on_redshift_decides_as_on_duckdb(redshift, duckdb_day, progra
                  "candidate_decisions"):
         assert got[f"{name}_rows"] == want[f"{name}_rows"], name
     assert got["reasons"] == want["reasons"]
-    assert got["unify_counts"] == want["unify_counts"]
+    assert got["raw_rows"] == want["raw_rows"]
     assert got["decision_counts"] == want["decision_counts"]
     # The ledger bites: some removals are its doing.
     reasons = {r for (_, r) in want["decision_counts"]}
@@ -205,7 +184,8 @@ def test_an_output_is_replaced_whole_or_not_at_all(redshift, tmp_path):
         chunks.write(str(tmp_path / "b.parquet"))
         assert chunks.rows == 1 and pl.read_parquet(tmp_path / "b.parquet")["n"].to_list() == [7]
         with pytest.raises(WarehouseError, match="division by zero"):  # fails half-way through its rows
-            stage.output("SELECT 1 / (n - 3) AS n FROM (SELECT 4 AS n UNION ALL SELECT 3) x", asset, PARTITION)
+            stage.output("SELECT 1 / (n - 3) AS n FROM (SELECT 4 AS n UNION ALL SELECT 3) x", asset,
+                         PARTITION).write(str(tmp_path / "failed.parquet"))
         # The session goes on, and the table is the last good one.
         assert stage.fetch(f"SELECT n FROM {stage.stored(asset, PARTITION, 'x')}")["n"].to_list() == [7]
         empty = stage.output("SELECT n FROM (SELECT 1 AS n) x WHERE n > 1", asset, PARTITION)
@@ -256,7 +236,7 @@ def test_the_default_stage_schema_is_the_connections(redshift, monkeypatch):
     monkeypatch.setenv(STAGE_SCHEMA_VAR, "no_such_schema")
     with RedshiftWarehouse.from_env().stage_session() as stage:
         with pytest.raises(WarehouseError, match=r"create schema no_such_schema"):
-            stage.output("SELECT 1 AS n", ["x", "y"], PARTITION)
+            stage.output("SELECT 1 AS n", ["x", "y"], PARTITION).write(io.BytesIO())
     monkeypatch.setenv(STAGE_SCHEMA_VAR, "Bad-Name")
     with pytest.raises(WarehouseError, match=STAGE_SCHEMA_VAR):
         RedshiftWarehouse.from_env()

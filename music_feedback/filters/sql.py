@@ -76,9 +76,12 @@ def chain_query(chain: list[CandidateFilter], candidates: str, context: SqlChain
         if flt.ranks:
             flush()
             survivor = f"COALESCE({', '.join(f'reason_{j}' for j in range(i))}) IS NULL" if i else "TRUE"
-            layers.append((f"ranked_{i}", f"SELECT c.*, CASE WHEN {survivor} THEN ROW_NUMBER() OVER ("
-                           f"PARTITION BY listener_id, CASE WHEN {survivor} THEN 1 ELSE 0 END "
-                           f"ORDER BY {flt.rank_order()}) END AS rank_{i} FROM {prev} c"))
+            # The window sees only the survivors' keys and order columns (a window carrying every column of
+            # 1.5M pairs took seconds); their numbers join back on the pair.
+            layers.append((f"survivors_{i}", f"SELECT listener_id, track_id, ROW_NUMBER() OVER (PARTITION BY "
+                           f"listener_id ORDER BY {flt.rank_order()}) AS rank_{i} FROM {prev} c WHERE {survivor}"))
+            layers.append((f"ranked_{i}", f"SELECT c.*, s.rank_{i} FROM {prev} c LEFT JOIN survivors_{i} s "
+                           "ON s.listener_id = c.listener_id AND s.track_id = c.track_id"))
             prev = layers[-1][0]
             pending.append(f"{flt.sql(context, rank=f'rank_{i}')} AS reason_{i}")
         else:

@@ -23,32 +23,37 @@ def rejected_sql(connector_query: str, malformed_query: str) -> str:
             f"UNION ALL SELECT {cols} FROM ({malformed_query}) m) x WHERE {malformed_sql()}")
 
 
+# The listener's and track's context the kept pairs carry; joined by the filter stage, which reads those
+# tables anyway, so the unify writes no text column per pair that the filter would throw away for 87% of them.
+CONTEXT = ("marketplace", "time_zone", "voice_enabled", "track_name")
+
+
 def unify_sql(raw: str, program_id: str, day: date, connector_id: str) -> str:
-    """One row per listener+track with the listener's and track's context and the event metadata. A
-    pair's genre, artist and release date are its track's, so MIN of equal values picks them."""
+    """One row per listener+track with the event metadata. A pair's genre, artist and release date are its
+    track's, so MIN of equal values picks them."""
     return f"""
-        SELECT p.listener_id, p.track_id, p.play_count, p.session_count, p.completion_rate, p.engagement_score,
-               p.first_played_at, p.last_played_at, p.genre, p.artist_id, p.track_release_date,
-               l.marketplace, l.time_zone, l.voice_enabled, t.track_name,
+        SELECT listener_id, track_id, CAST(SUM(play_count) AS INTEGER) AS play_count,
+               COUNT(*) AS session_count, MAX(completion_rate) AS completion_rate,
+               MAX(engagement_score) AS engagement_score, MIN(played_at) AS first_played_at,
+               MAX(played_at) AS last_played_at, MIN(genre) AS genre, MIN(artist_id) AS artist_id,
+               MIN(track_release_date) AS track_release_date,
                {text_literal(program_id)} AS program_id, {date_literal(day)} AS batch_date,
                {text_literal(EVENT_TYPE)} AS event_type, {text_literal(connector_id)} AS source_connector
-        FROM (SELECT listener_id, track_id, CAST(SUM(play_count) AS INTEGER) AS play_count,
-                     COUNT(*) AS session_count, MAX(completion_rate) AS completion_rate,
-                     MAX(engagement_score) AS engagement_score, MIN(played_at) AS first_played_at,
-                     MAX(played_at) AS last_played_at, MIN(genre) AS genre, MIN(artist_id) AS artist_id,
-                     MIN(track_release_date) AS track_release_date
-              FROM {raw} GROUP BY listener_id, track_id) p
-        LEFT JOIN listeners l ON l.listener_id = p.listener_id
-        LEFT JOIN tracks t ON t.track_id = p.track_id"""
+        FROM {raw} r GROUP BY listener_id, track_id"""
+
+
+# The unified columns the filters read besides the keys (the cap's order); the rest join the kept pairs only.
+RANKED_BY = ("play_count", "completion_rate", "last_played_at")
 
 
 def candidates_sql(unified: str, answered: str, prior_requests: str) -> str:
-    """The unified pairs with what the filters read (filters/sql.SIGNALS). `answered` (listener_id,
-    track_id) and `prior_requests` (listener_id, prior_requests) are relations; `own_suppressed`
-    (listener_id) is the program's own unsubscribes, uploaded for the session."""
+    """The unified pairs narrowed to what the filters read (filters/sql.SIGNALS, the marketplace and the
+    cap's order): a chain carrying every column of 1.5M pairs through its window took seconds. `answered`
+    (listener_id, track_id) and `prior_requests` (listener_id, prior_requests) are relations;
+    `own_suppressed` (listener_id) is the program's own unsubscribes, uploaded for the session."""
     return f"""
-        SELECT u.*, l.bot_score, l.is_authentic,
-               (l.opted_out OR s.listener_id IS NOT NULL) AS opted_out,
+        SELECT u.listener_id, u.track_id, {', '.join(f'u.{c}' for c in RANKED_BY)}, l.marketplace,
+               l.bot_score, l.is_authentic, (l.opted_out OR s.listener_id IS NOT NULL) AS opted_out,
                l.engagement_score AS listener_engagement, t.feedback_eligible,
                (a.listener_id IS NOT NULL) AS answered, COALESCE(r.prior_requests, 0) AS prior_requests
         FROM {unified} u
@@ -59,3 +64,16 @@ def candidates_sql(unified: str, answered: str, prior_requests: str) -> str:
                ON a.listener_id = u.listener_id AND a.track_id = u.track_id
         LEFT JOIN (SELECT listener_id, SUM(prior_requests) AS prior_requests FROM ({prior_requests}) y
                    GROUP BY listener_id) r ON r.listener_id = u.listener_id"""
+
+
+def kept_sql(decided: str, unified: str, signals) -> str:
+    """The pairs the chain kept with every unified column, their CONTEXT and the `signals` they were judged by,
+    in listener and track order."""
+    return f"""
+        SELECT u.*, l.marketplace, l.time_zone, l.voice_enabled, t.track_name, {', '.join(f'd.{c}' for c in signals)}
+        FROM {decided} d
+        JOIN {unified} u ON u.listener_id = d.listener_id AND u.track_id = d.track_id
+        LEFT JOIN listeners l ON l.listener_id = d.listener_id
+        LEFT JOIN tracks t ON t.track_id = d.track_id
+        WHERE d.reason IS NULL
+        ORDER BY d.listener_id, d.track_id"""

@@ -219,13 +219,17 @@ class RedshiftStageSession(StageSession):
         manager through a server-side cursor in the order of `sql`'s trailing ORDER BY, if any. At 1000x the
         hand-off to the IO manager should be UNLOAD to its prefix rather than this stream (module docstring)."""
         table = self._qualified(stage_table(asset_path, partition))
-        self._keep(sql, table)
-        order = _ORDER_BY.search(sql)
-        read = f"SELECT * FROM {table}"
-        if order:  # the columns by their own names: the kept table has no query aliases
-            read += " ORDER BY " + re.sub(r"\b[A-Za-z_][A-Za-z0-9_]*\.", "", order.group(1))
-        schema = self._schema_of(f"SELECT * FROM {table} LIMIT 0")
-        out = FrameChunks(self._stream(read, empty=False), schema=pl.DataFrame(schema=schema).to_arrow().schema)
+        out = FrameChunks(())
+
+        def chunks():  # kept when the IO manager writes: a stage's outputs are written one after another
+            self._keep(sql, table)
+            order = _ORDER_BY.search(sql)
+            read = f"SELECT * FROM {table}"
+            if order:  # the columns by their own names: the kept table has no query aliases
+                read += " ORDER BY " + re.sub(r"\b[A-Za-z_][A-Za-z0-9_]*\.", "", order.group(1))
+            out.schema = pl.DataFrame(schema=self._schema_of(f"SELECT * FROM {table} LIMIT 0")).to_arrow().schema
+            yield from self._stream(read, empty=False)
+        out.chunks = chunks()
         return out
 
     def stored(self, asset_path: Sequence[str], partition: str, location: str) -> str:

@@ -136,7 +136,8 @@ def filter_check(program: Program, partitions) -> AssetChecksDefinition:
 
         def seed_pass_rate() -> int:  # counted in the warehouse: only the first partition's baseline reads it
             markets = ", ".join(text_literal(m) for m in program.marketplaces)
-            where = f" WHERE marketplace IN ({markets})" if program.marketplaces else ""
+            where = (f" JOIN listeners l ON l.listener_id = u.listener_id WHERE l.marketplace IN ({markets})"
+                     if program.marketplaces else "")
             n = _stats(context, {"_relations": {"unified": unified_key},
                                  "n": lambda unified: f"SELECT COUNT(*) AS n FROM {unified} u{where}"})["n"]["n"]
             return int(n * SEED_PASS_RATE)

@@ -9,9 +9,8 @@ from music_feedback.defs.partitions import batch_date
 from music_feedback.defs.warehouse_tables.assets import table_key
 from music_feedback.programs.model import Program
 from music_feedback.quality.gx_runner import warm_up_in_background
-from music_feedback.transforms.stage_sql import extract_sql, rejected_sql
-from music_feedback.transforms.validate import EXTRACT_COLUMNS, malformed_rows_query
-from music_feedback.warehouse.port import Warehouse, WarehouseError, bind_batch_window
+from music_feedback.transforms import warehouse_stages
+from music_feedback.warehouse.port import Warehouse
 
 
 def build_extract(program: Program, partitions):
@@ -37,29 +36,17 @@ def build_extract(program: Program, partitions):
         warm_up_in_background()
         with warehouse.session():
             warehouse.require_contract(connector.connector_id, connector.config.table)
-        query = bind_batch_window(connector.config.query, day)
-        malformed = bind_batch_window(malformed_rows_query(connector.config.table), day)
+        partition = context.partition_key
         with warehouse.stage_session() as stage:
             with watch.stage("query"):
-                try:
-                    selected = stage.fetch(f"SELECT * FROM ({query}) q LIMIT 0").columns
-                except WarehouseError as exc:
-                    raise WarehouseError(f"connector '{connector.connector_id}': {exc}") from None
-                missing = [c for c in EXTRACT_COLUMNS if c not in selected]
-                if missing:
-                    raise WarehouseError(f"connector '{connector.connector_id}': its query does not select "
-                                         f"{', '.join(missing)}; the extract needs {', '.join(EXTRACT_COLUMNS)}")
-                stage.create("rejected", rejected_sql(query, malformed))
-                reasons = dict(stage.fetch("SELECT reason, COUNT(*) AS n FROM rejected GROUP BY reason "
-                                           "ORDER BY reason").iter_rows())
-            rejected = sum(reasons.values())
-            partition = context.partition_key
+                out = warehouse_stages.extract(stage, program, day, raw_key.path, rejected_key.path, partition)
+            reasons = out.rejected_by_reason
             # rejected_rows is what the standalone checks (assets/checks.py) read back; the row counts and
             # columns are added as each output is written.
-            yield Output(stage.output(extract_sql(query), raw_key.path, partition), "raw_streams", metadata={
-                "rejected_rows": rejected, "rejected_by_reason": reasons, "stage_seconds": watch.stages,
+            yield Output(out.raw, "raw_streams", metadata={
+                "rejected_rows": sum(reasons.values()), "rejected_by_reason": reasons, "stage_seconds": watch.stages,
                 "connector": connector.connector_id, "duration_s": round(watch.total, 3)})
-            yield Output(stage.output("SELECT * FROM rejected", rejected_key.path, partition), "rejected_streams",
-                         metadata={"by_reason": reasons, "duration_s": round(watch.total, 3)})
+            yield Output(out.rejected, "rejected_streams", metadata={"by_reason": reasons,
+                                                                     "duration_s": round(watch.total, 3)})
 
     return extract

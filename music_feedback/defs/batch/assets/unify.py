@@ -7,7 +7,7 @@ from music_feedback.defs.common import OWNER, WAREHOUSE_KIND, Stopwatch, key
 from music_feedback.defs.partitions import batch_date
 from music_feedback.defs.warehouse_tables.assets import reads
 from music_feedback.programs.model import Program
-from music_feedback.transforms.stage_sql import unify_sql
+from music_feedback.transforms import warehouse_stages
 from music_feedback.warehouse.port import Warehouse
 from music_feedback.warehouse.stage import StageSession
 
@@ -24,8 +24,9 @@ def build_unify(program: Program, partitions):
     @asset(
         key=asset_key, group_name=program.slug, owners=[OWNER], kinds={"sql", WAREHOUSE_KIND},
         partitions_def=partitions, deps=[raw_key, *reads("unify")], required_resource_keys={"io_manager", "warehouse"},
-        description="The unified candidate model: raw plays deduplicated by listener+track, with "
-                    "marketplace, time zone and genre context and event metadata, made in the warehouse.",
+        description="The unified candidate model: raw plays deduplicated by listener+track, with genre, "
+                    "artist, release date and event metadata, made in the warehouse (the listener's marketplace "
+                    "and time zone and the track's name join the pairs the filter chain keeps).",
     )
     def unified_candidates(context: AssetExecutionContext):
         watch = Stopwatch()
@@ -33,12 +34,8 @@ def build_unify(program: Program, partitions):
         partition = context.partition_key
         with warehouse.stage_session() as stage:
             raw = stored(stage, context.resources.io_manager, raw_key, partition)
-            sql = unify_sql(raw, program.program_id, batch_date(context), program.connector.connector_id)
-            stage.create("unified", sql)
-            counts = stage.fetch(f"SELECT (SELECT COUNT(*) FROM {raw}) AS raw_rows, COUNT(*) AS pairs, "
-                                 "SUM(CASE WHEN marketplace IS NULL THEN 1 ELSE 0 END) AS unknown FROM unified").row(0)
-            yield Output(stage.output("SELECT * FROM unified", asset_key.path, partition), metadata={
-                "duplicates_merged": int(counts[0] - counts[1]), "unknown_listeners": int(counts[2] or 0),
-                "stage_seconds": watch.stages, "duration_s": round(watch.total, 3)})
+            raw_rows, out = warehouse_stages.unify(stage, raw, program, batch_date(context), asset_key.path, partition)
+            # the pairs' count is the output's row count, known once written: raw_rows - it is what merged
+            yield Output(out, metadata={"raw_rows": raw_rows, "duration_s": round(watch.total, 3)})
 
     return unified_candidates

@@ -1,0 +1,112 @@
+"""The batch's warehouse-side stages, each inside a stage session (warehouse/stage.py): the extract's split,
+the unify and the filter chain with its guard. The assets run these; tests run them on every warehouse
+adapter without Dagster. Each returns its outputs as FrameChunks the IO manager writes while the session
+is open, and the few numbers the stage reports."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Sequence
+
+import polars as pl
+
+from music_feedback.filters.base import CandidateFilter
+from music_feedback.filters.sql import SqlChain, chain_query
+from music_feedback.io.chunks import FrameChunks
+from music_feedback.policy.contact import ContactPolicy, batch_window
+from music_feedback.policy.guard import guard_sql
+from music_feedback.programs.model import Program
+from music_feedback.transforms.stage_sql import candidates_sql, extract_sql, kept_sql, rejected_sql, unify_sql
+from music_feedback.transforms.validate import EXTRACT_COLUMNS, malformed_rows_query
+from music_feedback.warehouse import queries as q
+from music_feedback.warehouse.port import WarehouseError, bind_batch_window, date_literal
+from music_feedback.warehouse.stage import StageSession
+
+# What the kept rows carry besides the unified columns and context: the signals the chain judged them by.
+KEPT_SIGNALS = ("bot_score", "is_authentic", "opted_out", "feedback_eligible", "prior_requests")
+Path = Sequence[str]
+
+
+@dataclass
+class Extracted:
+    rejected_by_reason: dict[str, int]
+    raw: FrameChunks
+    rejected: FrameChunks
+
+
+def extract(stage: StageSession, program: Program, day: date, raw_path: Path, rejected_path: Path,
+            partition: str) -> Extracted:
+    connector = program.connector
+    query = bind_batch_window(connector.config.query, day)
+    try:
+        selected = stage.fetch(f"SELECT * FROM ({query}) q LIMIT 0").columns
+    except WarehouseError as exc:
+        raise WarehouseError(f"connector '{connector.connector_id}': {exc}") from None
+    missing = [c for c in EXTRACT_COLUMNS if c not in selected]
+    if missing:
+        raise WarehouseError(f"connector '{connector.connector_id}': its query does not select "
+                             f"{', '.join(missing)}; the extract needs {', '.join(EXTRACT_COLUMNS)}")
+    stage.create("rejected", rejected_sql(query, bind_batch_window(malformed_rows_query(connector.config.table), day)))
+    reasons = dict(stage.fetch("SELECT reason, COUNT(*) AS n FROM rejected GROUP BY reason ORDER BY reason")
+                   .iter_rows())
+    return Extracted({k: int(v) for k, v in reasons.items()}, stage.output(extract_sql(query), raw_path, partition),
+                     stage.output("SELECT * FROM rejected", rejected_path, partition))
+
+
+def unify(stage: StageSession, raw: str, program: Program, day: date, path: Path, partition: str
+          ) -> tuple[int, FrameChunks]:
+    """(the raw plays' count, the unified pairs): the pairs' count is the output's, known once written."""
+    raw_rows = int(stage.fetch(f"SELECT COUNT(*) AS n FROM {raw} r")["n"][0])
+    return raw_rows, stage.output(unify_sql(raw, program.program_id, day, program.connector.connector_id), path,
+                                  partition)
+
+
+def upload_ledger(stage: StageSession, contacts: pl.DataFrame, answered: pl.DataFrame, suppressed) -> None:
+    """The program's own ledger, which the warehouse does not hold yet: its contacts of the week
+    (listener_id, requests), the pairs answered and who unsubscribed, as session tables the SQL joins."""
+    stage.upload("own_contacts", contacts.select(pl.col("listener_id").cast(pl.Int64), pl.col("requests").cast(pl.Int64)))
+    stage.upload("own_answered", answered.select(pl.col("listener_id").cast(pl.Int64), pl.col("track_id").cast(pl.Int64)))
+    stage.upload("own_suppressed", pl.DataFrame({"listener_id": sorted(suppressed)}, schema={"listener_id": pl.Int64}))
+
+
+@dataclass
+class Decided:
+    counts: pl.DataFrame  # removed_by (null: kept), reason, n
+    guard: dict[str, int]  # policy/guard.GUARD_STATS
+    kept: FrameChunks
+    decisions: FrameChunks
+
+    @property
+    def total(self) -> int:
+        return int(self.counts["n"].sum())
+
+    def removed_by_filter(self, chain: list[CandidateFilter]) -> dict[str, int]:
+        removed = self.counts.filter(pl.col("removed_by").is_not_null())
+        return {f.name: 0 for f in chain if f.enabled} | {k: int(v) for k, v in removed.group_by(
+            "removed_by", maintain_order=True).agg(pl.col("n").sum()).iter_rows()}
+
+    def removed_by_reason(self) -> dict[str, int]:
+        removed = self.counts.filter(pl.col("removed_by").is_not_null())
+        return {k: int(v) for k, v in removed.group_by("reason").agg(pl.col("n").sum()).sort("reason").iter_rows()}
+
+
+def filter_chain(stage: StageSession, unified: str, chain: list[CandidateFilter], program: Program, day: date,
+                 kept_path: Path, decisions_path: Path, partition: str) -> Decided:
+    """The chain over the unified pairs (the ledger uploaded first), its counts, the guard over what it
+    kept, and the kept pairs and the decisions as outputs."""
+    answered = (f"{q.prior_feedback_pairs_sql(program.program_id, day)} "
+                "UNION ALL SELECT listener_id, track_id FROM own_answered")
+    prior = (f"{q.recent_request_counts_sql(program.program_id, *batch_window(day))} "
+             "UNION ALL SELECT listener_id, requests AS prior_requests FROM own_contacts")
+    decided = chain_query(chain, f"({candidates_sql(unified, answered, prior)})", SqlChain(tuple(program.marketplaces)))
+    stage.create("decided", f"SELECT listener_id, track_id, removed_by, reason, {', '.join(KEPT_SIGNALS)} "
+                            f"FROM ({decided}) c")
+    counts = stage.fetch("SELECT removed_by, reason, COUNT(*) AS n FROM decided GROUP BY removed_by, reason "
+                         "ORDER BY removed_by, reason")
+    kept = "(SELECT listener_id, track_id FROM decided WHERE reason IS NULL)"
+    guard = {k: int(v or 0) for k, v in stage.fetch(
+        guard_sql(kept, ContactPolicy.of_chain(chain), program.program_id, day)).row(0, named=True).items()}
+    decisions = ("SELECT listener_id, track_id, 'filter' AS stage, removed_by AS filter, reason, "
+                 f"{date_literal(day)} AS batch_date FROM decided WHERE reason IS NOT NULL")
+    return Decided(counts, guard, stage.output(kept_sql("decided", unified, KEPT_SIGNALS), kept_path, partition),
+                   stage.output(decisions, decisions_path, partition))
