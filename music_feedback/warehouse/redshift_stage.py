@@ -35,18 +35,16 @@ import hashlib
 import re
 import uuid
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import polars as pl
 import psycopg2
 import psycopg2.extras
 
 from music_feedback.io.chunks import FrameChunks
-from music_feedback.warehouse.port import WarehouseError
+from music_feedback.warehouse.port import Warehouse, WarehouseError
+from music_feedback.warehouse.redshift_types import CHUNK_ROWS, PG_DTYPES, TIMEOUT_VAR
 from music_feedback.warehouse.stage import StageSession
-
-if TYPE_CHECKING:
-    from music_feedback.warehouse.redshift_warehouse import RedshiftWarehouse
 
 UPLOAD_BATCH_ROWS = 5_000  # rows a statement of an upload carries
 MAX_NAME = 63  # PostgreSQL's identifier limit (Redshift's is 127): a name is never silently truncated
@@ -101,11 +99,10 @@ def _pg_type(name: str, dtype) -> str:
 
 
 class RedshiftStageSession(StageSession):
-    def __init__(self, warehouse: "RedshiftWarehouse"):
-        from music_feedback.warehouse.redshift_warehouse import CHUNK_ROWS, TIMEOUT_VAR, _DTYPES
+    def __init__(self, warehouse: Warehouse):  # the Redshift adapter: its connection and settings
         self._wh = warehouse
         self._describe = warehouse.describe()
-        self._dtypes, self._timeout_var, self.chunk_rows = _DTYPES, TIMEOUT_VAR, CHUNK_ROWS
+        self._dtypes, self._timeout_var, self.chunk_rows = PG_DTYPES, TIMEOUT_VAR, CHUNK_ROWS
         self._temps: set[str] = set()  # the session's TEMP tables: only these are ever replaced by name
         self._stream_open: Iterator | None = None  # an output's chunks not yet read to the end
         self.schema: str | None = check_schema(warehouse.stage_schema)

@@ -27,20 +27,15 @@ from pydantic import Field, PrivateAttr
 
 from music_feedback.aws.settings import region_setting
 from music_feedback.warehouse.port import Warehouse, WarehouseError
+from music_feedback.warehouse.redshift_types import CHUNK_ROWS, PG_DTYPES as _DTYPES, TIMEOUT_VAR
 from music_feedback.warehouse.redshift_stage import STAGE_SCHEMA_VAR, RedshiftStageSession, check_schema
 from music_feedback.warehouse.unload import (DEFAULT_READERS, DEFAULT_ROWS, READERS_VAR, ROWS_VAR, S3_URI_VAR,
                                              SWITCH_VAR, check_settings, count_rows, s3_client,
                                              unload_and_read)
 
-TIMEOUT_VAR = "MUSIC_FEEDBACK_REDSHIFT_QUERY_TIMEOUT_S"
 CONNECT_TIMEOUT_VAR = "MUSIC_FEEDBACK_REDSHIFT_CONNECT_TIMEOUT_S"
-CHUNK_ROWS = 100_000
 IDLE_CONNECTIONS = 8  # a held warehouse keeps this many open between reads (the service's threads)
 SCHEMA_TTL_S = 300.0
-# Postgres type OIDs (Redshift reports the same) to the dtypes the DuckDB adapter returns.
-_DTYPES = {16: pl.Boolean, 20: pl.Int64, 21: pl.Int16, 23: pl.Int32, 700: pl.Float32, 701: pl.Float64,
-           1700: pl.Float64, 1082: pl.Date, 1114: pl.Datetime("us"), 1184: pl.Datetime("us", "UTC"),
-           25: pl.Utf8, 1043: pl.Utf8, 1042: pl.Utf8, 19: pl.Utf8}
 
 
 class RedshiftWarehouse(Warehouse):
