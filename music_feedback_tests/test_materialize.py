@@ -104,13 +104,13 @@ def test_the_guard_blocks_a_filter_that_lets_opt_outs_through(data_home, program
     """A faulty eligibility filter keeps opted-out listeners: the blocking guard, reading the listeners
     afresh from the warehouse, fails and nothing downstream of the filter runs."""
     from music_feedback.filters.eligibility import EligibilityFilter
-    real = EligibilityFilter.reasons
+    real = EligibilityFilter.sql
 
-    def keeps_opt_outs(self, candidates, ctx):
-        tagged = real(self, candidates, ctx)
-        return tagged.with_columns(pl.when(pl.col("reason") == "opted_out").then(None)
-                                   .otherwise(pl.col("reason")).alias("reason"))
-    monkeypatch.setattr(EligibilityFilter, "reasons", keeps_opt_outs)
+    def keeps_opt_outs(self, chain, rank=None):  # the warehouse's SQL without its opt-out branch
+        sql = real(self, chain, rank)
+        assert "WHEN COALESCE(opted_out, TRUE) THEN 'opted_out' " in sql
+        return sql.replace("WHEN COALESCE(opted_out, TRUE) THEN 'opted_out' ", "")
+    monkeypatch.setattr(EligibilityFilter, "sql", keeps_opt_outs)
     with instance_for_test() as instance:
         report = _run(program, BATCH_DAY, instance)
     assert not report.success
