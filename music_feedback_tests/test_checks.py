@@ -64,3 +64,21 @@ def test_failure_says_what_was_observed():
                             zero("played_outside_day", "rows_unaccounted"))
     assert not stats.passed and "played_outside_day 3" in stats.description
     assert stats.metadata["played_outside_day"].value == 3
+
+
+def test_violation_counts_stream_what_gx_would_fail_on_the_frame():
+    """The features' checks count each expectation's violations over the stored scan; a frame GX fails on
+    an expectation has a non-zero count for it, and a clean one none."""
+    from music_feedback.defs.batch.checks import LISTENER_CHECKS
+    from music_feedback.quality.frame_stats import violation_counts
+    bad = pl.DataFrame({"listener_id": [1, 2, 2, None], "feedback_history": [1.0, None, float("nan"), 2.0],
+                        "engagement_score": [0.5, 1.5, None, 0.1], "listening_frequency": [1.0, -1.0, 2.0, 3.0]})
+    counts = violation_counts(bad.lazy(), LISTENER_CHECKS)
+    assert counts == {"listener_id_duplicates": 1, "listener_id_null": 1, "feedback_history_null": 2,
+                      "engagement_score_out_of_range": 1, "listening_frequency_out_of_range": 1,
+                      "feedback_history_out_of_range": 0}
+    gx = run_suite(KEY, "listener_features_valid", bad, LISTENER_CHECKS)
+    assert not gx.passed
+    clean = bad.filter(pl.int_range(pl.len()) == 0)
+    assert not any(violation_counts(clean.lazy(), LISTENER_CHECKS).values())
+    assert run_suite(KEY, "listener_features_valid", clean, LISTENER_CHECKS).passed

@@ -126,10 +126,11 @@ def score_checks(asset_key, partitions, candidates_key) -> list[AssetCheckSpec]:
                   "Scores in [0, 1], non-null; listener+track unique.", [candidates_key])]
 
 
-def score_stats(out: pl.DataFrame, candidates: int) -> dict:
-    """Every score in [0, 1] (NaN counts as outside), one row per eligible candidate, versions recorded."""
+def score_stats(out: pl.LazyFrame, candidates: int) -> dict:
+    """Every score in [0, 1] (NaN counts as outside), one row per eligible candidate, versions recorded;
+    counted by the streaming engine over the stored scan, so the day's size does not matter."""
     cols = ("score", "propensity_score", "affinity_score")
-    return out.select(
+    return out.lazy().select(
         pl.sum_horizontal((~pl.col(c).is_between(0.0, 1.0)).fill_null(False) | pl.col(c).is_nan().fill_null(False)
                           for c in cols).sum().alias("scores_outside_0_1"),
         pl.sum_horizontal(pl.col(c).is_null() for c in cols).sum().alias("scores_null"),
@@ -137,7 +138,7 @@ def score_stats(out: pl.DataFrame, candidates: int) -> dict:
         (pl.len() - pl.struct("listener_id", "track_id").n_unique()).alias("duplicate_pairs"),
         pl.sum_horizontal(pl.col(c).is_null() for c in ("propensity_model_version", "affinity_model_version"))
         .sum().alias("model_versions_null"),
-    ).row(0, named=True)
+    ).collect(engine="streaming").row(0, named=True)
 
 
 # --- store: stored_candidates -------------------------------------------------------------------------------
@@ -151,16 +152,21 @@ def store_checks(asset_key, partitions, scored_key) -> list[AssetCheckSpec]:
                   "back exactly their scored rows.", [scored_key])]
 
 
-def read_back_stats(store: CandidateStore, program: Program, rows: pl.DataFrame, day: date) -> dict:
+def read_back_stats(store: CandidateStore, program: Program, scored: pl.LazyFrame, day: date, channel_rows) -> dict:
     """What the store returns for the day against what was scored: the day's count, and the exact rows
-    (track, channel, score) of a deterministic sample of listeners, read through the serving path."""
+    (track, channel, score) of a deterministic sample of listeners, read through the serving path. Only the
+    sample's rows are built (`channel_rows`: the store stage's own rows per channel); the count streams."""
     as_of = datetime.combine(day + timedelta(days=1), time(), tzinfo=timezone.utc)  # a backfill is not yet expired
-    listeners = rows.select(pl.col("listener_id").unique().sort()).to_series()
+    listeners = scored.select(pl.col("listener_id").unique().sort()).collect(engine="streaming").to_series()
     sample = listeners.gather_every(max(len(listeners) // SAMPLE_LISTENERS, 1)).to_list() if len(listeners) else []
-    expected = {(r["listener_id"], r["track_id"], r["channel"], round(r["score"], 9))
-                for r in rows.filter(pl.col("listener_id").is_in(sample)).iter_rows(named=True)}
+    rows = channel_rows(program, scored.filter(pl.col("listener_id").is_in(sample)), day)
+    expected = {(r["listener_id"], r["track_id"], r["channel"], round(r["score"], 9)) for r in rows.iter_rows(named=True)}
     got = {(r["listener_id"], r["track_id"], r["channel"], round(float(r["score"]), 9))
            for lst in sample for r in store.for_listener(program.program_id, lst, now=as_of)
            if r["batch_date"] == day.isoformat()}
-    return {"stored_minus_written": store.count(program.program_id, day.isoformat(), now=as_of) - rows.height,
+    total = scored.select(pl.len()).collect().item()  # the Parquet footer
+    voice = scored.select(pl.col("voice_enabled").fill_null(False).sum()).collect(engine="streaming").item() \
+        if "voice_enabled" in scored.collect_schema().names() else 0
+    written = sum(total if c.type == "email" else int(voice) for c in program.enabled_channels())  # as channel_rows
+    return {"stored_minus_written": store.count(program.program_id, day.isoformat(), now=as_of) - written,
             "sample_rows_missing": len(expected - got), "sample_rows_unexpected": len(got - expected)}

@@ -27,8 +27,9 @@ from music_feedback.defs.partitions import batch_date
 from music_feedback.programs.model import Program
 from music_feedback.quality.checks import (StatsSuite, judge_stats_suites, materialization_metadata,
                                            row_count_expectation, row_count_suite, run_row_count_suite,
-                                           run_stats_suite, run_suite, stats_suite, zero)
+                                           run_stats_suite, stats_suite, zero)
 from music_feedback.quality.expectations import Between
+from music_feedback.quality.frame_stats import violation_counts
 from music_feedback.store.base import CandidateStore
 from music_feedback.transforms.validate import malformed_rows_query
 from music_feedback.warehouse.port import Warehouse, bind_batch_window, text_literal
@@ -157,24 +158,22 @@ def features_check(program: Program, partitions) -> AssetChecksDefinition:
     def features(context: AssetCheckExecutionContext):
         for kind in KINDS:
             if _selected(context, keys[kind.kind], f"{kind.name}_valid"):
-                needed = sorted({c for spec in kind.checks for c in spec.needed_columns})
-                yield run_suite(keys[kind.kind], f"{kind.name}_valid",
-                                _stored(context, keys[kind.kind]).select(needed).collect(), kind.checks)
+                # each expectation's violations counted over the stored scan, then judged by GX
+                stats = violation_counts(_stored(context, keys[kind.kind]), kind.checks)
+                yield run_stats_suite(keys[kind.kind], f"{kind.name}_valid", stats, zero(*stats))
 
     return features
 
 
 def score_check(program: Program, partitions) -> AssetChecksDefinition:
     scored_key, kept_key = key(program, "scored_candidates"), key(program, "filtered_candidates")
-    columns = ("score", "propensity_score", "affinity_score", "listener_id", "track_id",
-               "propensity_model_version", "affinity_model_version")
 
     @multi_asset_check(name=f"{program.slug}__score_checks", specs=score_checks(scored_key, partitions, kept_key),
                        required_resource_keys={"io_manager"})
     def scores(context: AssetCheckExecutionContext):
-        out = _stored(context, scored_key).select(columns).collect()
         candidates = _stored(context, kept_key).select(pl.len()).collect().item()  # the Parquet footer
-        yield run_stats_suite(scored_key, "scores_in_range", score_stats(out, candidates), zero(*SCORE_STATS))
+        yield run_stats_suite(scored_key, "scores_in_range", score_stats(_stored(context, scored_key), candidates),
+                              zero(*SCORE_STATS))
 
     return scores
 
@@ -185,12 +184,10 @@ def store_check(program: Program, partitions) -> AssetChecksDefinition:
     @multi_asset_check(name=f"{program.slug}__store_checks", specs=store_checks(stored_key, partitions, scored_key),
                        required_resource_keys={"io_manager", "candidate_store"})
     def store(context: AssetCheckExecutionContext):
-        day = batch_date(context)
         candidate_store: CandidateStore = context.resources.candidate_store
-        scored = _stored(context, scored_key)
         yield run_stats_suite(stored_key, "store_returns_what_was_scored",
-                              read_back_stats(candidate_store, program, channel_rows(program, scored, day), day),
-                              zero(*READ_BACK_STATS))
+                              read_back_stats(candidate_store, program, _stored(context, scored_key),
+                                              batch_date(context), channel_rows), zero(*READ_BACK_STATS))
 
     return store
 

@@ -22,7 +22,7 @@ from music_feedback.scoring.cache.port import ScoreCache
 from music_feedback.scoring.cached_scoring import score_with_cache
 from music_feedback.scoring.combine import band_counts, combined_score, distribution_of
 from music_feedback.scoring.features import candidate_features
-from music_feedback.scoring.model import TrainedModel, model_columns
+from music_feedback.scoring.model import model_columns
 from music_feedback.scoring.registry.port import ModelRegistry
 from music_feedback.scoring.scorer import Scorer
 
