@@ -62,7 +62,7 @@ def candidates_sql(unified: str, answered: str, prior_requests: str) -> str:
         LEFT JOIN tracks t ON t.track_id = u.track_id
         LEFT JOIN (SELECT DISTINCT listener_id, track_id FROM ({answered}) x) a
                ON a.listener_id = u.listener_id AND a.track_id = u.track_id
-        LEFT JOIN (SELECT listener_id, SUM(prior_requests) AS prior_requests FROM ({prior_requests}) y
+        LEFT JOIN (SELECT listener_id, CAST(SUM(prior_requests) AS BIGINT) AS prior_requests FROM ({prior_requests}) y
                    GROUP BY listener_id) r ON r.listener_id = u.listener_id"""
 
 
