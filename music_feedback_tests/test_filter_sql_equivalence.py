@@ -11,13 +11,12 @@ import polars as pl
 import pytest
 
 from music_feedback.filters import FilterContext, build_chain, run_chain
-from music_feedback.filters.sql import SqlChain, chain_query
 from music_feedback.policy.contact import batch_window
 from music_feedback.policy.history import add_contacts, with_suppressions
 from music_feedback.programs.loader import load_programs
 from music_feedback.programs.model import FilterSpec
-from music_feedback.transforms.stage_sql import (CONTEXT, candidates_sql, extract_sql, kept_sql, rejected_sql,
-                                                 unify_sql)
+from music_feedback.transforms import warehouse_stages
+from music_feedback.transforms.stage_sql import CONTEXT
 from music_feedback.transforms.unify import unify
 from music_feedback.transforms.validate import EXTRACT_COLUMNS, malformed_rows_query, split_invalid
 from music_feedback.warehouse import queries as q
@@ -86,25 +85,23 @@ def polars_day(wh: DuckDBWarehouse, chain, marketplaces, own):
     return valid, rejected, unified, run_chain(chain, unified, ctx)
 
 
-def sql_day(wh: DuckDBWarehouse, chain, marketplaces, own):
-    conn = PROGRAM.connector
-    query = bind_batch_window(conn.config.query, BATCH_DAY)
-    contacts, answered, suppressed = own
+def sql_day(wh: DuckDBWarehouse, chain, marketplaces, own, folder):
+    """The day as the batch's assets run it (transforms/warehouse_stages.py), outputs written to `folder`."""
+    program = PROGRAM.model_copy(update={"marketplaces": list(marketplaces)})
+    files = {n: str(folder / f"{n}.parquet") for n in ("raw", "rejected", "unified", "kept", "decisions")}
     with wh.stage_session() as stage:
-        stage.upload("own_contacts", contacts)
-        stage.upload("own_answered", answered)
-        stage.upload("own_suppressed", pl.DataFrame({"listener_id": sorted(suppressed)}, schema={"listener_id": pl.Int64}))
-        stage.create("raw", extract_sql(query))
-        rejected = stage.fetch(rejected_sql(query, bind_batch_window(malformed_rows_query(conn.config.table), BATCH_DAY)))
-        stage.create("unified", unify_sql("raw", PROGRAM.program_id, BATCH_DAY, conn.connector_id))
-        answered_sql = (f"{q.prior_feedback_pairs_sql(PROGRAM.program_id, BATCH_DAY)} "
-                        "UNION ALL SELECT listener_id, track_id FROM own_answered")
-        prior_sql = (f"{q.recent_request_counts_sql(PROGRAM.program_id, *batch_window(BATCH_DAY))} "
-                     "UNION ALL SELECT listener_id, requests AS prior_requests FROM own_contacts")
-        stage.create("decided", chain_query(chain, f"({candidates_sql('unified', answered_sql, prior_sql)})",
-                                            SqlChain(tuple(marketplaces))))
-        return (stage.fetch("SELECT * FROM raw"), rejected, stage.fetch("SELECT * FROM unified"),
-                stage.fetch("SELECT * FROM decided"), stage.fetch(kept_sql("decided", "unified", ["prior_requests"])))
+        out = warehouse_stages.extract(stage, program, BATCH_DAY, ["raw"], ["rejected"], "p")
+        out.raw.write(files["raw"])
+        out.rejected.write(files["rejected"])
+        _, unified = warehouse_stages.unify(stage, stage.stored(["raw"], "p", files["raw"]), program, BATCH_DAY,
+                                           ["unified"], "p")
+        unified.write(files["unified"])
+        warehouse_stages.upload_ledger(stage, *own)
+        decided = warehouse_stages.filter_chain(stage, stage.stored(["unified"], "p", files["unified"]), chain, program,
+                                                BATCH_DAY, ["kept"], ["decisions"], "p")
+        decided.kept.write(files["kept"])
+        decided.decisions.write(files["decisions"])
+    return {n: pl.read_parquet(f) for n, f in files.items()}
 
 
 def sorted_rows(frame: pl.DataFrame, columns) -> list[tuple]:
@@ -112,29 +109,29 @@ def sorted_rows(frame: pl.DataFrame, columns) -> list[tuple]:
 
 
 @pytest.mark.parametrize("chain_name", list(CHAINS))
-def test_sql_and_polars_agree_pair_by_pair(day, chain_name):
+def test_sql_and_polars_agree_pair_by_pair(day, chain_name, tmp_path):
     wh, seed = day
     specs, marketplaces = CHAINS[chain_name]
     chain = build_chain(specs)
     first = polars_day(wh, chain, marketplaces, None)
     own = own_ledger(first[2], seed)
     valid, rejected, unified, result = polars_day(wh, chain, marketplaces, own)
-    s_valid, s_rejected, s_unified, decided, s_kept = sql_day(wh, chain, marketplaces, own)
+    got = sql_day(wh, chain, marketplaces, own, tmp_path)
 
-    assert sorted_rows(s_valid, EXTRACT_COLUMNS) == sorted_rows(valid, EXTRACT_COLUMNS)
-    assert sorted_rows(s_rejected, [*EXTRACT_COLUMNS, "reason"]) == sorted_rows(rejected, [*EXTRACT_COLUMNS, "reason"])
-    columns = [c for c in s_unified.columns if c in unified.columns]  # the context joins the kept pairs
+    assert sorted_rows(got["raw"], EXTRACT_COLUMNS) == sorted_rows(valid, EXTRACT_COLUMNS)
+    assert sorted_rows(got["rejected"], [*EXTRACT_COLUMNS, "reason"]) == sorted_rows(rejected, [*EXTRACT_COLUMNS, "reason"])
+    columns = [c for c in got["unified"].columns if c in unified.columns]  # the context joins the kept pairs
     assert len(columns) >= 11
-    assert sorted_rows(s_unified, columns) == sorted_rows(unified, columns)
+    assert sorted_rows(got["unified"], columns) == sorted_rows(unified, columns)
 
-    kept = decided.filter(pl.col("reason").is_null())
-    assert sorted_rows(kept, KEYS) == sorted_rows(result.kept, KEYS)
+    s_kept = got["kept"]
+    assert sorted_rows(s_kept, KEYS) == sorted_rows(result.kept, KEYS)
     assert s_kept.select(KEYS).equals(s_kept.select(KEYS).sort(KEYS))  # in listener and track order
     whole = [c for c in result.kept.columns if c in s_kept.columns]  # every column, context included
     assert set(CONTEXT) | {"prior_requests", "play_count", "genre"} <= set(whole)
     assert sorted_rows(s_kept, whole) == sorted_rows(result.kept, whole)
-    removed = decided.filter(pl.col("reason").is_not_null()).rename({"removed_by": "filter"})
+    assert s_kept.schema["prior_requests"] == pl.Int64
     decision_columns = [*KEYS, "filter", "reason"]
-    assert sorted_rows(removed, decision_columns) == sorted_rows(result.decisions, decision_columns)
+    assert sorted_rows(got["decisions"], decision_columns) == sorted_rows(result.decisions, decision_columns)
     assert result.kept.height > 0 or chain_name != "shipped"
     assert result.decisions["reason"].n_unique() >= (5 if chain_name == "shipped" else 2)  # the day exercises them

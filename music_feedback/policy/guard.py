@@ -23,12 +23,12 @@ def guard_sql(kept: str, policy: ContactPolicy, program_id: str, day: date) -> s
                SUM(CASE WHEN prior + position > {int(policy.max_requests_per_week)} THEN 1 ELSE 0 END)
                    AS over_weekly_cap
         FROM (SELECT k.listener_id, k.track_id, l.bot_score, l.is_authentic, l.opted_out,
-                     s.listener_id IS NOT NULL AS suppressed, COALESCE(r.prior, 0) AS prior,
+                     s.listener_id IS NOT NULL AS suppressed,
+                     COALESCE(r.prior_requests, 0) + COALESCE(o.requests, 0) AS prior,
                      ROW_NUMBER() OVER (PARTITION BY k.listener_id ORDER BY k.track_id) AS position
               FROM {kept} k
               LEFT JOIN listeners l ON l.listener_id = k.listener_id
               LEFT JOIN (SELECT DISTINCT listener_id FROM own_suppressed) s ON s.listener_id = k.listener_id
-              LEFT JOIN (SELECT listener_id, SUM(prior_requests) AS prior FROM (
-                             {recent_request_counts_sql(program_id, since, until)}
-                             UNION ALL SELECT listener_id, requests AS prior_requests FROM own_contacts) w
-                         GROUP BY listener_id) r ON r.listener_id = k.listener_id) g"""
+              LEFT JOIN ({recent_request_counts_sql(program_id, since, until)}) r ON r.listener_id = k.listener_id
+              LEFT JOIN (SELECT listener_id, SUM(requests) AS requests FROM own_contacts GROUP BY listener_id) o
+                     ON o.listener_id = k.listener_id) g"""

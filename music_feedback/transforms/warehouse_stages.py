@@ -16,7 +16,8 @@ from music_feedback.io.chunks import FrameChunks
 from music_feedback.policy.contact import ContactPolicy, batch_window
 from music_feedback.policy.guard import guard_sql
 from music_feedback.programs.model import Program
-from music_feedback.transforms.stage_sql import candidates_sql, extract_sql, kept_sql, rejected_sql, unify_sql
+from music_feedback.transforms.stage_sql import (candidates_sql, extract_sql, kept_sql, listener_signals_sql,
+                                                 rejected_sql, unify_sql)
 from music_feedback.transforms.validate import EXTRACT_COLUMNS, malformed_rows_query
 from music_feedback.warehouse import queries as q
 from music_feedback.warehouse.port import WarehouseError, bind_batch_window, date_literal
@@ -94,11 +95,12 @@ def filter_chain(stage: StageSession, unified: str, chain: list[CandidateFilter]
                  kept_path: Path, decisions_path: Path, partition: str) -> Decided:
     """The chain over the unified pairs (the ledger uploaded first), its counts, the guard over what it
     kept, and the kept pairs and the decisions as outputs."""
-    answered = (f"{q.prior_feedback_pairs_sql(program.program_id, day)} "
-                "UNION ALL SELECT listener_id, track_id FROM own_answered")
-    prior = (f"{q.recent_request_counts_sql(program.program_id, *batch_window(day))} "
-             "UNION ALL SELECT listener_id, requests AS prior_requests FROM own_contacts")
-    decided = chain_query(chain, f"({candidates_sql(unified, answered, prior)})", SqlChain(tuple(program.marketplaces)))
+    answered = q.prior_feedback_pairs_sql(program.program_id, day)
+    prior = q.recent_request_counts_sql(program.program_id, *batch_window(day))
+    # One join of the large tables a step: a step holding them all ran DuckDB out of memory at its limit.
+    stage.create("listener_signals", listener_signals_sql(unified))
+    stage.create("candidates", candidates_sql("listener_signals", answered, prior))
+    decided = chain_query(chain, "candidates", SqlChain(tuple(program.marketplaces)))
     stage.create("decided", f"SELECT listener_id, track_id, removed_by, reason, {', '.join(KEPT_SIGNALS)} "
                             f"FROM ({decided}) c")
     counts = stage.fetch("SELECT removed_by, reason, COUNT(*) AS n FROM decided GROUP BY removed_by, reason "

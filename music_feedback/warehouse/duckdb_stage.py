@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Sequence
@@ -34,6 +36,9 @@ class DuckDBStageSession(StageSession):
     def __init__(self, warehouse_path: str, memory_limit: str, spill_dir: str, threads: int | None, describe: str):
         self._describe = describe
         Path(spill_dir).mkdir(parents=True, exist_ok=True)
+        # What `create` makes lives here as Parquet, not as in-memory tables: a day's 30M decided pairs in a
+        # temporary table ran DuckDB out of memory at its limit, while COPY streams them to disk.
+        self._scratch = Path(tempfile.mkdtemp(prefix="stage-", dir=spill_dir))
         config = {"memory_limit": memory_limit, "temp_directory": spill_dir,
                   "preserve_insertion_order": False}  # lets the Parquet writer use every thread
         if threads:
@@ -45,6 +50,7 @@ class DuckDBStageSession(StageSession):
 
     def close(self) -> None:
         self._con.close()  # and with it DuckDB's buffers: its allocator keeps them while the database is open
+        shutil.rmtree(self._scratch, ignore_errors=True)
 
     def _run(self, sql: str):
         return self._guard(lambda: self._con.execute(sql))
@@ -78,7 +84,9 @@ class DuckDBStageSession(StageSession):
         self._con.unregister(view)
 
     def create(self, name: str, sql: str) -> None:
-        self._run(f"CREATE OR REPLACE TEMP TABLE {_name(name)} AS {sql}")
+        path = _quoted(str(self._scratch / f"{_name(name)}.parquet"))
+        self._run(f"COPY ({sql}) TO {path} (FORMAT parquet, COMPRESSION lz4)")
+        self._run(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet({path})")
 
     def fetch(self, sql: str) -> pl.DataFrame:
         return self._guard(lambda: self._con.sql(sql).pl())
