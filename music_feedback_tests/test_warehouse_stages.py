@@ -30,3 +30,30 @@ def test_a_warehouse_out_of_memory_fails_the_stage_naming_the_fix(data_home, mon
     # the stage that ran out wrote nothing; the one before it (the extract fits in 4 MB) stays whole
     assert not [p for p in written if p.startswith(("unified_candidates/", "filtered_candidates/"))], written
     assert f"raw_streams/{BATCH_DAY}.parquet" in written
+
+
+@pytest.mark.integration
+def test_a_stage_session_streams_its_steps_to_disk_and_leaves_nothing(small_warehouse, tmp_path):
+    """What `create` makes is Parquet in a scratch folder under the spill folder, read back as a view;
+    closing the session removes it; `output` writes through DuckDB's own Parquet writer to a local path,
+    and as Arrow chunks to anything else (a buffer, as the S3 IO manager gives)."""
+    import io
+
+    import polars as pl
+
+    from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
+    spill = tmp_path / "spill"
+    wh = DuckDBWarehouse(path=str(small_warehouse), spill_dir=str(spill), memory_limit="64MB")
+    with wh.stage_session() as stage:
+        stage.create("pairs", "SELECT listener_id, COUNT(*) AS n FROM track_plays GROUP BY listener_id")
+        assert [p.suffix for p in next(spill.glob("stage-*")).iterdir()] == [".parquet"]
+        count = stage.fetch("SELECT COUNT(*) AS c FROM pairs")["c"][0]
+        local = stage.output("SELECT * FROM pairs ORDER BY listener_id", ["pairs"], "p")
+        local.write(str(tmp_path / "pairs.parquet"))
+        buffer = io.BytesIO()
+        chunked = stage.output("SELECT * FROM pairs ORDER BY listener_id", ["pairs"], "p")
+        chunked.write(buffer)
+    assert not list(spill.glob("stage-*"))
+    assert local.rows == chunked.rows == count > 100
+    assert pl.read_parquet(tmp_path / "pairs.parquet").equals(pl.read_parquet(io.BytesIO(buffer.getvalue())))
+    assert local.metadata()["dagster/row_count"] == count and local.sample.height == 5

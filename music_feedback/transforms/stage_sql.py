@@ -46,7 +46,7 @@ def unify_sql(raw: str, program_id: str, day: date, connector_id: str) -> str:
 RANKED_BY = ("play_count", "completion_rate", "last_played_at")
 
 
-def listener_signals_sql(unified: str) -> str:
+def listener_signals_sql(unified: str, listeners: str = "listeners") -> str:
     """The unified pairs narrowed to what the filters read (filters/sql.SIGNALS, the marketplace and the
     cap's order; a chain carrying every column of 1.5M pairs through its window took seconds), with the
     listener's signals. `own_suppressed` (listener_id) is the program's own unsubscribes, uploaded for the
@@ -56,7 +56,7 @@ def listener_signals_sql(unified: str) -> str:
                l.bot_score, l.is_authentic, (l.opted_out OR s.listener_id IS NOT NULL) AS opted_out,
                l.engagement_score AS listener_engagement
         FROM {unified} u
-        LEFT JOIN listeners l ON l.listener_id = u.listener_id
+        LEFT JOIN {listeners} l ON l.listener_id = u.listener_id
         LEFT JOIN (SELECT DISTINCT listener_id FROM own_suppressed) s ON s.listener_id = u.listener_id"""
 
 
@@ -79,14 +79,14 @@ def candidates_sql(signals: str, answered: str, prior_requests: str) -> str:
                    GROUP BY listener_id) oc ON oc.listener_id = c.listener_id"""
 
 
-def kept_sql(decided: str, unified: str, signals) -> str:
+def kept_sql(decided: str, unified: str, signals, listeners: str = "listeners") -> str:
     """The pairs the chain kept with every unified column, their CONTEXT and the `signals` they were judged by,
     in listener and track order."""
     return f"""
         SELECT u.*, l.marketplace, l.time_zone, l.voice_enabled, t.track_name, {', '.join(f'd.{c}' for c in signals)}
         FROM {decided} d
         JOIN {unified} u ON u.listener_id = d.listener_id AND u.track_id = d.track_id
-        LEFT JOIN listeners l ON l.listener_id = d.listener_id
+        LEFT JOIN {listeners} l ON l.listener_id = d.listener_id
         LEFT JOIN tracks t ON t.track_id = d.track_id
         WHERE d.reason IS NULL
         ORDER BY d.listener_id, d.track_id"""

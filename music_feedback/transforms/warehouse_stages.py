@@ -70,6 +70,22 @@ def upload_ledger(stage: StageSession, contacts: pl.DataFrame, answered: pl.Data
     stage.upload("own_suppressed", pl.DataFrame({"listener_id": sorted(suppressed)}, schema={"listener_id": pl.Int64}))
 
 
+def listener_passes(stage: StageSession) -> list[tuple[int | None, int | None]]:
+    """Listener id ranges the chain runs in, one after another: every join but the tracks' is on the
+    listener, so a range's pairs need only its listeners. A warehouse that spills (DuckDB at its memory
+    limit) runs a few million listeners at a time, whose joins fit in memory; one pass elsewhere."""
+    per_pass = stage.listeners_per_pass
+    if not per_pass:
+        return [(None, None)]
+    lo, hi, n = stage.fetch("SELECT MIN(listener_id) AS lo, MAX(listener_id) AS hi, COUNT(*) AS n "
+                            "FROM listeners").row(0)
+    passes = max(1, -(-int(n or 0) // per_pass))
+    if passes == 1 or lo is None:
+        return [(None, None)]
+    step = -(-(int(hi) - int(lo) + 1) // passes)
+    return [(a, min(a + step - 1, int(hi))) for a in range(int(lo), int(hi) + 1, step)]
+
+
 @dataclass
 class Decided:
     counts: pl.DataFrame  # removed_by (null: kept), reason, n
@@ -97,18 +113,32 @@ def filter_chain(stage: StageSession, unified: str, chain: list[CandidateFilter]
     kept, and the kept pairs and the decisions as outputs."""
     answered = q.prior_feedback_pairs_sql(program.program_id, day)
     prior = q.recent_request_counts_sql(program.program_id, *batch_window(day))
-    # One join of the large tables a step: a step holding them all ran DuckDB out of memory at its limit.
-    stage.create("listener_signals", listener_signals_sql(unified))
-    stage.create("candidates", candidates_sql("listener_signals", answered, prior))
-    decided = chain_query(chain, "candidates", SqlChain(tuple(program.marketplaces)))
-    stage.create("decided", f"SELECT listener_id, track_id, removed_by, reason, {', '.join(KEPT_SIGNALS)} "
-                            f"FROM ({decided}) c")
-    counts = stage.fetch("SELECT removed_by, reason, COUNT(*) AS n FROM decided GROUP BY removed_by, reason "
+    parts = []
+    passes = listener_passes(stage)
+    for i, (lo, hi) in enumerate(passes):
+        def only(relation: str) -> str:  # the pass's listeners: every join but the tracks' is on the listener
+            return relation if lo is None else f"(SELECT * FROM {relation} p WHERE listener_id BETWEEN {lo} AND {hi})"
+        # One join of the large tables a step: a step holding them all ran DuckDB out of memory at its limit.
+        stage.create(f"listener_signals_{i}", listener_signals_sql(only(unified), only("listeners")))
+        stage.create(f"candidates_{i}", candidates_sql(f"listener_signals_{i}", only(f"({answered})"),
+                                                       only(f"({prior})")))
+        chained = chain_query(chain, f"candidates_{i}", SqlChain(tuple(program.marketplaces)))
+        stage.create(f"decided_{i}", f"SELECT listener_id, track_id, removed_by, reason, {', '.join(KEPT_SIGNALS)} "
+                                     f"FROM ({chained}) c")
+        parts.append(f"SELECT * FROM decided_{i}")
+        if len(passes) > 1:  # the kept pairs' columns, a pass at a time too
+            stage.create(f"kept_{i}", kept_sql(f"decided_{i}", only(unified), KEPT_SIGNALS, only("listeners")))
+    decided = f"({' UNION ALL '.join(parts)})"
+    # One pass: in listener and track order. Several: each pass's in that order (a global sort of a 20x
+    # day's kept rows ran DuckDB out of memory at its limit; nothing downstream needs it).
+    kept_rows = (kept_sql(decided, unified, KEPT_SIGNALS) if len(passes) == 1 else
+                 " UNION ALL ".join(f"SELECT * FROM kept_{i}" for i in range(len(passes))))
+    counts = stage.fetch(f"SELECT removed_by, reason, COUNT(*) AS n FROM {decided} d GROUP BY removed_by, reason "
                          "ORDER BY removed_by, reason")
-    kept = "(SELECT listener_id, track_id FROM decided WHERE reason IS NULL)"
+    kept = f"(SELECT listener_id, track_id FROM {decided} d WHERE reason IS NULL)"
     guard = {k: int(v or 0) for k, v in stage.fetch(
         guard_sql(kept, ContactPolicy.of_chain(chain), program.program_id, day)).row(0, named=True).items()}
     decisions = ("SELECT listener_id, track_id, 'filter' AS stage, removed_by AS filter, reason, "
-                 f"{date_literal(day)} AS batch_date FROM decided WHERE reason IS NOT NULL")
-    return Decided(counts, guard, stage.output(kept_sql("decided", unified, KEPT_SIGNALS), kept_path, partition),
+                 f"{date_literal(day)} AS batch_date FROM {decided} d WHERE reason IS NOT NULL")
+    return Decided(counts, guard, stage.output(kept_rows, kept_path, partition),
                    stage.output(decisions, decisions_path, partition))

@@ -12,6 +12,8 @@ from music_feedback.io.chunks import FrameChunks
 
 class StageSession:
     """One connection's worth of stage work. Names given to `upload` and `create` live for the session."""
+    # Listeners the filter chain takes in one pass (transforms/warehouse_stages.listener_passes); None: all.
+    listeners_per_pass: int | None = None
 
     def upload(self, name: str, frame: pl.DataFrame) -> None:
         """A table of data the warehouse does not hold (the program's own ledger), for this session."""
