@@ -18,7 +18,7 @@ RATING_PRIOR = 2.0  # pseudo-answers at the global like rate, so a new artist is
 
 # A chunk's ids span at most this many times the chunk's rows: a range read of a few hundred bytes a listener
 # (its context and three genre weights), so the seed's day (160K listeners over 800K ids) is one read.
-SPAN_PER_ROW = 4
+SPAN_PER_ROW = 2
 
 
 def id_chunks(ids: pl.Series, chunk_rows: int | None = None) -> list[pl.Series]:

@@ -34,8 +34,10 @@ class DuckDBWarehouse(Warehouse):
         'Path of the DuckDB warehouse file (MUSIC_FEEDBACK_WAREHOUSE; default '
         'MUSIC_FEEDBACK_HOME/warehouse.duckdb).'))
     memory_limit: str = Field(default="512MB", description=(
-        "What the batch's stage work in DuckDB (and each read's cache) may hold in memory before it spills to "
+        "What the batch's stage work in DuckDB may hold in memory before it spills to "
         "`spill_dir` (MUSIC_FEEDBACK_DUCKDB_MEMORY_LIMIT): the batch's memory stays flat however large the day."))
+    read_memory_limit: str = Field(default="256MB", description=(
+        "What one read (outside the stages) may hold in DuckDB's memory, its cache included."))
     spill_dir: str = Field(default="", description=(
         "Folder DuckDB spills to past `memory_limit` (MUSIC_FEEDBACK_DUCKDB_SPILL_DIR; default "
         "MUSIC_FEEDBACK_HOME/duckdb_spill): it needs room for a few times the day's plays."))
@@ -52,9 +54,9 @@ class DuckDBWarehouse(Warehouse):
                 f"the embedded warehouse {self.path} does not exist: build it with "
                 "`music-feedback warehouse seed` (make run does this when it is missing)")
         try:
-            # The reads' cache is bounded like the stages' work: the feature hydration reads a 20x day's
-            # listener ranges through it, and DuckDB's default is 80% of the machine's memory.
-            return duckdb.connect(self.path, read_only=True, config={"memory_limit": self.memory_limit})
+            # The reads' cache is bounded: the feature hydration reads a 20x day's listener ranges through it,
+            # and DuckDB's default is 80% of the machine's memory (at 20x its cache set the batch's peak).
+            return duckdb.connect(self.path, read_only=True, config={"memory_limit": self.read_memory_limit})
         except duckdb.Error as exc:
             raise WarehouseError(f"{self.describe()} cannot be opened ({exc}); rebuild it with "
                                  "`music-feedback warehouse seed --force`") from None
