@@ -39,7 +39,7 @@ def test_chunk_rows_setting(monkeypatch):
 def test_id_chunks_bound_both_the_ids_and_their_span():
     ids = pl.Series([5, 1, 2, 2, 3, 40, 41, 100, None])
     chunks = f.id_chunks(ids, 2)
-    assert [c.to_list() for c in chunks] == [[1, 2], [3], [5], [40, 41], [100]]  # spans of at most 2 x 2 ids
+    assert [c.to_list() for c in chunks] == [[1, 2], [3, 5], [40, 41], [100]]  # spans of at most 2 x 2 ids
     assert [c.to_list() for c in f.id_chunks(ids, None)] == [[1, 2, 3, 5, 40, 41, 100]]
     assert [c.to_list() for c in f.id_chunks(pl.Series([], dtype=pl.Int64), 2)] == [[]]
     for c in f.id_chunks(pl.Series(range(0, 1000, 7)), 30):
