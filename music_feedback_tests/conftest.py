@@ -25,7 +25,9 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import yaml
 
+from music_feedback.programs.loader import BUILTIN_DIR
 from music_feedback.warehouse.generator import WarehouseSpec, generate
 
 pytest_plugins = ["music_feedback_tests.servers.fixtures", "music_feedback_tests.model_fixtures",
@@ -186,3 +188,12 @@ class _FixtureGuard:
         if _unit_item is not None and fixturedef.argname in SERVER_FIXTURES:
             pytest.fail(f"{_unit_item.nodeid} is marked unit but uses {fixturedef.argname}, which starts a "
                         f"server: mark it (or its parameter) integration", pytrace=False)
+
+
+def edited_program_file(tmp_path: Path, edit) -> Path:
+    """The shipped program's YAML with `edit(raw)` applied to its parsed mapping, written under tmp_path."""
+    raw = yaml.safe_load((BUILTIN_DIR / "music-feedback.yaml").read_text())
+    edit(raw)
+    path = tmp_path / "program.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path

@@ -8,24 +8,15 @@ import warnings
 import duckdb
 import polars as pl
 import pytest
-import yaml
 
 from music_feedback.policy.guard import GUARD_STATS, guard_sql
 from music_feedback.filters import build_chain
 from music_feedback.filters.opt_out import OptOutFilter
 from music_feedback.policy import ContactPolicy, policy_violations
 from music_feedback.programs.loader import BUILTIN_DIR, ContactPolicyWarning, load_program
-
+from music_feedback_tests.conftest import edited_program_file
 
 pytestmark = pytest.mark.unit
-
-
-def _program_file(tmp_path, mutate) -> str:
-    raw = yaml.safe_load((BUILTIN_DIR / "music-feedback.yaml").read_text())
-    mutate(raw)
-    path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 def _disable(*ids):
@@ -37,7 +28,7 @@ def _disable(*ids):
 
 
 def test_disabling_policy_filters_warns_and_keeps_the_policy(tmp_path):
-    path = _program_file(tmp_path, _disable("trust", "eligibility", "frequency-cap", "engagement"))
+    path = edited_program_file(tmp_path, _disable("trust", "eligibility", "frequency-cap", "engagement"))
     with pytest.warns(ContactPolicyWarning) as caught:
         program = load_program(path)
     text = " ".join(str(w.message) for w in caught)
@@ -50,7 +41,7 @@ def test_disabling_policy_filters_warns_and_keeps_the_policy(tmp_path):
 
 
 def test_missing_policy_filters_are_added(tmp_path):
-    path = _program_file(tmp_path, lambda raw: raw.update(filterChain=[
+    path = edited_program_file(tmp_path, lambda raw: raw.update(filterChain=[
         f for f in raw["filterChain"] if f["filterId"] == "engagement"]))
     with pytest.warns(ContactPolicyWarning):
         program = load_program(path)

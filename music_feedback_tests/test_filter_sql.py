@@ -3,23 +3,15 @@ filter and the key; what it can hold becomes literals, quotes doubled."""
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from music_feedback.filters import chain as chain_module
 from music_feedback.filters.base import CandidateFilter
 from music_feedback.filters.sql import NotExpressible, SqlChain, chain_query, literal, require_sql
 from music_feedback.filters.trust import TrustFilter
-from music_feedback.programs.loader import BUILTIN_DIR, ProgramConfigError, load_program
+from music_feedback.programs.loader import ProgramConfigError, load_program
+from music_feedback_tests.conftest import edited_program_file
 
 pytestmark = pytest.mark.unit
-
-
-def program_file(tmp_path, edit) -> str:
-    raw = yaml.safe_load((BUILTIN_DIR / "music-feedback.yaml").read_text())
-    edit(raw)
-    path = tmp_path / "program.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 def test_literals():
@@ -39,7 +31,7 @@ def test_a_filter_without_sql_is_refused_at_load(tmp_path, monkeypatch):
     def add(raw):
         raw["filterChain"].append({"filterId": "novelty", "type": "business-rule", "order": 9})
     with pytest.raises(ProgramConfigError, match=r"filter 'novelty' \(novelty\): has no SQL definition"):
-        load_program(program_file(tmp_path, add))
+        load_program(edited_program_file(tmp_path, add))
 
 
 def test_a_marketplace_sql_cannot_carry_is_refused_at_load(tmp_path):
@@ -47,7 +39,7 @@ def test_a_marketplace_sql_cannot_carry_is_refused_at_load(tmp_path):
         raw["marketplaces"] = ["US", "U\tK"]
         raw["marketplaceTimeZones"] = {**raw.get("marketplaceTimeZones", {}), "U\tK": "Europe/London"}
     with pytest.raises(ProgramConfigError, match=r"filter 'eligibility': marketplace: 'U\\tK' holds a control"):
-        load_program(program_file(tmp_path, edit))
+        load_program(edited_program_file(tmp_path, edit))
 
 
 def test_a_parameter_is_checked_with_its_name():
