@@ -56,10 +56,14 @@ def extract(stage: StageSession, program: Program, day: date, raw_path: Path, re
 
 def unify(stage: StageSession, raw: str, program: Program, day: date, path: Path, partition: str
           ) -> tuple[int, FrameChunks]:
-    """(the raw plays' count, the unified pairs): the pairs' count is the output's, known once written."""
+    """(the raw plays' count, the unified pairs): the pairs' count is the output's, known once written.
+    Grouped a listener range at a time (`listener_passes`), one range after another: a range's groups fit in
+    memory, and the output comes out clustered by range, so each of the filter's passes reads only its own
+    row groups (at 20x, 29 s for the chain instead of 38 s reading the whole day each pass)."""
     raw_rows = int(stage.fetch(f"SELECT COUNT(*) AS n FROM {raw} r")["n"][0])
-    return raw_rows, stage.output(unify_sql(raw, program.program_id, day, program.connector.connector_id), path,
-                                  partition)
+    sql = " UNION ALL ".join(unify_sql(only(raw, lo, hi), program.program_id, day, program.connector.connector_id)
+                             for lo, hi in listener_passes(stage))
+    return raw_rows, stage.output(sql, path, partition)
 
 
 def upload_ledger(stage: StageSession, contacts: pl.DataFrame, answered: pl.DataFrame, suppressed) -> None:
@@ -71,9 +75,10 @@ def upload_ledger(stage: StageSession, contacts: pl.DataFrame, answered: pl.Data
 
 
 def listener_passes(stage: StageSession) -> list[tuple[int | None, int | None]]:
-    """Listener id ranges the chain runs in, one after another: every join but the tracks' is on the
-    listener, so a range's pairs need only its listeners. A warehouse that spills (DuckDB at its memory
-    limit) runs a few million listeners at a time, whose joins fit in memory; one pass elsewhere."""
+    """Listener id ranges the unify and the chain run in, one after another: the unify groups by listener
+    and every join of the chain but the tracks' is on the listener, so a range's pairs need only its
+    listeners. A warehouse that spills (DuckDB at its memory limit) runs a million listeners at a time,
+    whose joins fit in memory; one pass elsewhere."""
     per_pass = stage.listeners_per_pass
     if not per_pass:
         return [(None, None)]
@@ -84,6 +89,11 @@ def listener_passes(stage: StageSession) -> list[tuple[int | None, int | None]]:
         return [(None, None)]
     step = -(-(int(hi) - int(lo) + 1) // passes)
     return [(a, min(a + step - 1, int(hi))) for a in range(int(lo), int(hi) + 1, step)]
+
+
+def only(relation: str, lo: int | None, hi: int | None) -> str:
+    """`relation`'s rows of the listeners lo..hi (all of them when lo is None)."""
+    return relation if lo is None else f"(SELECT * FROM {relation} p WHERE listener_id BETWEEN {lo} AND {hi})"
 
 
 @dataclass
@@ -116,18 +126,17 @@ def filter_chain(stage: StageSession, unified: str, chain: list[CandidateFilter]
     parts = []
     passes = listener_passes(stage)
     for i, (lo, hi) in enumerate(passes):
-        def only(relation: str) -> str:  # the pass's listeners: every join but the tracks' is on the listener
-            return relation if lo is None else f"(SELECT * FROM {relation} p WHERE listener_id BETWEEN {lo} AND {hi})"
-        # One join of the large tables a step: a step holding them all ran DuckDB out of memory at its limit.
-        stage.create(f"listener_signals_{i}", listener_signals_sql(only(unified), only("listeners")))
-        stage.create(f"candidates_{i}", candidates_sql(f"listener_signals_{i}", only(f"({answered})"),
-                                                       only(f"({prior})")))
-        chained = chain_query(chain, f"candidates_{i}", SqlChain(tuple(program.marketplaces)))
+        # A pass's joins in one query: a pass's listeners fit in memory, and a step of its own for each join
+        # (written to scratch and read back) cost 0.4 s at 1x and 4 s at 20x.
+        signals = f"({listener_signals_sql(only(unified, lo, hi), only('listeners', lo, hi))})"
+        candidates = f"({candidates_sql(signals, only(f'({answered})', lo, hi), only(f'({prior})', lo, hi))})"
+        chained = chain_query(chain, candidates, SqlChain(tuple(program.marketplaces)))
         stage.create(f"decided_{i}", f"SELECT listener_id, track_id, removed_by, reason, {', '.join(KEPT_SIGNALS)} "
                                      f"FROM ({chained}) c")
         parts.append(f"SELECT * FROM decided_{i}")
         if len(passes) > 1:  # the kept pairs' columns, a pass at a time too
-            stage.create(f"kept_{i}", kept_sql(f"decided_{i}", only(unified), KEPT_SIGNALS, only("listeners")))
+            stage.create(f"kept_{i}", kept_sql(f"decided_{i}", only(unified, lo, hi), KEPT_SIGNALS,
+                                               only("listeners", lo, hi)))
     decided = f"({' UNION ALL '.join(parts)})"
     # One pass: in listener and track order. Several: each pass's in that order (a global sort of a 20x
     # day's kept rows ran DuckDB out of memory at its limit; nothing downstream needs it).

@@ -33,9 +33,10 @@ def _name(name: str) -> str:
 
 
 class DuckDBStageSession(StageSession):
-    # A pass's joins fit DuckDB's memory limit: at 20x (16M listeners, 30M pairs) the filter stage took 50 s
-    # in passes of 2M listeners against 111 s in one, spilling. The seed's day (800K listeners) is one pass.
-    listeners_per_pass = 2_000_000
+    # A pass's groups and joins fit DuckDB's memory limit: at 20x (16M listeners, 30M pairs) the filter stage
+    # took 111 s in one pass, spilling, 42 s in passes of 2M listeners and 29 s in passes of 1M over a unify
+    # clustered the same way. The seed's day (800K listeners) is one pass.
+    listeners_per_pass = 1_000_000
 
     def __init__(self, warehouse_path: str, memory_limit: str, spill_dir: str, threads: int | None, describe: str):
         self._describe = describe
