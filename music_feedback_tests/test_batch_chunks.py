@@ -26,7 +26,7 @@ STAGES = ("listener_features", "track_features", "scored_candidates", "stored_ca
 @pytest.mark.unit
 def test_chunk_rows_setting(monkeypatch):
     monkeypatch.delenv(settings.BATCH_CHUNK_ROWS_VAR, raising=False)
-    assert settings.batch_chunk_rows() == settings.DEFAULT_BATCH_CHUNK_ROWS == 150_000
+    assert settings.batch_chunk_rows() == settings.DEFAULT_BATCH_CHUNK_ROWS == 200_000
     monkeypatch.setenv(settings.BATCH_CHUNK_ROWS_VAR, "1000")
     assert settings.batch_chunk_rows() == 1000
     for bad in ("0", "many"):

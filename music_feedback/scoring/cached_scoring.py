@@ -28,13 +28,15 @@ def score_with_cache(program: Program, scorer: Scorer, cache: ScoreCache, frame:
     versions = versions_key(models["propensity"].version, models["affinity"].version)
     keyed = frame.with_columns(feature_fingerprint(frame, model_inputs(models)))
     hits = cache.lookup(program.program_id, versions, keyed.select(KEY), now)
-    misses = keyed.join(hits.select(KEY), on=list(KEY), how="anti")
+    # Nothing cached (a first run, new champions): no join, and no copy of the chunk for each.
+    misses = keyed.join(hits.select(KEY), on=list(KEY), how="anti") if hits.height else keyed
     scored = {role: scorer.predict(models[role], misses, program.scoring.batch_size,
                                    endpoint=program.model(role).endpoint_name) for role in ROLES}
-    fresh = misses.select(KEY).with_columns(
-        pl.Series("propensity_score", scored["propensity"], dtype=pl.Float64),
-        pl.Series("affinity_score", scored["affinity"], dtype=pl.Float64))
-    out = keyed.join(pl.concat([hits, fresh]), on=list(KEY), how="left").drop(FINGERPRINT)
+    scores = [pl.Series("propensity_score", scored["propensity"], dtype=pl.Float64),
+              pl.Series("affinity_score", scored["affinity"], dtype=pl.Float64)]
+    fresh = misses.select(KEY).with_columns(scores)
+    out = (keyed.join(pl.concat([hits, fresh]), on=list(KEY), how="left") if hits.height
+           else keyed.with_columns(scores)).drop(FINGERPRINT)
     cache.store(program.program_id, versions, fresh, now)
     n = max(frame.height, 1)
     return out, {"score_cache_hits": hits.height, "scored_now": fresh.height,

@@ -161,7 +161,11 @@ class SQLiteCandidateStore(CandidateStore):
         # isolation_level=None: transactions are explicit (see _write).
         with closing(sqlite3.connect(self.path, isolation_level=None, timeout=self.lock_wait_s)) as conn:
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA cache_size=-131072")  # 128 MiB: index builds sort in memory
+            # Index builds sort in memory up to the cache, beyond it on two threads (merging sorted runs): a
+            # 20x day's three indexes took 11.8 s at 64 MiB on two threads, 14.9 s at 128 MiB on one, in the
+            # same memory. A 1x day sorts in memory either way.
+            conn.execute("PRAGMA cache_size=-65536")
+            conn.execute("PRAGMA threads=2")
             if (os.getpid(), self.path) not in _READY:  # once per process: the feedback API writes per request
                 conn.execute(f"PRAGMA page_size={PAGE_BYTES}")  # takes effect only in a new, empty file
                 conn.execute("PRAGMA journal_mode=WAL")
