@@ -76,6 +76,15 @@ def test_guard_counts_every_policy_whatever_the_chain():
     # 1 has one prior request: its second pair is over; 5 has one of its own: its second is over; 6 is unknown
     assert got == {"null_keys": 0, "unknown_or_untrusted": 3, "opted_out": 3, "over_weekly_cap": 2}
 
+    # A large day is judged a listener range at a time (warehouse_stages.filter_chain): the same counts.
+    def in_range(lo, hi):
+        def within(relation):
+            return f"(SELECT * FROM {relation} r WHERE listener_id BETWEEN {lo} AND {hi})"
+        sql = guard_sql(within("kept"), policy, "p", day, within=within)
+        return con.sql(sql).pl().row(0, named=True)
+    ranges = [in_range(1, 4), in_range(5, 9)]
+    assert {k: sum(int(r[k] or 0) for r in ranges) for k in GUARD_STATS} == got
+
 
 def test_policy_violations_read_signals_and_count_todays_sends():
     signals = pl.DataFrame({"listener_id": [1, 2, 3, 4, 5], "opted_out": [False, True, False, False, False],

@@ -50,7 +50,7 @@ def listener_signals_sql(unified: str, listeners: str = "listeners") -> str:
     """The unified pairs narrowed to what the filters read (filters/sql.SIGNALS, the marketplace and the
     cap's order; a chain carrying every column of 1.5M pairs through its window took seconds), with the
     listener's signals. `own_suppressed` (listener_id) is the program's own unsubscribes, uploaded for the
-    session. A step of its own: the listeners' table is the largest side of the chain's joins."""
+    session. The listeners' table is the largest side of the chain's joins: on DuckDB a pass takes a range."""
     return f"""
         SELECT u.listener_id, u.track_id, {', '.join(f'u.{c}' for c in RANKED_BY)}, l.marketplace,
                l.bot_score, l.is_authentic, (l.opted_out OR s.listener_id IS NOT NULL) AS opted_out,

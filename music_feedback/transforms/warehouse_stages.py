@@ -14,7 +14,7 @@ from music_feedback.filters.base import CandidateFilter
 from music_feedback.filters.sql import SqlChain, chain_query
 from music_feedback.io.chunks import FrameChunks
 from music_feedback.policy.contact import ContactPolicy, batch_window
-from music_feedback.policy.guard import guard_sql
+from music_feedback.policy.guard import GUARD_STATS, guard_sql
 from music_feedback.programs.model import Program
 from music_feedback.transforms.stage_sql import (candidates_sql, extract_sql, kept_sql, listener_signals_sql,
                                                  rejected_sql, unify_sql)
@@ -144,9 +144,14 @@ def filter_chain(stage: StageSession, unified: str, chain: list[CandidateFilter]
                  " UNION ALL ".join(f"SELECT * FROM kept_{i}" for i in range(len(passes))))
     counts = stage.fetch(f"SELECT removed_by, reason, COUNT(*) AS n FROM {decided} d GROUP BY removed_by, reason "
                          "ORDER BY removed_by, reason")
-    kept = f"(SELECT listener_id, track_id FROM {decided} d WHERE reason IS NULL)"
-    guard = {k: int(v or 0) for k, v in stage.fetch(
-        guard_sql(kept, ContactPolicy.of_chain(chain), program.program_id, day)).row(0, named=True).items()}
+    # The guard a pass at a time too: its joins and its window are on the listener (over a 50x day's 9.9M kept
+    # pairs at once it ran DuckDB out of memory at its limit, one run in two).
+    guard = dict.fromkeys(GUARD_STATS, 0)
+    for i, (lo, hi) in enumerate(passes):
+        kept = f"(SELECT listener_id, track_id FROM decided_{i} d WHERE reason IS NULL)"
+        stats = stage.fetch(guard_sql(kept, ContactPolicy.of_chain(chain), program.program_id, day,
+                                      within=lambda relation: only(relation, lo, hi))).row(0, named=True)
+        guard = {k: guard[k] + int(stats[k] or 0) for k in GUARD_STATS}
     decisions = ("SELECT listener_id, track_id, 'filter' AS stage, removed_by AS filter, reason, "
                  f"{date_literal(day)} AS batch_date FROM {decided} d WHERE reason IS NOT NULL")
     return Decided(counts, guard, stage.output(kept_rows, kept_path, partition),

@@ -12,7 +12,7 @@ from music_feedback.io.chunks import FrameChunks
 
 class StageSession:
     """One connection's worth of stage work. Names given to `upload` and `create` live for the session."""
-    # Listeners the filter chain takes in one pass (transforms/warehouse_stages.listener_passes); None: all.
+    # Listeners the unify and the chain take in one pass (warehouse_stages.listener_passes); None: all.
     listeners_per_pass: int | None = None
 
     def upload(self, name: str, frame: pl.DataFrame) -> None:
