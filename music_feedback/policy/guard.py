@@ -9,7 +9,7 @@ from music_feedback.warehouse.queries import recent_request_counts_sql
 GUARD_STATS = ("null_keys", "unknown_or_untrusted", "opted_out", "over_weekly_cap")
 
 
-def guard_sql(kept: str, policy: ContactPolicy, program_id: str, day: date, listeners: str = "listeners",
+def guard_sql(kept: str, policy: ContactPolicy, program_id: str, day: date,
               within=lambda relation: relation) -> str:
     """The kept pairs (`kept`: listener_id, track_id) joined to contact signals read afresh from the warehouse
     and the program's own ledger (the session's own_* tables), counted by what contact policy forbids:
@@ -30,7 +30,7 @@ def guard_sql(kept: str, policy: ContactPolicy, program_id: str, day: date, list
                      COALESCE(r.prior_requests, 0) + COALESCE(o.requests, 0) AS prior,
                      ROW_NUMBER() OVER (PARTITION BY k.listener_id ORDER BY k.track_id) AS position
               FROM {kept} k
-              LEFT JOIN {within(listeners)} l ON l.listener_id = k.listener_id
+              LEFT JOIN {within('listeners')} l ON l.listener_id = k.listener_id
               LEFT JOIN (SELECT DISTINCT listener_id FROM own_suppressed) s ON s.listener_id = k.listener_id
               LEFT JOIN {requests} r ON r.listener_id = k.listener_id
               LEFT JOIN (SELECT listener_id, SUM(requests) AS requests FROM own_contacts GROUP BY listener_id) o

@@ -46,37 +46,30 @@ def unify_sql(raw: str, program_id: str, day: date, connector_id: str) -> str:
 RANKED_BY = ("play_count", "completion_rate", "last_played_at")
 
 
-def listener_signals_sql(unified: str, listeners: str = "listeners") -> str:
+def candidates_sql(unified: str, listeners: str, answered: str, prior_requests: str) -> str:
     """The unified pairs narrowed to what the filters read (filters/sql.SIGNALS, the marketplace and the
     cap's order; a chain carrying every column of 1.5M pairs through its window took seconds), with the
-    listener's signals. `own_suppressed` (listener_id) is the program's own unsubscribes, uploaded for the
-    session. The listeners' table is the largest side of the chain's joins: on DuckDB a pass takes a range."""
+    listener's signals, the track's eligibility, whether the pair was answered and the listener's prior
+    requests. `answered` (listener_id, track_id, distinct) and `prior_requests` (listener_id, prior_requests,
+    one row a listener) are the warehouse's; `own_suppressed`, `own_answered` and `own_contacts` the program's
+    own ledger, uploaded for the session and joined apart (a union of the two, grouped again, ran out of
+    memory at 20x). The listeners' table is the largest side of the joins: on DuckDB a pass takes a range."""
     return f"""
         SELECT u.listener_id, u.track_id, {', '.join(f'u.{c}' for c in RANKED_BY)}, l.marketplace,
                l.bot_score, l.is_authentic, (l.opted_out OR s.listener_id IS NOT NULL) AS opted_out,
-               l.engagement_score AS listener_engagement
-        FROM {unified} u
-        LEFT JOIN {listeners} l ON l.listener_id = u.listener_id
-        LEFT JOIN (SELECT DISTINCT listener_id FROM own_suppressed) s ON s.listener_id = u.listener_id"""
-
-
-def candidates_sql(signals: str, answered: str, prior_requests: str) -> str:
-    """`listener_signals_sql`'s pairs with the track's eligibility, whether the pair was answered and the
-    listener's prior requests. `answered` (listener_id, track_id, distinct) and `prior_requests` (listener_id,
-    prior_requests, one row a listener) are the warehouse's; `own_answered` and `own_contacts` the program's
-    own ledger, joined apart (a union of the two, grouped again, ran out of memory at 20x)."""
-    return f"""
-        SELECT c.*, t.feedback_eligible,
+               l.engagement_score AS listener_engagement, t.feedback_eligible,
                (a.listener_id IS NOT NULL OR oa.listener_id IS NOT NULL) AS answered,
                COALESCE(r.prior_requests, 0) + COALESCE(oc.requests, 0) AS prior_requests
-        FROM {signals} c
-        LEFT JOIN tracks t ON t.track_id = c.track_id
-        LEFT JOIN ({answered}) a ON a.listener_id = c.listener_id AND a.track_id = c.track_id
+        FROM {unified} u
+        LEFT JOIN {listeners} l ON l.listener_id = u.listener_id
+        LEFT JOIN (SELECT DISTINCT listener_id FROM own_suppressed) s ON s.listener_id = u.listener_id
+        LEFT JOIN tracks t ON t.track_id = u.track_id
+        LEFT JOIN ({answered}) a ON a.listener_id = u.listener_id AND a.track_id = u.track_id
         LEFT JOIN (SELECT DISTINCT listener_id, track_id FROM own_answered) oa
-               ON oa.listener_id = c.listener_id AND oa.track_id = c.track_id
-        LEFT JOIN ({prior_requests}) r ON r.listener_id = c.listener_id
+               ON oa.listener_id = u.listener_id AND oa.track_id = u.track_id
+        LEFT JOIN ({prior_requests}) r ON r.listener_id = u.listener_id
         LEFT JOIN (SELECT listener_id, CAST(SUM(requests) AS BIGINT) AS requests FROM own_contacts
-                   GROUP BY listener_id) oc ON oc.listener_id = c.listener_id"""
+                   GROUP BY listener_id) oc ON oc.listener_id = u.listener_id"""
 
 
 def kept_sql(decided: str, unified: str, signals, listeners: str = "listeners") -> str:

@@ -16,8 +16,7 @@ from music_feedback.io.chunks import FrameChunks
 from music_feedback.policy.contact import ContactPolicy, batch_window
 from music_feedback.policy.guard import GUARD_STATS, guard_sql
 from music_feedback.programs.model import Program
-from music_feedback.transforms.stage_sql import (candidates_sql, extract_sql, kept_sql, listener_signals_sql,
-                                                 rejected_sql, unify_sql)
+from music_feedback.transforms.stage_sql import candidates_sql, extract_sql, kept_sql, rejected_sql, unify_sql
 from music_feedback.transforms.validate import EXTRACT_COLUMNS, malformed_rows_query
 from music_feedback.warehouse import queries as q
 from music_feedback.warehouse.port import WarehouseError, bind_batch_window, date_literal
@@ -128,9 +127,9 @@ def filter_chain(stage: StageSession, unified: str, chain: list[CandidateFilter]
     for i, (lo, hi) in enumerate(passes):
         # A pass's joins in one query: a pass's listeners fit in memory, and a step of its own for each join
         # (written to scratch and read back) cost 0.4 s at 1x and 4 s at 20x.
-        signals = f"({listener_signals_sql(only(unified, lo, hi), only('listeners', lo, hi))})"
-        candidates = f"({candidates_sql(signals, only(f'({answered})', lo, hi), only(f'({prior})', lo, hi))})"
-        chained = chain_query(chain, candidates, SqlChain(tuple(program.marketplaces)))
+        candidates = candidates_sql(only(unified, lo, hi), only("listeners", lo, hi), only(f"({answered})", lo, hi),
+                                    only(f"({prior})", lo, hi))
+        chained = chain_query(chain, f"({candidates})", SqlChain(tuple(program.marketplaces)))
         stage.create(f"decided_{i}", f"SELECT listener_id, track_id, removed_by, reason, {', '.join(KEPT_SIGNALS)} "
                                      f"FROM ({chained}) c")
         parts.append(f"SELECT * FROM decided_{i}")
@@ -146,10 +145,10 @@ def filter_chain(stage: StageSession, unified: str, chain: list[CandidateFilter]
                          "ORDER BY removed_by, reason")
     # The guard a pass at a time too: its joins and its window are on the listener (over a 50x day's 9.9M kept
     # pairs at once it ran DuckDB out of memory at its limit, one run in two).
-    guard = dict.fromkeys(GUARD_STATS, 0)
+    guard, policy = dict.fromkeys(GUARD_STATS, 0), ContactPolicy.of_chain(chain)
     for i, (lo, hi) in enumerate(passes):
         kept = f"(SELECT listener_id, track_id FROM decided_{i} d WHERE reason IS NULL)"
-        stats = stage.fetch(guard_sql(kept, ContactPolicy.of_chain(chain), program.program_id, day,
+        stats = stage.fetch(guard_sql(kept, policy, program.program_id, day,
                                       within=lambda relation: only(relation, lo, hi))).row(0, named=True)
         guard = {k: guard[k] + int(stats[k] or 0) for k in GUARD_STATS}
     decisions = ("SELECT listener_id, track_id, 'filter' AS stage, removed_by AS filter, reason, "
