@@ -52,12 +52,13 @@ def test_feature_hydration_in_tiny_chunks_equals_one_chunk(small_warehouse):
     program = load_programs()[0]
     listeners = wh.fetch("SELECT listener_id FROM listeners")["listener_id"].gather_every(3)
     tracks = wh.fetch("SELECT track_id FROM tracks")["track_id"].gather_every(2)
-    for build, ids in ((f.listener_features, listeners), (f.track_features, tracks)):
-        whole = build(wh, program.program_id, BATCH_DAY, ids)
-        assert whole.height == ids.n_unique()
-        assert_frame_equal(build(wh, program.program_id, BATCH_DAY, ids, 37), whole)
-        empty = build(wh, program.program_id, BATCH_DAY, ids.clear(), 37)
-        assert empty.height == 0 and empty.schema == whole.schema
+    with wh.session():  # as the features step reads: one connection for all the chunks' queries
+        for build, ids in ((f.listener_features, listeners), (f.track_features, tracks)):
+            whole = build(wh, program.program_id, BATCH_DAY, ids)
+            assert whole.height == ids.n_unique()
+            assert_frame_equal(build(wh, program.program_id, BATCH_DAY, ids, 37), whole)
+            empty = build(wh, program.program_id, BATCH_DAY, ids.clear(), 37)
+            assert empty.height == 0 and empty.schema == whole.schema
 
 
 def _rows(n: int, start: int = 0, version: str = "p@1") -> pl.DataFrame:

@@ -57,3 +57,23 @@ def test_a_stage_session_streams_its_steps_to_disk_and_leaves_nothing(small_ware
     assert local.rows == chunked.rows == count > 100
     assert pl.read_parquet(tmp_path / "pairs.parquet").equals(pl.read_parquet(io.BytesIO(buffer.getvalue())))
     assert local.metadata()["dagster/row_count"] == count and local.sample.height == 5
+
+
+@pytest.mark.unit
+def test_a_stage_session_on_a_missing_or_unreadable_warehouse_names_the_fix(tmp_path):
+    """The session attaches the file itself (no extra open first): either failure still names the command
+    that fixes it, and leaves no scratch folder behind."""
+    from music_feedback.warehouse.duckdb_warehouse import DuckDBWarehouse
+    from music_feedback.warehouse.port import WarehouseError
+    spill = tmp_path / "spill"
+    missing = DuckDBWarehouse(path=str(tmp_path / "none.duckdb"), spill_dir=str(spill))
+    with pytest.raises(WarehouseError, match="does not exist: build it with `music-feedback warehouse seed`"):
+        with missing.stage_session():
+            pass
+    garbage = tmp_path / "garbage.duckdb"
+    garbage.write_bytes(b"not a database" * 1000)
+    with pytest.raises(WarehouseError, match=r"cannot be opened \(.*\); rebuild it with "
+                                             r"`music-feedback warehouse seed --force`"):
+        with DuckDBWarehouse(path=str(garbage), spill_dir=str(spill)).stage_session():
+            pass
+    assert not list(spill.glob("stage-*"))

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import duckdb
 import polars as pl
@@ -38,7 +38,8 @@ class DuckDBStageSession(StageSession):
     # clustered the same way. The seed's day (800K listeners) is one pass.
     listeners_per_pass = 1_000_000
 
-    def __init__(self, warehouse_path: str, memory_limit: str, spill_dir: str, threads: int | None, describe: str):
+    def __init__(self, warehouse_path: str, memory_limit: str, spill_dir: str, threads: int | None, describe: str,
+                 unreadable: Callable[[Exception], Exception] = WarehouseError):
         self._describe = describe
         Path(spill_dir).mkdir(parents=True, exist_ok=True)
         # What `create` makes lives here as Parquet, not as in-memory tables: a day's 30M decided pairs in a
@@ -49,7 +50,11 @@ class DuckDBStageSession(StageSession):
         if threads:
             config["threads"] = threads
         self._con = duckdb.connect(":memory:", config=config)
-        self._run(f"ATTACH {_quoted(warehouse_path)} AS warehouse (READ_ONLY)")
+        try:
+            self._con.execute(f"ATTACH {_quoted(warehouse_path)} AS warehouse (READ_ONLY)")
+        except duckdb.Error as exc:
+            self.close()
+            raise unreadable(exc) from None
         self._run("USE warehouse")
         self._uploads: list[str] = []
 
