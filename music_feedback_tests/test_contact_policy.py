@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from music_feedback.policy.guard import GUARD_STATS, guard_sql
+from music_feedback.warehouse.queries import listeners_between
 from music_feedback.filters import build_chain
 from music_feedback.filters.opt_out import OptOutFilter
 from music_feedback.policy import ContactPolicy, policy_violations
@@ -78,9 +79,7 @@ def test_guard_counts_every_policy_whatever_the_chain():
 
     # A large day is judged a listener range at a time (warehouse_stages.filter_chain): the same counts.
     def in_range(lo, hi):
-        def within(relation):
-            return f"(SELECT * FROM {relation} r WHERE listener_id BETWEEN {lo} AND {hi})"
-        sql = guard_sql(within("kept"), policy, "p", day, within=within)
+        sql = guard_sql(listeners_between("kept", lo, hi), policy, "p", day, listeners=(lo, hi))
         return con.sql(sql).pl().row(0, named=True)
     ranges = [in_range(1, 4), in_range(5, 9)]
     assert {k: sum(int(r[k] or 0) for r in ranges) for k in GUARD_STATS} == got

@@ -19,6 +19,7 @@ from music_feedback.programs.model import Program
 from music_feedback.transforms.stage_sql import candidates_sql, extract_sql, kept_sql, rejected_sql, unify_sql
 from music_feedback.transforms.validate import EXTRACT_COLUMNS, malformed_rows_query
 from music_feedback.warehouse import queries as q
+from music_feedback.warehouse.queries import listeners_between
 from music_feedback.warehouse.port import WarehouseError, bind_batch_window, date_literal
 from music_feedback.warehouse.stage import StageSession
 
@@ -60,8 +61,8 @@ def unify(stage: StageSession, raw: str, program: Program, day: date, path: Path
     memory, and the output comes out clustered by range, so each of the filter's passes reads only its own
     row groups (at 20x, 29 s for the chain instead of 38 s reading the whole day each pass)."""
     raw_rows = int(stage.fetch(f"SELECT COUNT(*) AS n FROM {raw} r")["n"][0])
-    sql = " UNION ALL ".join(unify_sql(only(raw, lo, hi), program.program_id, day, program.connector.connector_id)
-                             for lo, hi in listener_passes(stage))
+    sql = " UNION ALL ".join(unify_sql(listeners_between(raw, lo, hi), program.program_id, day,
+                                       program.connector.connector_id) for lo, hi in listener_passes(stage))
     return raw_rows, stage.output(sql, path, partition)
 
 
@@ -88,11 +89,6 @@ def listener_passes(stage: StageSession) -> list[tuple[int | None, int | None]]:
         return [(None, None)]
     step = -(-(int(hi) - int(lo) + 1) // passes)
     return [(a, min(a + step - 1, int(hi))) for a in range(int(lo), int(hi) + 1, step)]
-
-
-def only(relation: str, lo: int | None, hi: int | None) -> str:
-    """`relation`'s rows of the listeners lo..hi (all of them when lo is None)."""
-    return relation if lo is None else f"(SELECT * FROM {relation} p WHERE listener_id BETWEEN {lo} AND {hi})"
 
 
 @dataclass
@@ -127,15 +123,15 @@ def filter_chain(stage: StageSession, unified: str, chain: list[CandidateFilter]
     for i, (lo, hi) in enumerate(passes):
         # A pass's joins in one query: a pass's listeners fit in memory, and a step of its own for each join
         # (written to scratch and read back) cost 0.4 s at 1x and 4 s at 20x.
-        candidates = candidates_sql(only(unified, lo, hi), only("listeners", lo, hi), only(f"({answered})", lo, hi),
-                                    only(f"({prior})", lo, hi))
+        sides = (unified, "listeners", f"({answered})", f"({prior})")
+        candidates = candidates_sql(*(listeners_between(side, lo, hi) for side in sides))
         chained = chain_query(chain, f"({candidates})", SqlChain(tuple(program.marketplaces)))
         stage.create(f"decided_{i}", f"SELECT listener_id, track_id, removed_by, reason, {', '.join(KEPT_SIGNALS)} "
                                      f"FROM ({chained}) c")
         parts.append(f"SELECT * FROM decided_{i}")
         if len(passes) > 1:  # the kept pairs' columns, a pass at a time too
-            stage.create(f"kept_{i}", kept_sql(f"decided_{i}", only(unified, lo, hi), KEPT_SIGNALS,
-                                               only("listeners", lo, hi)))
+            stage.create(f"kept_{i}", kept_sql(f"decided_{i}", listeners_between(unified, lo, hi),
+                                               KEPT_SIGNALS, listeners_between("listeners", lo, hi)))
     decided = f"({' UNION ALL '.join(parts)})"
     # One pass: in listener and track order. Several: each pass's in that order (a global sort of a 20x
     # day's kept rows ran DuckDB out of memory at its limit; nothing downstream needs it).
@@ -149,7 +145,7 @@ def filter_chain(stage: StageSession, unified: str, chain: list[CandidateFilter]
     for i, (lo, hi) in enumerate(passes):
         kept = f"(SELECT listener_id, track_id FROM decided_{i} d WHERE reason IS NULL)"
         stats = stage.fetch(guard_sql(kept, policy, program.program_id, day,
-                                      within=lambda relation: only(relation, lo, hi))).row(0, named=True)
+                                      listeners=(lo, hi))).row(0, named=True)
         guard = {k: guard[k] + int(stats[k] or 0) for k in GUARD_STATS}
     decisions = ("SELECT listener_id, track_id, 'filter' AS stage, removed_by AS filter, reason, "
                  f"{date_literal(day)} AS batch_date FROM {decided} d WHERE reason IS NOT NULL")

@@ -11,6 +11,12 @@ from music_feedback.warehouse.port import (Warehouse, date_literal, release_wind
 FEEDBACK_HISTORY_DAYS = 90
 
 
+def listeners_between(relation: str, lo: int | None, hi: int | None) -> str:
+    """`relation`'s rows of the listeners lo..hi (all of them when lo is None): a stage run a listener range
+    at a time (transforms/warehouse_stages.listener_passes) reads each table through this."""
+    return relation if lo is None else f"(SELECT * FROM {relation} p WHERE listener_id BETWEEN {lo} AND {hi})"
+
+
 def _fetch(wh: Warehouse, table: str, columns: list[str], sql: str) -> pl.DataFrame:
     wh.require(table, columns)
     return wh.fetch(sql)
